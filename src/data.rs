@@ -1,0 +1,201 @@
+//! Built-in synthetic tasks, seeded: teacher–student regression and a Gaussian-cluster
+//! classification task (DESIGN §3–4: "same networks, same data").
+
+use crate::activation::Activation;
+use crate::error::ModelError;
+use crate::network::{Architecture, Init, Loss, Network};
+use nalgebra::DVector;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+/// One example `(x, y)`; for classification `y` is one-hot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub x: DVector<f64>,
+    pub y: DVector<f64>,
+}
+
+/// A finite data set split into training and test examples.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub train: Vec<Example>,
+    pub test: Vec<Example>,
+    /// Whether `y` is a one-hot class label (accuracy is meaningful).
+    pub classification: bool,
+}
+
+/// A synthetic task description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+pub enum Task {
+    /// Regression onto a random teacher network `y = teacher(x)`, `x ~ N(0, I)`.
+    TeacherStudent {
+        /// Teacher widths `n_0..=n_L` (the student usually has the same).
+        widths: Vec<usize>,
+        /// Teacher hidden activation.
+        #[serde(default)]
+        activation: Activation,
+        /// Teacher weights are `N(0, gain²/fan_in)`; gain > 1 makes the map more non-linear.
+        gain: f64,
+    },
+    /// `classes` Gaussian clusters in `dim` dimensions: means `N(0, separation²·I/dim)·√dim`,
+    /// unit-variance noise; `y` is one-hot.
+    Clusters {
+        dim: usize,
+        classes: usize,
+        separation: f64,
+    },
+}
+
+impl Task {
+    /// Input and output widths `(n_0, n_L)` the task requires.
+    pub fn io_widths(&self) -> (usize, usize) {
+        match self {
+            Task::TeacherStudent { widths, .. } => (widths[0], *widths.last().unwrap_or(&0)),
+            Task::Clusters { dim, classes, .. } => (*dim, *classes),
+        }
+    }
+
+    /// The loss that fits the task (`mse` for regression, `softmax_ce` for clusters).
+    pub fn natural_loss(&self) -> Loss {
+        match self {
+            Task::TeacherStudent { .. } => Loss::Mse,
+            Task::Clusters { .. } => Loss::SoftmaxCe,
+        }
+    }
+
+    /// Draws `n_train + n_test` examples with the given seed.
+    pub fn generate(&self, n_train: usize, n_test: usize, seed: u64) -> Result<Dataset, ModelError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        match self {
+            Task::TeacherStudent {
+                widths,
+                activation,
+                gain,
+            } => {
+                if !gain.is_finite() || *gain <= 0.0 {
+                    return Err(ModelError::Invalid {
+                        field: "task.gain".into(),
+                        message: format!("must be a positive number, got {gain}"),
+                    });
+                }
+                let arch = Architecture::new(widths, *activation, Loss::Mse).map_err(|e| {
+                    ModelError::Invalid {
+                        field: "task.widths".into(),
+                        message: e.to_string(),
+                    }
+                })?;
+                let teacher = Network::new(arch, Init::Gaussian { gain: *gain }, rng.random())?;
+                let draw = |rng: &mut ChaCha8Rng| {
+                    let x = DVector::from_fn(widths[0], |_, _| StandardNormal.sample(rng));
+                    let y = teacher.predict(&x);
+                    Example { x, y }
+                };
+                let train = (0..n_train).map(|_| draw(&mut rng)).collect();
+                let test = (0..n_test).map(|_| draw(&mut rng)).collect();
+                Ok(Dataset {
+                    train,
+                    test,
+                    classification: false,
+                })
+            }
+            Task::Clusters {
+                dim,
+                classes,
+                separation,
+            } => {
+                if *dim == 0 || *classes < 2 {
+                    return Err(ModelError::Invalid {
+                        field: "task".into(),
+                        message: format!("clusters need dim ≥ 1 and classes ≥ 2, got dim {dim}, classes {classes}"),
+                    });
+                }
+                let means: Vec<DVector<f64>> = (0..*classes)
+                    .map(|_| {
+                        DVector::from_fn(*dim, |_, _| {
+                            let z: f64 = StandardNormal.sample(&mut rng);
+                            separation * z
+                        })
+                    })
+                    .collect();
+                let draw = |rng: &mut ChaCha8Rng| {
+                    let c = rng.random_range(0..*classes);
+                    let x = DVector::from_fn(*dim, |i, _| {
+                        let z: f64 = StandardNormal.sample(rng);
+                        means[c][i] + z
+                    });
+                    let mut y = DVector::zeros(*classes);
+                    y[c] = 1.0;
+                    Example { x, y }
+                };
+                let train = (0..n_train).map(|_| draw(&mut rng)).collect();
+                let test = (0..n_test).map(|_| draw(&mut rng)).collect();
+                Ok(Dataset {
+                    train,
+                    test,
+                    classification: true,
+                })
+            }
+        }
+    }
+}
+
+/// Mean loss and (for classification) accuracy of `net` on `examples`.
+pub fn evaluate(net: &Network, examples: &[Example], classification: bool) -> (f64, f64) {
+    if examples.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let loss = net.arch().loss;
+    let mut total = 0.0;
+    let mut correct = 0usize;
+    for ex in examples {
+        let out = net.predict(&ex.x);
+        total += loss.value(&out, &ex.y);
+        if classification && out.imax() == ex.y.imax() {
+            correct += 1;
+        }
+    }
+    let n = examples.len() as f64;
+    let acc = if classification {
+        correct as f64 / n
+    } else {
+        f64::NAN
+    };
+    (total / n, acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_are_reproducible_from_their_seed() {
+        let task = Task::TeacherStudent {
+            widths: vec![4, 6, 3],
+            activation: Activation::Tanh,
+            gain: 1.5,
+        };
+        let a = task.generate(5, 2, 11).unwrap();
+        let b = task.generate(5, 2, 11).unwrap();
+        let c = task.generate(5, 2, 12).unwrap();
+        assert_eq!(a.train, b.train);
+        assert_ne!(a.train, c.train);
+        assert_eq!(a.train[0].y.len(), 3);
+    }
+
+    #[test]
+    fn clusters_are_one_hot_and_separable_when_far_apart() {
+        let task = Task::Clusters {
+            dim: 5,
+            classes: 3,
+            separation: 10.0,
+        };
+        let d = task.generate(50, 10, 1).unwrap();
+        for ex in &d.train {
+            assert_eq!(ex.y.sum(), 1.0);
+        }
+        assert!(d.classification);
+    }
+}
