@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 /// assert!((Activation::Softplus.apply(0.0) - 2f64.ln()).abs() < 1e-15);
 /// assert!((Activation::Softplus.derivative(0.0) - 0.5).abs() < 1e-15);
 /// ```
+///
+/// In JSON an activation is a string: `"tanh"`, `"linear"`, `"softplus"`, `"leaky_relu"`
+/// (slope 0.01) or `"leaky_relu:0.1"`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(try_from = "String", into = "String")]
 pub enum Activation {
     /// `σ(v) = tanh v` (the default for hidden layers).
     #[default]
@@ -100,6 +103,24 @@ impl Activation {
     }
 }
 
+impl TryFrom<String> for Activation {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Activation::parse(&s).ok_or_else(|| {
+            format!("unknown activation \"{s}\"; use tanh, linear, softplus, leaky_relu or leaky_relu:<slope>")
+        })
+    }
+}
+
+impl From<Activation> for String {
+    fn from(a: Activation) -> String {
+        match a {
+            Activation::LeakyRelu { slope } if slope != 0.01 => format!("leaky_relu:{slope}"),
+            other => other.name().to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +152,10 @@ mod tests {
             Some(Activation::LeakyRelu { slope: 0.2 })
         );
         assert_eq!(Activation::parse("relu6"), None);
+        let json = serde_json::to_string(&Activation::LeakyRelu { slope: 0.2 }).unwrap();
+        assert_eq!(json, "\"leaky_relu:0.2\"");
+        let back: Activation = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, Activation::LeakyRelu { slope: 0.2 });
+        assert!(serde_json::from_str::<Activation>("\"relu6\"").is_err());
     }
 }

@@ -67,7 +67,12 @@ impl Task {
     }
 
     /// Draws `n_train + n_test` examples with the given seed.
-    pub fn generate(&self, n_train: usize, n_test: usize, seed: u64) -> Result<Dataset, ModelError> {
+    pub fn generate(
+        &self,
+        n_train: usize,
+        n_test: usize,
+        seed: u64,
+    ) -> Result<Dataset, ModelError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         match self {
             Task::TeacherStudent {

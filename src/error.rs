@@ -53,25 +53,66 @@ pub enum TargetError {
     },
 }
 
-/// File and format errors around weights and configuration files.
+/// File and format errors around weights and configuration files. The cause is part of the
+/// message (not a `source`), so it is printed once.
 #[derive(Debug, Error)]
 pub enum IoError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: not valid JSON for {what}: {source}")]
+    #[error("{path}: not valid JSON for {what}: {cause}")]
     Json {
         path: PathBuf,
         what: &'static str,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
-    #[error("{path}: {source}")]
-    Model { path: PathBuf, source: ModelError },
+    #[error("{path}: {cause}")]
+    Model { path: PathBuf, cause: ModelError },
+}
+
+/// An invalid configuration value, named by its JSON path (`algorithms[1].beta`).
+#[derive(Debug, Error, PartialEq, Clone)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at `path` with a message that says what is wrong and how to fix it.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks that `value` is finite and at least `min`.
+pub fn check_at_least(path: &str, value: f64, min: f64) -> Result<(), ConfigError> {
+    if !value.is_finite() || value < min {
+        return Err(ConfigError::new(
+            path,
+            format!("must be a finite number ≥ {min}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `value` is finite and strictly positive.
+pub fn check_positive(path: &str, value: f64) -> Result<(), ConfigError> {
+    if !value.is_finite() || value <= 0.0 {
+        return Err(ConfigError::new(
+            path,
+            format!("must be a finite number > 0, got {value}"),
+        ));
+    }
+    Ok(())
 }

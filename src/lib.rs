@@ -7,14 +7,20 @@
 //! suite that checks the paper's claims numerically. The equations are written out in
 //! `docs/MODEL.md`.
 
+// Loops run over layer indices `l` exactly as the paper's equations do (`W_l`, `a_{l−1}`,
+// `J_l`); rewriting them as iterator chains would hide that correspondence.
+#![allow(clippy::needless_range_loop)]
+
 pub mod activation;
 pub mod data;
 pub mod discrete;
 pub mod error;
+pub mod experiment;
 pub mod network;
 pub mod plot;
 pub mod record;
 pub mod theory;
+pub use error::ConfigError;
 pub mod weights;
 
 pub use activation::Activation;

@@ -152,6 +152,18 @@ impl Architecture {
         self.widths.len() - 1
     }
 
+    /// One-line description: `widths [20, 20] activations [linear, tanh] bias on loss mse`.
+    pub fn describe(&self) -> String {
+        let acts: Vec<String> = self.activations.iter().map(|a| String::from(*a)).collect();
+        format!(
+            "widths {:?} activations [{}] bias {} loss {}",
+            self.widths,
+            acts.join(", "),
+            if self.bias { "on" } else { "off" },
+            self.loss.name()
+        )
+    }
+
     /// Length of `a_l`: `n_l + 1` with the bias unit, `n_l` without.
     pub fn presyn_len(&self, l: usize) -> usize {
         self.widths[l] + usize::from(self.bias)
@@ -193,13 +205,18 @@ pub fn gaussian_matrix(rows: usize, cols: usize, std: f64, rng: &mut ChaCha8Rng)
 }
 
 /// A `rows × cols` matrix with orthonormal rows or columns (whichever are fewer), times `gain`.
-pub fn orthogonal_matrix(rows: usize, cols: usize, gain: f64, rng: &mut ChaCha8Rng) -> DMatrix<f64> {
+pub fn orthogonal_matrix(
+    rows: usize,
+    cols: usize,
+    gain: f64,
+    rng: &mut ChaCha8Rng,
+) -> DMatrix<f64> {
     let tall = rows >= cols;
     let (r, c) = if tall { (rows, cols) } else { (cols, rows) };
     let g = gaussian_matrix(r, c, 1.0, rng);
     let qr = g.qr();
     let mut q = qr.q(); // r × c with orthonormal columns
-    // sign fix so the distribution is Haar (diag of R positive)
+                        // sign fix so the distribution is Haar (diag of R positive)
     let rmat = qr.r();
     for j in 0..c {
         if rmat[(j, j)] < 0.0 {
@@ -226,7 +243,9 @@ impl Network {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let draw = |rows: usize, fan_in: usize, gain: f64, rng: &mut ChaCha8Rng| match init {
-            Init::Gaussian { .. } => gaussian_matrix(rows, fan_in, gain / (fan_in as f64).sqrt(), rng),
+            Init::Gaussian { .. } => {
+                gaussian_matrix(rows, fan_in, gain / (fan_in as f64).sqrt(), rng)
+            }
             Init::Orthogonal { .. } => orthogonal_matrix(rows, fan_in, gain, rng),
         };
         let b = usize::from(arch.bias);
@@ -234,14 +253,16 @@ impl Network {
         for l in 1..=arch.depth() {
             let (rows, fan_in) = (arch.widths[l], arch.widths[l - 1]);
             let mut w = DMatrix::zeros(rows, fan_in + b);
-            w.columns_mut(0, fan_in).copy_from(&draw(rows, fan_in, gain, &mut rng));
+            w.columns_mut(0, fan_in)
+                .copy_from(&draw(rows, fan_in, gain, &mut rng));
             encoders.push(w);
         }
         let mut decoders = Vec::with_capacity(arch.depth().saturating_sub(1));
         for l in 2..=arch.depth() {
             let (rows, fan_in) = (arch.widths[l - 1], arch.widths[l]);
             let mut om = DMatrix::zeros(rows, fan_in + b);
-            om.columns_mut(0, fan_in).copy_from(&draw(rows, fan_in, 1.0, &mut rng));
+            om.columns_mut(0, fan_in)
+                .copy_from(&draw(rows, fan_in, 1.0, &mut rng));
             decoders.push(om);
         }
         Ok(Network {
@@ -281,15 +302,31 @@ impl Network {
             decoders,
         };
         for l in 1..=depth {
-            net.check_matrix(&format!("encoders[{}] (W_{l})", l - 1), net.w(l), net.arch.widths[l], net.arch.presyn_len(l - 1))?;
+            net.check_matrix(
+                &format!("encoders[{}] (W_{l})", l - 1),
+                net.w(l),
+                net.arch.widths[l],
+                net.arch.presyn_len(l - 1),
+            )?;
         }
         for l in 2..=depth {
-            net.check_matrix(&format!("decoders[{}] (Ω_{l})", l - 2), net.omega(l), net.arch.widths[l - 1], net.arch.presyn_len(l))?;
+            net.check_matrix(
+                &format!("decoders[{}] (Ω_{l})", l - 2),
+                net.omega(l),
+                net.arch.widths[l - 1],
+                net.arch.presyn_len(l),
+            )?;
         }
         Ok(net)
     }
 
-    fn check_matrix(&self, what: &str, m: &DMatrix<f64>, rows: usize, cols: usize) -> Result<(), ModelError> {
+    fn check_matrix(
+        &self,
+        what: &str,
+        m: &DMatrix<f64>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(), ModelError> {
         if m.nrows() != rows || m.ncols() != cols {
             return Err(ModelError::Shape {
                 what: what.to_string(),

@@ -96,7 +96,11 @@ const PALETTE: [RGBColor; 8] = [
 
 impl LinePlot {
     /// A plot with title and axis labels.
-    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Self {
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> Self {
         LinePlot {
             title: title.into(),
             x_label: x_label.into(),
@@ -112,7 +116,12 @@ impl LinePlot {
             .iter()
             .flat_map(|s| s.points.iter())
             .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0));
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
         for &(x, y) in pts {
             x0 = x0.min(x);
             x1 = x1.max(x);
@@ -162,7 +171,10 @@ impl LinePlot {
         Ok(vec![png, svg])
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, plotters::coord::Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<(), String> {
         let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
         root.fill(&WHITE).map_err(e)?;
         let ((x0, x1), (y0, y1)) = self.bounds();
@@ -172,6 +184,19 @@ impl LinePlot {
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(75);
+        let log_y = self.log_y;
+        let y_format = move |v: &f64| {
+            if log_y {
+                format!("{v:.0e}")
+            } else {
+                let s = format!("{v:.4}");
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            }
+        };
+        let x_format = |v: &f64| {
+            let s = format!("{v:.3}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        };
         macro_rules! body {
             ($chart:ident) => {{
                 $chart
@@ -179,6 +204,8 @@ impl LinePlot {
                     .x_desc(self.x_label.as_str())
                     .y_desc(self.y_label.as_str())
                     .label_style(("sans-serif", 14))
+                    .x_label_formatter(&x_format)
+                    .y_label_formatter(&y_format)
                     .draw()
                     .map_err(e)?;
                 for &(a, b) in &self.shaded {
@@ -195,7 +222,9 @@ impl LinePlot {
                         .points
                         .iter()
                         .copied()
-                        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0))
+                        .filter(|(x, y)| {
+                            x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0)
+                        })
                         .collect();
                     let anno = match s.dash {
                         Dash::Solid => $chart
@@ -250,14 +279,22 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut p = LinePlot::new("test", "x", "y");
         p.log_y = true;
-        p.series.push(Series::new("a", vec![(0.0, 1.0), (1.0, 0.1), (2.0, 0.01)], 0));
-        p.series.push(Series::new("b", vec![(0.0, 1.0), (2.0, 0.1)], 1).dashed());
+        p.series.push(Series::new(
+            "a",
+            vec![(0.0, 1.0), (1.0, 0.1), (2.0, 0.01)],
+            0,
+        ));
+        p.series
+            .push(Series::new("b", vec![(0.0, 1.0), (2.0, 0.1)], 1).dashed());
         p.shaded.push((0.5, 1.0));
         let files = p.save(&dir.join("plot")).unwrap();
         let png = std::fs::read(&files[0]).unwrap();
         assert_eq!(&png[1..4], b"PNG");
         let svg = std::fs::read_to_string(&files[1]).unwrap();
-        assert!(svg.contains(">test<"), "caption text is drawn in the SVG");
+        assert!(
+            svg.contains("\ntest\n</text>"),
+            "caption text is drawn in the SVG"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,27 +8,30 @@ use std::path::{Path, PathBuf};
 /// reader sees either the old file or the whole new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|source| IoError::Write {
+    std::fs::write(&tmp, bytes).map_err(|cause| IoError::Write {
         path: tmp.clone(),
-        source,
+        cause,
     })?;
-    std::fs::rename(&tmp, path).map_err(|source| IoError::Write {
+    std::fs::rename(&tmp, path).map_err(|cause| IoError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".partial");
     path.with_file_name(name)
 }
 
 /// Creates `dir` (and parents), naming it in the error.
 pub fn create_dir(dir: &Path) -> Result<(), IoError> {
-    std::fs::create_dir_all(dir).map_err(|source| IoError::Write {
+    std::fs::create_dir_all(dir).map_err(|cause| IoError::Write {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })
 }
 

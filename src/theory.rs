@@ -6,7 +6,9 @@
 //! `single_layer_contraction`) are shared with the tests.
 
 use crate::activation::Activation;
-use crate::discrete::gauss_newton::{activation_directions, cosine, cosine_flat, parameter_direction};
+use crate::discrete::gauss_newton::{
+    activation_directions, cosine, cosine_flat, parameter_direction,
+};
 use crate::discrete::targets::{
     influence_scales, output_displacement, relax, relax_observed, Order, Relaxation, Scheme,
 };
@@ -33,7 +35,11 @@ pub fn conditioned_matrix(n: usize, cond: f64, rng: &mut ChaCha8Rng) -> DMatrix<
     let u = orthogonal_matrix(n, n, 1.0, rng);
     let v = orthogonal_matrix(n, n, 1.0, rng);
     let s = DVector::from_fn(n, |i, _| {
-        let t = if n > 1 { i as f64 / (n - 1) as f64 } else { 0.0 };
+        let t = if n > 1 {
+            i as f64 / (n - 1) as f64
+        } else {
+            0.0
+        };
         cond.powf(-t)
     });
     u * DMatrix::from_diagonal(&s) * v.transpose()
@@ -50,7 +56,10 @@ pub fn linear_invertible(width: usize, depth: usize, cond: f64, seed: u64) -> Ne
     for l in 1..=depth {
         let a = conditioned_matrix(width, cond, &mut rng) * 1.5;
         let b = gaussian_vector(width, 0.3, &mut rng);
-        let a_inv = a.clone().try_inverse().expect("conditioned matrices are invertible");
+        let a_inv = a
+            .clone()
+            .try_inverse()
+            .expect("conditioned matrices are invertible");
         let mut w = DMatrix::zeros(width, width + 1);
         w.columns_mut(0, width).copy_from(&a);
         w.column_mut(width).copy_from(&b);
@@ -71,7 +80,9 @@ pub fn fitted_tanh(width: usize, depth: usize, gain: f64, seed: u64, samples: us
         .expect("widths are positive");
     let mut net = Network::new(arch, Init::Orthogonal { gain }, seed).expect("valid init");
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
-    let inputs: Vec<_> = (0..samples).map(|_| gaussian_vector(width, 1.0, &mut rng)).collect();
+    let inputs: Vec<_> = (0..samples)
+        .map(|_| gaussian_vector(width, 1.0, &mut rng))
+        .collect();
     fit_decoders_least_squares(&mut net, &inputs, 1e-6);
     net
 }
@@ -101,7 +112,8 @@ pub fn single_layer_contraction(width: usize, alpha: f64, seed: u64) -> Network 
     let a = conditioned_matrix(width, 3.0, &mut rng);
     let a_inv = a.clone().try_inverse().expect("invertible");
     let mut w1 = DMatrix::zeros(width, width + 1);
-    w1.columns_mut(0, width).copy_from(&orthogonal_matrix(width, width, 1.0, &mut rng));
+    w1.columns_mut(0, width)
+        .copy_from(&orthogonal_matrix(width, width, 1.0, &mut rng));
     let mut w2 = DMatrix::zeros(width, width + 1);
     w2.columns_mut(0, width).copy_from(&a);
     let mut om = DMatrix::zeros(width, width + 1);
@@ -123,14 +135,19 @@ fn example(net: &Network, seed: u64) -> (DVector<f64>, DVector<f64>) {
 /// activations and examples.
 pub fn t1_realises_target() -> f64 {
     let mut worst = 0.0f64;
-    for (k, act) in [Activation::Tanh, Activation::Softplus, Activation::LeakyRelu { slope: 0.1 }]
-        .into_iter()
-        .enumerate()
+    for (k, act) in [
+        Activation::Tanh,
+        Activation::Softplus,
+        Activation::LeakyRelu { slope: 0.1 },
+    ]
+    .into_iter()
+    .enumerate()
     {
         for bias in [true, false] {
             let mut arch = Architecture::new(&[6, 9, 7, 8, 3], act, Loss::Mse).expect("valid");
             arch.bias = bias;
-            let net = Network::new(arch, Init::Gaussian { gain: 1.3 }, 10 + k as u64).expect("valid");
+            let net =
+                Network::new(arch, Init::Gaussian { gain: 1.3 }, 10 + k as u64).expect("valid");
             for s in 0..5 {
                 let (x, y) = example(&net, 100 + s);
                 let fwd = net.forward(&x);
@@ -165,7 +182,12 @@ pub struct GaussNewtonAlignment {
 }
 
 /// Mean over hidden layers and examples of (cos with GN, cos with BP).
-fn alignment(net: &Network, beta: f64, relaxation: &Relaxation, seeds: std::ops::Range<u64>) -> (f64, f64, f64, f64) {
+fn alignment(
+    net: &Network,
+    beta: f64,
+    relaxation: &Relaxation,
+    seeds: std::ops::Range<u64>,
+) -> (f64, f64, f64, f64) {
     let (mut gn, mut bp, mut worst_gn, mut best_bp, mut count) = (0.0, 0.0, 1.0f64, -1.0f64, 0.0);
     for s in seeds {
         let (x, y) = example(net, s);
@@ -219,7 +241,9 @@ pub fn t2_gauss_newton() -> GaussNewtonAlignment {
     let grad = tanh.arch().loss.gradient(fwd.output(), &y);
     let t = relax(&tanh, &fwd, &(&grad * -beta), &relaxation).expect("converges");
     let s = influence_scales(&t.d);
-    let dtp: Vec<DMatrix<f64>> = (1..=tanh.depth()).map(|l| dtp1_delta(&fwd, &t.d[l], l) * s[l]).collect();
+    let dtp: Vec<DMatrix<f64>> = (1..=tanh.depth())
+        .map(|l| dtp1_delta(&fwd, &t.d[l], l) * s[l])
+        .collect();
     let gn = parameter_direction(&tanh, &fwd, &grad, beta, 0.0);
     GaussNewtonAlignment {
         cos_gn_exact,
@@ -244,7 +268,11 @@ pub struct Contraction {
 fn tail_rate(inc: &[f64], from: usize, to: usize) -> f64 {
     let to = to.min(inc.len());
     let from = from.min(to.saturating_sub(2));
-    let usable: Vec<f64> = inc[from..to].iter().copied().take_while(|v| *v > 1e-280).collect();
+    let usable: Vec<f64> = inc[from..to]
+        .iter()
+        .copied()
+        .take_while(|v| *v > 1e-280)
+        .collect();
     if usable.len() < 2 {
         return 0.0;
     }
@@ -253,12 +281,19 @@ fn tail_rate(inc: &[f64], from: usize, to: usize) -> f64 {
 
 /// Spectral radius of a square matrix.
 pub fn spectral_radius(m: &DMatrix<f64>) -> f64 {
-    m.complex_eigenvalues().iter().map(|z| z.norm()).fold(0.0, f64::max)
+    m.complex_eigenvalues()
+        .iter()
+        .map(|z| z.norm())
+        .fold(0.0, f64::max)
 }
 
 /// T3 on the linear single-layer model: decoder-output (Sec. 6.2) or decoder-input (Sec. 5)
 /// iteration with Jacobian of spectral radius `alpha`.
-pub fn t3_linear(alpha: f64, scheme: Scheme, iterations: usize) -> Result<Contraction, TargetError> {
+pub fn t3_linear(
+    alpha: f64,
+    scheme: Scheme,
+    iterations: usize,
+) -> Result<Contraction, TargetError> {
     let net = single_layer_contraction(8, alpha, 31);
     let (x, y) = example(&net, 32);
     let fwd = net.forward(&x);
@@ -295,9 +330,14 @@ pub fn t3_tanh() -> Contraction {
     };
     let t = relax(&net, &fwd, &d_out, &relaxation).expect("fitted decoder contracts");
     let tau1 = &fwd.h[1] + &t.d[1];
-    let jac = DMatrix::identity(8, 8) - net.decoder_jacobian(2, &net.encode(2, &tau1)) * net.encoder_jacobian(2, &tau1);
+    let jac = DMatrix::identity(8, 8)
+        - net.decoder_jacobian(2, &net.encode(2, &tau1)) * net.encoder_jacobian(2, &tau1);
     let predicted = spectral_radius(&jac);
-    let end = t.increments.iter().position(|v| *v < 1e-12 * t.increments[0]).unwrap_or(t.increments.len());
+    let end = t
+        .increments
+        .iter()
+        .position(|v| *v < 1e-12 * t.increments[0])
+        .unwrap_or(t.increments.len());
     Contraction {
         predicted,
         measured: tail_rate(&t.increments, end / 3, end),
@@ -321,7 +361,10 @@ pub struct ParallelSweeps {
 }
 
 fn max_distance(a: &[DVector<f64>], b: &[DVector<f64>]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).norm()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).norm())
+        .fold(0.0, f64::max)
 }
 
 /// T4 (Sec. 9): parallel sweeps reach the layer-sequential fixed point in fewer steps, on a
@@ -359,7 +402,11 @@ pub fn t4_parallel(tol: f64) -> ParallelSweeps {
     };
     let (_, sequential_curve) = run(Order::Sequential, tol * 1e-3);
     let (par, parallel_curve) = run(Order::Parallel, 1e-15);
-    let first_within = |c: &[f64]| c.iter().position(|v| *v < tol).map_or(usize::MAX, |i| i + 1);
+    let first_within = |c: &[f64]| {
+        c.iter()
+            .position(|v| *v < tol)
+            .map_or(usize::MAX, |i| i + 1)
+    };
     ParallelSweeps {
         sequential_steps: first_within(&sequential_curve),
         parallel_sweeps: first_within(&parallel_curve),
@@ -411,6 +458,21 @@ pub fn t5_influence(net: &Network, beta: f64, relaxation: &Relaxation) -> Influe
     }
 }
 
+/// Measured `‖ε_t‖` and the predicted `‖ε_1‖ α^{t−1}`, both cut where the measurement reaches
+/// round-off (`‖ε_t‖ < 1e-11 ‖ε_1‖`), for the T3 plot.
+fn contraction_curves(increments: &[f64], alpha: f64) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    let first = increments[0];
+    let end = increments
+        .iter()
+        .position(|v| *v < 1e-11 * first)
+        .unwrap_or(increments.len());
+    let meas = (0..end).map(|t| ((t + 1) as f64, increments[t])).collect();
+    let pred = (0..end)
+        .map(|t| ((t + 1) as f64, first * alpha.powi(t as i32)))
+        .collect();
+    (meas, pred)
+}
+
 /// One row of the `dtpsim theory` table.
 #[derive(Debug, Clone)]
 pub struct ClaimRow {
@@ -423,7 +485,13 @@ pub struct ClaimRow {
 }
 
 impl ClaimRow {
-    fn new(id: &'static str, claim: &str, measured: String, expected: &str, pass: Option<bool>) -> Self {
+    fn new(
+        id: &'static str,
+        claim: &str,
+        measured: String,
+        expected: &str,
+        pass: Option<bool>,
+    ) -> Self {
         ClaimRow {
             id,
             claim: claim.to_string(),
@@ -435,19 +503,51 @@ impl ClaimRow {
 }
 
 /// Runs T1–T5, writes the plots into `out` (if given) and returns the rows and plot files.
-pub fn run_all(out: Option<&Path>) -> Result<(Vec<ClaimRow>, Vec<PathBuf>), crate::plot::PlotError> {
+pub fn run_all(
+    out: Option<&Path>,
+) -> Result<(Vec<ClaimRow>, Vec<PathBuf>), crate::plot::PlotError> {
     let mut rows = Vec::new();
     let mut files = Vec::new();
 
     let t1 = t1_realises_target();
-    rows.push(ClaimRow::new("T1", "ΔW_l alone moves h_l to τ_l (Sec. 3)", format!("max rel err {t1:.2e}"), "≤ 1e-9", Some(t1 <= 1e-9)));
+    rows.push(ClaimRow::new(
+        "T1",
+        "ΔW_l alone moves h_l to τ_l (Sec. 3)",
+        format!("max rel err {t1:.2e}"),
+        "≤ 1e-9",
+        Some(t1 <= 1e-9),
+    ));
 
     let t2 = t2_gauss_newton();
-    rows.push(ClaimRow::new("T2a", "exact inverses: τ_l−h_l ∥ Gauss–Newton (Sec. 4)", format!("min cos {:.10}", t2.cos_gn_exact), "≥ 1 − 1e-6", Some(t2.cos_gn_exact >= 1.0 - 1e-6)));
-    rows.push(ClaimRow::new("T2b", "ill-conditioned net: τ_l−h_l not ∥ BP", format!("max cos {:.4}", t2.cos_bp_ill_conditioned), "< 0.99", Some(t2.cos_bp_ill_conditioned < 0.99)));
+    rows.push(ClaimRow::new(
+        "T2a",
+        "exact inverses: τ_l−h_l ∥ Gauss–Newton (Sec. 4)",
+        format!("min cos {:.10}", t2.cos_gn_exact),
+        "≥ 1 − 1e-6",
+        Some(t2.cos_gn_exact >= 1.0 - 1e-6),
+    ));
+    rows.push(ClaimRow::new(
+        "T2b",
+        "ill-conditioned net: τ_l−h_l not ∥ BP",
+        format!("max cos {:.4}", t2.cos_bp_ill_conditioned),
+        "< 0.99",
+        Some(t2.cos_bp_ill_conditioned < 0.99),
+    ));
     let (b_small, gn_small, bp_small) = *t2.beta_sweep.last().expect("non-empty sweep");
-    rows.push(ClaimRow::new("T2c", "tanh, fitted decoders, iterated targets: cos(DTP1, GN) → 1 as β → 0", format!("β={b_small:.0e}: cos GN {gn_small:.6}, cos BP {bp_small:.4}"), "cos GN ≥ 0.999", Some(gn_small >= 0.999)));
-    rows.push(ClaimRow::new("T2d", "cos(DTP1 ΔW with influence scaling, parameter-space GN)", format!("{:.4}", t2.cos_param_gn), "(informational)", None));
+    rows.push(ClaimRow::new(
+        "T2c",
+        "tanh, fitted decoders, iterated targets: cos(DTP1, GN) → 1 as β → 0",
+        format!("β={b_small:.0e}: cos GN {gn_small:.6}, cos BP {bp_small:.4}"),
+        "cos GN ≥ 0.999",
+        Some(gn_small >= 0.999),
+    ));
+    rows.push(ClaimRow::new(
+        "T2d",
+        "cos(DTP1 ΔW with influence scaling, parameter-space GN)",
+        format!("{:.4}", t2.cos_param_gn),
+        "(informational)",
+        None,
+    ));
 
     let alphas = [0.1, 0.3, 0.5, 0.8];
     let mut contraction_series = Vec::new();
@@ -455,55 +555,153 @@ pub fn run_all(out: Option<&Path>) -> Result<(Vec<ClaimRow>, Vec<PathBuf>), crat
         let c = t3_linear(alpha, Scheme::DecoderOutput, 40).expect("α < 1 converges");
         if (alpha - 0.5).abs() < 1e-12 {
             let rel = (c.measured - c.predicted).abs() / c.predicted;
-            rows.push(ClaimRow::new("T3a", "decoder-output iteration: ‖ε_t‖ ∝ α^t (Sec. 6.2)", format!("rate {:.4} vs ρ {:.4}", c.measured, c.predicted), "within 10%", Some(rel <= 0.1)));
+            rows.push(ClaimRow::new(
+                "T3a",
+                "decoder-output iteration: ‖ε_t‖ ∝ α^t (Sec. 6.2)",
+                format!("rate {:.4} vs ρ {:.4}", c.measured, c.predicted),
+                "within 10%",
+                Some(rel <= 0.1),
+            ));
             let ci = t3_linear(alpha, Scheme::DecoderInput, 40).expect("α < 1 converges");
             let rel = (ci.measured - ci.predicted).abs() / ci.predicted;
-            rows.push(ClaimRow::new("T3b", "decoder-input iteration: ‖ε_t‖ ∝ α^t (Sec. 5)", format!("rate {:.4} vs ρ {:.4}", ci.measured, ci.predicted), "within 10%", Some(rel <= 0.1)));
+            rows.push(ClaimRow::new(
+                "T3b",
+                "decoder-input iteration: ‖ε_t‖ ∝ α^t (Sec. 5)",
+                format!("rate {:.4} vs ρ {:.4}", ci.measured, ci.predicted),
+                "within 10%",
+                Some(rel <= 0.1),
+            ));
         }
-        let first = c.increments[0];
-        let meas: Vec<(f64, f64)> = c.increments.iter().enumerate().map(|(t, v)| ((t + 1) as f64, *v)).collect();
-        let pred: Vec<(f64, f64)> = (1..=c.increments.len()).map(|t| (t as f64, first * alpha.powi(t as i32 - 1))).collect();
+        let (meas, pred) = contraction_curves(&c.increments, alpha);
         contraction_series.push(Series::new(format!("α = {alpha}"), meas, i));
         contraction_series.push(Series::new("", pred, i).dashed());
     }
     let ct = t3_tanh();
     let rel = (ct.measured - ct.predicted).abs() / ct.predicted;
-    rows.push(ClaimRow::new("T3c", "tanh layer, fitted decoder: rate vs ρ(I − g'f') at fixed point", format!("rate {:.4} vs ρ {:.4}", ct.measured, ct.predicted), "within 10%", Some(rel <= 0.1)));
-    let first = ct.increments[0];
-    contraction_series.push(Series::new(format!("tanh, ρ = {:.3}", ct.predicted), ct.increments.iter().enumerate().map(|(t, v)| ((t + 1) as f64, *v)).collect(), alphas.len()));
-    contraction_series.push(Series::new("", (1..=ct.increments.len()).map(|t| (t as f64, first * ct.predicted.powi(t as i32 - 1))).collect(), alphas.len()).dashed());
+    rows.push(ClaimRow::new(
+        "T3c",
+        "tanh layer, fitted decoder: rate vs ρ(I − g'f') at fixed point",
+        format!("rate {:.4} vs ρ {:.4}", ct.measured, ct.predicted),
+        "within 10%",
+        Some(rel <= 0.1),
+    ));
+    let (meas, pred) = contraction_curves(&ct.increments, ct.predicted);
+    contraction_series.push(Series::new(
+        format!("tanh, ρ = {:.3}", ct.predicted),
+        meas,
+        alphas.len(),
+    ));
+    contraction_series.push(Series::new("", pred, alphas.len()).dashed());
     let div = t3_linear(1.3, Scheme::DecoderOutput, 200);
     let (text, ok) = match &div {
-        Err(e @ TargetError::Diverged { .. }) => (e.to_string().split(':').next().unwrap_or("").to_string(), true),
-        Ok(c) => (format!("no divergence reported (last ‖ε‖ = {:.2e})", c.increments.last().copied().unwrap_or(f64::NAN)), false),
+        Err(e @ TargetError::Diverged { .. }) => (
+            e.to_string().split(':').next().unwrap_or("").to_string(),
+            true,
+        ),
+        Ok(c) => (
+            format!(
+                "no divergence reported (last ‖ε‖ = {:.2e})",
+                c.increments.last().copied().unwrap_or(f64::NAN)
+            ),
+            false,
+        ),
     };
-    rows.push(ClaimRow::new("T3d", "α = 1.3: divergence is reported", text, "error, no NaN", Some(ok)));
+    rows.push(ClaimRow::new(
+        "T3d",
+        "α = 1.3: divergence is reported",
+        text,
+        "error, no NaN",
+        Some(ok),
+    ));
 
     let t4 = t4_parallel(1e-8);
-    rows.push(ClaimRow::new("T4", "parallel sweeps reach the sequential fixed point in fewer steps (Sec. 9)", format!("{} sweeps vs {} sequential steps; dist {:.1e}", t4.parallel_sweeps, t4.sequential_steps, t4.distance), "fewer, dist ≤ 1e-8", Some(t4.parallel_sweeps < t4.sequential_steps && t4.distance <= 1e-8)));
+    rows.push(ClaimRow::new(
+        "T4",
+        "parallel sweeps reach the sequential fixed point in fewer steps (Sec. 9)",
+        format!(
+            "{} sweeps vs {} sequential steps; dist {:.1e}",
+            t4.parallel_sweeps, t4.sequential_steps, t4.distance
+        ),
+        "fewer, dist ≤ 1e-8",
+        Some(t4.parallel_sweeps < t4.sequential_steps && t4.distance <= 1e-8),
+    ));
 
     let lin = linear_invertible(6, 4, 4.0, 52);
     let t5 = t5_influence(&lin, 0.01, &Relaxation::difference());
-    rows.push(ClaimRow::new("T5a", "influence scaling: ‖Δ_DTP h_l‖ = β·influence_l, linear exact (Sec. 8)", format!("max rel err {:.1e}", t5.max_rel_error), "≤ 1e-4", Some(t5.max_rel_error <= 1e-4)));
+    rows.push(ClaimRow::new(
+        "T5a",
+        "influence scaling: ‖Δ_DTP h_l‖ = β·influence_l, linear exact (Sec. 8)",
+        format!("max rel err {:.1e}", t5.max_rel_error),
+        "≤ 1e-4",
+        Some(t5.max_rel_error <= 1e-4),
+    ));
     let tanh = fitted_tanh(8, 4, 0.5, 53, 400);
     let t5b = t5_influence(&tanh, 1e-3, &converged_relaxation());
-    rows.push(ClaimRow::new("T5b", "same on tanh net, fitted decoders, iterated targets", format!("max rel err {:.1e}", t5b.max_rel_error), "≤ 2e-2", Some(t5b.max_rel_error <= 2e-2)));
+    rows.push(ClaimRow::new(
+        "T5b",
+        "same on tanh net, fitted decoders, iterated targets",
+        format!("max rel err {:.1e}", t5b.max_rel_error),
+        "≤ 2e-2",
+        Some(t5b.max_rel_error <= 2e-2),
+    ));
 
     if let Some(dir) = out {
-        let mut p = LinePlot::new("T3: contraction of the target iteration", "iteration t", "‖ε_t‖ (dashed: predicted α^t)");
+        let mut p = LinePlot::new(
+            "T3: contraction of the target iteration",
+            "iteration t",
+            "‖ε_t‖ (dashed: predicted α^t)",
+        );
         p.log_y = true;
         p.series = contraction_series;
         files.extend(p.save(&dir.join("t3_contraction"))?);
 
-        let mut p = LinePlot::new("T2: alignment of DTP1 targets (tanh, fitted decoders)", "log10 β", "mean cosine over layers");
-        p.series.push(Series::new("cos(τ−h, Gauss–Newton)", t2.beta_sweep.iter().map(|(b, g, _)| (b.log10(), *g)).collect(), 0));
-        p.series.push(Series::new("cos(τ−h, BP gradient)", t2.beta_sweep.iter().map(|(b, _, g)| (b.log10(), *g)).collect(), 1));
+        let mut p = LinePlot::new(
+            "T2: alignment of DTP1 targets (tanh, fitted decoders)",
+            "log10 β",
+            "mean cosine over layers",
+        );
+        p.series.push(Series::new(
+            "cos(τ−h, Gauss–Newton)",
+            t2.beta_sweep
+                .iter()
+                .map(|(b, g, _)| (b.log10(), *g))
+                .collect(),
+            0,
+        ));
+        p.series.push(Series::new(
+            "cos(τ−h, BP gradient)",
+            t2.beta_sweep
+                .iter()
+                .map(|(b, _, g)| (b.log10(), *g))
+                .collect(),
+            1,
+        ));
         files.extend(p.save(&dir.join("t2_alignment"))?);
 
-        let mut p = LinePlot::new("T4: layer-sequential vs parallel relaxation", "serial steps", "max_l ‖d_l − d_l*‖");
+        let mut p = LinePlot::new(
+            "T4: layer-sequential vs parallel relaxation",
+            "serial steps",
+            "max_l ‖d_l − d_l*‖",
+        );
         p.log_y = true;
-        p.series.push(Series::new("sequential", t4.sequential_curve.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect(), 0));
-        p.series.push(Series::new("parallel (Sec. 9)", t4.parallel_curve.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect(), 1));
+        p.series.push(Series::new(
+            "sequential",
+            t4.sequential_curve
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 1) as f64, *v))
+                .collect(),
+            0,
+        ));
+        p.series.push(Series::new(
+            "parallel (Sec. 9)",
+            t4.parallel_curve
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 1) as f64, *v))
+                .collect(),
+            1,
+        ));
         files.extend(p.save(&dir.join("t4_parallel"))?);
     }
     Ok((rows, files))

@@ -115,33 +115,36 @@ impl WeightsFile {
 /// Writes `net` to `path` as pretty JSON. Refuses non-finite weights.
 pub fn save(net: &Network, path: &Path) -> Result<(), IoError> {
     for (i, w) in net.encoders().iter().enumerate() {
-        crate::network::check_finite(&format!("encoders[{i}]"), w).map_err(|source| IoError::Model {
-            path: path.to_path_buf(),
-            source,
+        crate::network::check_finite(&format!("encoders[{i}]"), w).map_err(|cause| {
+            IoError::Model {
+                path: path.to_path_buf(),
+                cause,
+            }
         })?;
     }
-    let text = serde_json::to_string(&WeightsFile::from_network(net)).map_err(|source| IoError::Json {
-        path: path.to_path_buf(),
-        what: "weights",
-        source,
-    })?;
+    let text =
+        serde_json::to_string(&WeightsFile::from_network(net)).map_err(|cause| IoError::Json {
+            path: path.to_path_buf(),
+            what: "weights",
+            cause,
+        })?;
     crate::record::write_atomic(path, text.as_bytes())
 }
 
 /// Reads a network from `path`.
 pub fn load(path: &Path) -> Result<Network, IoError> {
-    let text = std::fs::read_to_string(path).map_err(|source| IoError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| IoError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
-    let file: WeightsFile = serde_json::from_str(&text).map_err(|source| IoError::Json {
+    let file: WeightsFile = serde_json::from_str(&text).map_err(|cause| IoError::Json {
         path: path.to_path_buf(),
         what: "a dtpsim weights file",
-        source,
+        cause,
     })?;
-    file.into_network().map_err(|source| IoError::Model {
+    file.into_network().map_err(|cause| IoError::Model {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -168,10 +171,23 @@ mod tests {
         file.encoders[1][0].pop();
         file.encoders[1][1].pop();
         let err = file.into_network().unwrap_err();
-        assert!(matches!(err, ModelError::Shape { got_cols: 2, cols: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ModelError::Shape {
+                    got_cols: 2,
+                    cols: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let mut file = WeightsFile::from_network(&net);
         file.decoders[0][1][2] = None;
         let err = file.into_network().unwrap_err();
-        assert_eq!(err.to_string(), "decoders[0][1][2]: value NaN is not finite; weights must be finite numbers");
+        assert_eq!(
+            err.to_string(),
+            "decoders[0][1][2]: value NaN is not finite; weights must be finite numbers"
+        );
     }
 }

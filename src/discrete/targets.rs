@@ -103,7 +103,12 @@ impl Targets {
 }
 
 /// Output target displacement `d_L = τ_L − h_L = −β ∇ℓ(h_L, y)` (Sec. 3).
-pub fn output_displacement(net: &Network, fwd: &ForwardPass, y: &DVector<f64>, beta: f64) -> DVector<f64> {
+pub fn output_displacement(
+    net: &Network,
+    fwd: &ForwardPass,
+    y: &DVector<f64>,
+    beta: f64,
+) -> DVector<f64> {
     net.arch().loss.gradient(fwd.output(), y) * (-beta)
 }
 
@@ -145,7 +150,12 @@ pub fn decoder_input_increment(
 }
 
 /// `d_{l−1} = g_l(h_l + u_l) − g_l(h_l)`: the target the corrected decoder input gives below.
-pub fn decoder_input_target(net: &Network, fwd: &ForwardPass, u: &DVector<f64>, l: usize) -> DVector<f64> {
+pub fn decoder_input_target(
+    net: &Network,
+    fwd: &ForwardPass,
+    u: &DVector<f64>,
+    l: usize,
+) -> DVector<f64> {
     net.decode(l, &(&fwd.h[l] + u)) - net.decode(l, &fwd.h[l])
 }
 

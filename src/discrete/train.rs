@@ -1,1 +1,701 @@
+//! Training with the discrete reference algorithms (DESIGN §4) on a built-in task, online
+//! (`batch_size = 1`) or in mini-batches, with evaluation on held-out data.
+//!
+//! Per step and example `(x, y)`: forward pass; for target-propagation algorithms the
+//! decoders are updated first on the regular auto-encoder loss (Sec. 10.2), then targets are
+//! computed with the updated decoders from `d_L = −β∇ℓ` and the encoders move:
+//!
+//! * `bp`: `W_l ← W_l − lr ∂ℓ/∂W_l` (SGD) or Adam;
+//! * `dtp` (Lee et al. 2015): difference targets, `ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ`;
+//! * `dtp1` (Sec. 3): `ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`, targets from any
+//!   [`Relaxation`], `s_l` the influence scale of Sec. 8 or 1.
+//!
+//! Updates are averaged over the mini-batch.
 
+use crate::activation::Activation;
+use crate::data::{evaluate, Dataset, Example, Task};
+use crate::discrete::targets::{
+    influence_scales, output_displacement, relax, Order, Relaxation, Scheme,
+};
+use crate::discrete::updates::{
+    bp_gradients, decoder_delta, decoder_delta_noisy, dtp1_delta, dtp_delta, Adam,
+};
+use crate::error::{check_at_least, check_positive, ConfigError};
+use crate::network::{Architecture, Init, Network};
+use nalgebra::DMatrix;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// BP optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimizer {
+    #[default]
+    Sgd,
+    Adam,
+}
+
+/// Decoder training (Sec. 9, 10.2): normalised rule at `rate`; with `noise > 0` the
+/// noise-corrupted variant of Lee et al. (std `noise`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecoderTraining {
+    pub rate: f64,
+    pub noise: f64,
+}
+
+impl Default for DecoderTraining {
+    fn default() -> Self {
+        DecoderTraining {
+            rate: 0.05,
+            noise: 0.0,
+        }
+    }
+}
+
+/// A discrete learning algorithm with its hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+pub enum Algorithm {
+    /// Back-propagation.
+    Bp {
+        #[serde(default)]
+        optimizer: Optimizer,
+        lr: f64,
+    },
+    /// Difference target propagation of Lee et al. (2015).
+    Dtp {
+        beta: f64,
+        lr: f64,
+        #[serde(default)]
+        decoder: DecoderTraining,
+    },
+    /// DTP1 of Sec. 3 with targets from `relaxation`.
+    Dtp1 {
+        beta: f64,
+        #[serde(default = "one")]
+        eta: f64,
+        #[serde(default)]
+        relaxation: Relaxation,
+        #[serde(default)]
+        influence: bool,
+        #[serde(default)]
+        decoder: DecoderTraining,
+    },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Algorithm {
+    /// Whether the algorithm uses (and trains) decoders.
+    pub fn uses_decoders(&self) -> bool {
+        !matches!(self, Algorithm::Bp { .. })
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        match self {
+            Algorithm::Bp { lr, .. } => check_at_least(&format!("{path}.lr"), *lr, 0.0),
+            Algorithm::Dtp { beta, lr, decoder } => {
+                check_positive(&format!("{path}.beta"), *beta)?;
+                check_at_least(&format!("{path}.lr"), *lr, 0.0)?;
+                decoder.validate(&format!("{path}.decoder"))
+            }
+            Algorithm::Dtp1 {
+                beta,
+                eta,
+                relaxation,
+                decoder,
+                ..
+            } => {
+                check_positive(&format!("{path}.beta"), *beta)?;
+                check_at_least(&format!("{path}.eta"), *eta, 0.0)?;
+                check_at_least(&format!("{path}.relaxation.leak"), relaxation.leak, 0.0)?;
+                check_at_least(
+                    &format!("{path}.relaxation.tolerance"),
+                    relaxation.tolerance,
+                    0.0,
+                )?;
+                if relaxation.iterations == 0 {
+                    return Err(ConfigError::new(
+                        format!("{path}.relaxation.iterations"),
+                        "must be at least 1",
+                    ));
+                }
+                decoder.validate(&format!("{path}.decoder"))
+            }
+        }
+    }
+}
+
+impl DecoderTraining {
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        check_at_least(&format!("{path}.rate"), self.rate, 0.0)?;
+        check_at_least(&format!("{path}.noise"), self.noise, 0.0)
+    }
+}
+
+/// A named algorithm in a comparison (the name labels CSV rows, plot lines and files).
+/// Unknown keys are rejected by the flattened [`Algorithm`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedAlgorithm {
+    pub name: String,
+    #[serde(flatten)]
+    pub algorithm: Algorithm,
+}
+
+/// Student network settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Widths `n_0..=n_L`; must match the task's input and output widths.
+    pub widths: Vec<usize>,
+    /// Activation `σ_l` of layers `1..=L` (σ_0 is linear).
+    pub activation: Activation,
+    /// Bias unit in `a_l`.
+    pub bias: bool,
+    /// Initialisation of encoders (decoders use gain 1).
+    pub init: Init,
+    /// Start from a weights JSON file (e.g. `weights_bp.json` of an earlier run) instead of
+    /// `init`; its architecture must match `widths`, `activation`, `bias` and the task's loss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<std::path::PathBuf>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            widths: vec![20, 20, 20, 20],
+            activation: Activation::Tanh,
+            bias: true,
+            init: Init::Gaussian { gain: 1.0 },
+            weights: None,
+        }
+    }
+}
+
+/// A discrete training experiment: task, student network, schedule, algorithms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub task: Task,
+    pub network: NetworkConfig,
+    /// Size of the training set (examples are drawn from it in shuffled epochs).
+    pub train_size: usize,
+    /// Size of the held-out test set.
+    pub test_size: usize,
+    /// Examples presented in total (per algorithm).
+    pub examples: usize,
+    /// Examples per update (1 = online).
+    pub batch_size: usize,
+    /// Evaluate on the test set every this many examples.
+    pub eval_every: usize,
+    /// Decoder-only examples before learning starts (target-propagation algorithms).
+    pub warmup: usize,
+    /// Seed of data, initialisation and example order (shared by all algorithms).
+    pub seed: u64,
+    pub algorithms: Vec<NamedAlgorithm>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        let relaxation = Relaxation {
+            scheme: Scheme::DecoderOutput,
+            order: Order::Parallel,
+            iterations: 20,
+            leak: 0.5,
+            tolerance: 0.0,
+        };
+        TrainConfig {
+            task: Task::TeacherStudent {
+                widths: vec![20, 20, 20, 20],
+                activation: Activation::Tanh,
+                gain: 1.5,
+            },
+            network: NetworkConfig::default(),
+            train_size: 5000,
+            test_size: 500,
+            examples: 5000,
+            batch_size: 1,
+            eval_every: 250,
+            warmup: 500,
+            seed: 1,
+            algorithms: vec![
+                NamedAlgorithm {
+                    name: "bp".into(),
+                    algorithm: Algorithm::Bp {
+                        optimizer: Optimizer::Sgd,
+                        lr: 0.01,
+                    },
+                },
+                NamedAlgorithm {
+                    name: "dtp".into(),
+                    algorithm: Algorithm::Dtp {
+                        beta: 0.1,
+                        lr: 0.02,
+                        decoder: DecoderTraining::default(),
+                    },
+                },
+                NamedAlgorithm {
+                    name: "dtp1_difference".into(),
+                    algorithm: Algorithm::Dtp1 {
+                        beta: 0.1,
+                        eta: 0.3,
+                        relaxation: Relaxation::difference(),
+                        influence: false,
+                        decoder: DecoderTraining::default(),
+                    },
+                },
+                NamedAlgorithm {
+                    name: "dtp1_iterated".into(),
+                    algorithm: Algorithm::Dtp1 {
+                        beta: 0.1,
+                        eta: 0.3,
+                        relaxation,
+                        influence: false,
+                        decoder: DecoderTraining::default(),
+                    },
+                },
+            ],
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field; errors name the JSON path and the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let widths = &self.network.widths;
+        if widths.len() < 2 {
+            return Err(ConfigError::new(
+                "network.widths",
+                format!(
+                    "need at least 2 layers (input and output), got {}",
+                    widths.len()
+                ),
+            ));
+        }
+        if let Some(i) = widths.iter().position(|&n| n == 0) {
+            return Err(ConfigError::new(
+                format!("network.widths[{i}]"),
+                "must be at least 1",
+            ));
+        }
+        match &self.task {
+            Task::TeacherStudent {
+                widths: tw, gain, ..
+            } => {
+                if tw.len() < 2 {
+                    return Err(ConfigError::new("task.widths", "need at least 2 layers"));
+                }
+                if let Some(i) = tw.iter().position(|&n| n == 0) {
+                    return Err(ConfigError::new(
+                        format!("task.widths[{i}]"),
+                        "must be at least 1",
+                    ));
+                }
+                check_positive("task.gain", *gain)?;
+            }
+            Task::Clusters {
+                dim,
+                classes,
+                separation,
+            } => {
+                if *dim == 0 {
+                    return Err(ConfigError::new("task.dim", "must be at least 1"));
+                }
+                if *classes < 2 {
+                    return Err(ConfigError::new("task.classes", "must be at least 2"));
+                }
+                check_at_least("task.separation", *separation, 0.0)?;
+            }
+        }
+        let (n_in, n_out) = self.task.io_widths();
+        if widths[0] != n_in {
+            return Err(ConfigError::new(
+                "network.widths[0]",
+                format!(
+                    "is {}, but the task's inputs have {n_in} dimensions; make them equal",
+                    widths[0]
+                ),
+            ));
+        }
+        let last = widths.len() - 1;
+        if widths[last] != n_out {
+            return Err(ConfigError::new(
+                format!("network.widths[{last}]"),
+                format!(
+                    "is {}, but the task's outputs have {n_out} dimensions; make them equal",
+                    widths[last]
+                ),
+            ));
+        }
+        let gain = match self.network.init {
+            Init::Gaussian { gain } | Init::Orthogonal { gain } => gain,
+        };
+        check_at_least("network.init.gain", gain, 0.0)?;
+        if let Activation::LeakyRelu { slope } = self.network.activation {
+            check_at_least("network.activation.slope", slope, 0.0)?;
+        }
+        for (field, v) in [
+            ("train_size", self.train_size),
+            ("test_size", self.test_size),
+            ("examples", self.examples),
+            ("batch_size", self.batch_size),
+            ("eval_every", self.eval_every),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(field, "must be at least 1"));
+            }
+        }
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::new("algorithms", "list at least one algorithm, e.g. {\"name\": \"bp\", \"kind\": \"bp\", \"lr\": 0.02}"));
+        }
+        for (i, a) in self.algorithms.iter().enumerate() {
+            let path = format!("algorithms[{i}]");
+            if a.name.is_empty()
+                || !a
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::new(format!("{path}.name"), format!("\"{}\" must be non-empty and use only letters, digits, '_' and '-' (it names output files)", a.name)));
+            }
+            if self.algorithms[..i].iter().any(|b| b.name == a.name) {
+                return Err(ConfigError::new(
+                    format!("{path}.name"),
+                    format!("\"{}\" is used twice; names must be unique", a.name),
+                ));
+            }
+            a.algorithm.validate(&path)?;
+        }
+        Ok(())
+    }
+
+    /// The initial student network: loaded from `network.weights` or drawn from `init`.
+    pub fn initial_network(&self) -> Result<Network, ConfigError> {
+        let arch = self.architecture()?;
+        match &self.network.weights {
+            Some(path) => {
+                let net = crate::weights::load(path)
+                    .map_err(|e| ConfigError::new("network.weights", e.to_string()))?;
+                if net.arch() != &arch {
+                    return Err(ConfigError::new(
+                        "network.weights",
+                        format!(
+                            "{}: the file holds {}, the scenario asks for {}; make network.widths/activation/bias agree with the file",
+                            path.display(),
+                            net.arch().describe(),
+                            arch.describe()
+                        ),
+                    ));
+                }
+                Ok(net)
+            }
+            None => Network::new(arch, self.network.init, self.seed)
+                .map_err(|e| ConfigError::new("network", e.to_string())),
+        }
+    }
+
+    /// The student architecture.
+    pub fn architecture(&self) -> Result<Architecture, ConfigError> {
+        let mut arch = Architecture::new(
+            &self.network.widths,
+            self.network.activation,
+            self.task.natural_loss(),
+        )
+        .map_err(|e| ConfigError::new("network", e.to_string()))?;
+        arch.bias = self.network.bias;
+        Ok(arch)
+    }
+}
+
+/// One evaluation of one algorithm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsRow {
+    pub algorithm: String,
+    /// Examples presented so far (warm-up excluded).
+    pub examples: usize,
+    /// Mean training loss over the examples since the previous evaluation (before their update).
+    pub train_loss: f64,
+    pub test_loss: f64,
+    /// Mean squared error per output unit, `‖h_L − y‖²/n_L`, on the test set (regression).
+    pub test_mse: f64,
+    /// Test accuracy (classification; NaN otherwise).
+    pub test_accuracy: f64,
+    /// Mean relative reconstruction error `‖h_{l−1} − g_l(h_l)‖²/‖h_{l−1}‖²` on the test set
+    /// (NaN for BP).
+    pub reconstruction: f64,
+    /// Mean over the relaxations since the previous evaluation of the last increment norm
+    /// divided by the first (≪ 1: the iteration contracted; ≥ 1: it did not). NaN when the
+    /// targets are not iterated.
+    pub relaxation_residual: f64,
+    pub wall_seconds: f64,
+}
+
+/// Result of training one algorithm. `error` is set when the run stopped early (divergence);
+/// the rows before it are kept.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub name: String,
+    pub rows: Vec<MetricsRow>,
+    pub network: Network,
+    pub error: Option<String>,
+}
+
+/// Mean relative reconstruction error of the decoders on `examples`.
+pub fn reconstruction_error(net: &Network, examples: &[Example]) -> f64 {
+    if net.depth() < 2 || examples.is_empty() {
+        return f64::NAN;
+    }
+    let mut total = 0.0;
+    for ex in examples {
+        let fwd = net.forward(&ex.x);
+        for l in 2..=net.depth() {
+            let err = (&fwd.h[l - 1] - net.decode(l, &fwd.h[l])).norm_squared();
+            total += err / fwd.h[l - 1].norm_squared().max(1e-300);
+        }
+    }
+    total / (examples.len() * (net.depth() - 1)) as f64
+}
+
+/// Mean squared error per output unit, `⟨‖h_L − y‖²⟩/n_L`.
+pub fn mean_squared_error(net: &Network, examples: &[Example]) -> f64 {
+    let n_out = net.width(net.depth()) as f64;
+    let total: f64 = examples
+        .iter()
+        .map(|ex| (net.predict(&ex.x) - &ex.y).norm_squared())
+        .sum();
+    total / (examples.len().max(1) as f64 * n_out)
+}
+
+/// Applies one decoder update averaged over `batch`.
+fn train_decoders(
+    net: &mut Network,
+    batch: &[&Example],
+    dec: &DecoderTraining,
+    rng: &mut ChaCha8Rng,
+) {
+    if dec.rate == 0.0 || net.depth() < 2 {
+        return;
+    }
+    let mut deltas: Vec<DMatrix<f64>> = net
+        .decoders()
+        .iter()
+        .map(|m| DMatrix::zeros(m.nrows(), m.ncols()))
+        .collect();
+    for ex in batch {
+        let fwd = net.forward(&ex.x);
+        for l in 2..=net.depth() {
+            let d = if dec.noise > 0.0 {
+                decoder_delta_noisy(net, &fwd, l, dec.noise, rng)
+            } else {
+                decoder_delta(net, &fwd, l)
+            };
+            deltas[l - 2] += d;
+        }
+    }
+    let scale = dec.rate / batch.len() as f64;
+    for l in 2..=net.depth() {
+        *net.omega_mut(l) += &deltas[l - 2] * scale;
+    }
+}
+
+/// Trains one algorithm on `data` with the schedule of `cfg`; calls `progress(examples)`
+/// after every update.
+pub fn train_one(
+    cfg: &TrainConfig,
+    named: &NamedAlgorithm,
+    data: &Dataset,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<TrainOutcome, ConfigError> {
+    let mut net = cfg.initial_network()?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9));
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    let mut cursor = order.len();
+    let mut next = |rng: &mut ChaCha8Rng| {
+        if cursor == order.len() {
+            order.shuffle(rng);
+            cursor = 0;
+        }
+        cursor += 1;
+        &data.train[order[cursor - 1]]
+    };
+    let start = Instant::now();
+    let algorithm = &named.algorithm;
+    let decoder = match algorithm {
+        Algorithm::Bp { .. } => None,
+        Algorithm::Dtp { decoder, .. } | Algorithm::Dtp1 { decoder, .. } => Some(*decoder),
+    };
+    if let Some(dec) = &decoder {
+        let mut noise_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0);
+        for _ in 0..cfg.warmup {
+            let ex = next(&mut rng);
+            train_decoders(&mut net, &[ex], dec, &mut noise_rng);
+        }
+    }
+    let mut noise_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec1);
+    let mut adam = match algorithm {
+        Algorithm::Bp {
+            optimizer: Optimizer::Adam,
+            lr,
+        } => Some(Adam::new(*lr, net.encoders())),
+        _ => None,
+    };
+    let mut rows = Vec::new();
+    let (mut seen, mut since_eval, mut loss_acc) = (0usize, 0usize, 0.0);
+    let mut residual = (0.0, 0usize);
+    let evaluate_now =
+        |net: &Network, seen: usize, since: usize, loss_acc: f64, residual: (f64, usize)| {
+            let (test_loss, test_accuracy) = evaluate(net, &data.test, data.classification);
+            MetricsRow {
+                algorithm: named.name.clone(),
+                examples: seen,
+                train_loss: if since > 0 {
+                    loss_acc / since as f64
+                } else {
+                    f64::NAN
+                },
+                test_loss,
+                test_mse: if data.classification {
+                    f64::NAN
+                } else {
+                    mean_squared_error(net, &data.test)
+                },
+                test_accuracy,
+                reconstruction: if algorithm.uses_decoders() {
+                    reconstruction_error(net, &data.test)
+                } else {
+                    f64::NAN
+                },
+                relaxation_residual: if residual.1 > 0 {
+                    residual.0 / residual.1 as f64
+                } else {
+                    f64::NAN
+                },
+                wall_seconds: start.elapsed().as_secs_f64(),
+            }
+        };
+    rows.push(evaluate_now(&net, 0, 0, 0.0, (0.0, 0)));
+    let depth = net.depth();
+    let mut error = None;
+    while seen < cfg.examples {
+        let b = cfg.batch_size.min(cfg.examples - seen);
+        let batch: Vec<&Example> = (0..b).map(|_| next(&mut rng)).collect();
+        let loss = net.arch().loss;
+        for ex in &batch {
+            loss_acc += loss.value(&net.predict(&ex.x), &ex.y);
+        }
+        if let Some(dec) = &decoder {
+            train_decoders(&mut net, &batch, dec, &mut noise_rng);
+        }
+        let mut deltas: Vec<DMatrix<f64>> = net
+            .encoders()
+            .iter()
+            .map(|m| DMatrix::zeros(m.nrows(), m.ncols()))
+            .collect();
+        for ex in &batch {
+            let fwd = net.forward(&ex.x);
+            if fwd.output().iter().any(|v| !v.is_finite()) {
+                error = Some(format!("{}: the network output became non-finite after {seen} examples; lower the learning rate", named.name));
+                break;
+            }
+            match algorithm {
+                Algorithm::Bp { .. } => {
+                    for (acc, g) in deltas.iter_mut().zip(bp_gradients(&net, &fwd, &ex.y)) {
+                        *acc += g;
+                    }
+                }
+                Algorithm::Dtp { beta, .. } | Algorithm::Dtp1 { beta, .. } => {
+                    let d_out = output_displacement(&net, &fwd, &ex.y, *beta);
+                    let (relaxation, scales) = match algorithm {
+                        Algorithm::Dtp1 {
+                            relaxation,
+                            influence,
+                            ..
+                        } => (*relaxation, *influence),
+                        _ => (Relaxation::difference(), false),
+                    };
+                    let t = match relax(&net, &fwd, &d_out, &relaxation) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            error = Some(format!("{}: after {seen} examples: {e}", named.name));
+                            break;
+                        }
+                    };
+                    if let (Some(first), Some(last)) = (t.increments.first(), t.increments.last()) {
+                        if t.increments.len() > 1 && *first > 0.0 {
+                            residual.0 += last / first;
+                            residual.1 += 1;
+                        }
+                    }
+                    let s = if scales {
+                        influence_scales(&t.d)
+                    } else {
+                        vec![1.0; depth + 1]
+                    };
+                    for l in 1..=depth {
+                        deltas[l - 1] += match algorithm {
+                            Algorithm::Dtp { lr, .. } => dtp_delta(&fwd, &t.d[l], l) * *lr,
+                            Algorithm::Dtp1 { eta, .. } => {
+                                dtp1_delta(&fwd, &t.d[l], l) * (*eta * s[l])
+                            }
+                            Algorithm::Bp { .. } => unreachable!("handled above"),
+                        };
+                    }
+                }
+            }
+        }
+        if error.is_some() {
+            break;
+        }
+        let inv_b = 1.0 / b as f64;
+        let steps: Vec<DMatrix<f64>> = match (algorithm, adam.as_mut()) {
+            (Algorithm::Bp { .. }, Some(adam)) => {
+                let grads: Vec<_> = deltas.iter().map(|g| g * inv_b).collect();
+                adam.step(&grads)
+            }
+            (Algorithm::Bp { lr, .. }, None) => deltas.iter().map(|g| g * (-lr * inv_b)).collect(),
+            _ => deltas.iter().map(|d| d * inv_b).collect(),
+        };
+        let updated: Vec<DMatrix<f64>> = net
+            .encoders()
+            .iter()
+            .zip(&steps)
+            .map(|(w, s)| w + s)
+            .collect();
+        if let Some(l) = updated
+            .iter()
+            .position(|w| w.iter().any(|v| !v.is_finite()))
+        {
+            // keep the last finite weights: they are saved with the partial metrics
+            error = Some(format!(
+                "{}: the update of W_{} became non-finite after {seen} examples; lower the learning rate",
+                named.name,
+                l + 1
+            ));
+            break;
+        }
+        for (l, w) in updated.into_iter().enumerate() {
+            *net.w_mut(l + 1) = w;
+        }
+        seen += b;
+        since_eval += b;
+        progress(seen);
+        if since_eval >= cfg.eval_every || seen == cfg.examples {
+            rows.push(evaluate_now(&net, seen, since_eval, loss_acc, residual));
+            residual = (0.0, 0);
+            since_eval = 0;
+            loss_acc = 0.0;
+        }
+    }
+    Ok(TrainOutcome {
+        name: named.name.clone(),
+        rows,
+        network: net,
+        error,
+    })
+}

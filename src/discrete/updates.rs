@@ -121,7 +121,10 @@ pub struct Adam {
 impl Adam {
     /// Zero moments shaped like `params`.
     pub fn new(lr: f64, params: &[DMatrix<f64>]) -> Self {
-        let zeros: Vec<_> = params.iter().map(|p| DMatrix::zeros(p.nrows(), p.ncols())).collect();
+        let zeros: Vec<_> = params
+            .iter()
+            .map(|p| DMatrix::zeros(p.nrows(), p.ncols()))
+            .collect();
         Adam {
             lr,
             beta1: 0.9,
@@ -142,7 +145,9 @@ impl Adam {
         for ((m, v), g) in self.m.iter_mut().zip(self.v.iter_mut()).zip(grads) {
             *m = &*m * self.beta1 + g * (1.0 - self.beta1);
             *v = &*v * self.beta2 + g.component_mul(g) * (1.0 - self.beta2);
-            let step = m.zip_map(v, |mi, vi| -self.lr * (mi / c1) / ((vi / c2).sqrt() + self.eps));
+            let step = m.zip_map(v, |mi, vi| {
+                -self.lr * (mi / c1) / ((vi / c2).sqrt() + self.eps)
+            });
             out.push(step);
         }
         out

@@ -1,0 +1,193 @@
+//! The command line: bad input gives a clear error (exit 2, never a panic) and writes nothing
+//! that looks complete; good input leaves its outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dtpsim(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dtpsim"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dtpsim-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn scenario() -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/teacher_student_discrete.json"
+    ))
+    .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["examples"] = 200.into();
+    v["eval_every"] = 100.into();
+    v["warmup"] = 50.into();
+    v
+}
+
+fn expect_clean_error(out: &Output, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "missing {n:?} in: {stderr}");
+    }
+    stderr
+}
+
+#[test]
+fn train_writes_metrics_weights_plots_and_summary_last() {
+    let dir = scratch("train");
+    std::fs::write(dir.join("s.json"), scenario().to_string()).unwrap();
+    let out = dtpsim(&["train", "s.json", "--out", "run", "--quiet"], &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "metrics.csv",
+        "learning_curve.png",
+        "learning_curve.svg",
+        "summary.json",
+        "weights_bp.json",
+        "weights_dtp1_iterated.json",
+    ] {
+        assert!(dir.join("run").join(f).exists(), "{f}");
+    }
+    let csv = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    assert!(csv.starts_with("algorithm,examples,train_loss,test_loss,test_mse,test_accuracy,reconstruction,relaxation_residual,wall_seconds"));
+    assert_eq!(csv.lines().count(), 1 + 4 * 3);
+    // the saved weights load back as the starting point of a new run
+    let mut s = scenario();
+    s["network"]["weights"] = "run/weights_bp.json".into();
+    std::fs::write(dir.join("resume.json"), s.to_string()).unwrap();
+    let out = dtpsim(&["train", "resume.json", "--out", "run2", "--quiet"], &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_weights_files_are_reported_by_name() {
+    let dir = scratch("weights");
+    std::fs::write(dir.join("s.json"), scenario().to_string()).unwrap();
+    assert!(
+        dtpsim(&["train", "s.json", "--out", "run", "--quiet"], &dir)
+            .status
+            .success()
+    );
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/weights_bp.json")).unwrap())
+            .unwrap();
+
+    let mut wrong_shape = good.clone();
+    wrong_shape["encoders"][1].as_array_mut().unwrap().pop();
+    let mut non_finite = good.clone();
+    non_finite["decoders"][0][3][5] = serde_json::Value::Null;
+    let cases = [
+        (
+            "shape.json",
+            wrong_shape.to_string(),
+            vec![
+                "network.weights",
+                "shape.json",
+                "encoders[1]",
+                "19x21, expected 20x21",
+            ],
+        ),
+        (
+            "nan.json",
+            non_finite.to_string(),
+            vec!["decoders[0][3][5]", "not finite"],
+        ),
+        (
+            "truncated.json",
+            good.to_string()[..200].to_string(),
+            vec!["truncated.json", "not valid JSON"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        std::fs::write(dir.join(name), text).unwrap();
+        let mut s = scenario();
+        s["network"]["weights"] = name.into();
+        std::fs::write(dir.join("s2.json"), s.to_string()).unwrap();
+        let out = dtpsim(&["train", "s2.json", "--out", "bad", "--quiet"], &dir);
+        expect_clean_error(&out, &needles);
+        assert!(
+            !dir.join("bad").exists(),
+            "nothing is written for invalid input"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_scenarios_name_the_field_and_the_fix() {
+    let dir = scratch("scenario");
+    let mut zero_width = scenario();
+    zero_width["network"]["widths"][1] = 0.into();
+    let mut unknown = scenario();
+    unknown["algorithms"][2]["relaxation"]["sweeps"] = 3.into();
+    let mut wrong_type = scenario();
+    wrong_type["examples"] = "many".into();
+    let mut negative = scenario();
+    negative["algorithms"][1]["beta"] = (-0.1).into();
+    let mut mismatch = scenario();
+    mismatch["network"]["widths"] = serde_json::json!([20, 20, 5]);
+    let cases = [
+        (zero_width, vec!["network.widths[1]: must be at least 1"]),
+        (
+            unknown,
+            vec![
+                "algorithms[2]",
+                "unknown field `sweeps`, expected one of `scheme`",
+            ],
+        ),
+        (wrong_type, vec!["examples", "invalid type"]),
+        (negative, vec!["algorithms[1].beta", "> 0"]),
+        (
+            mismatch,
+            vec!["network.widths[2]", "task's outputs have 20"],
+        ),
+    ];
+    for (i, (value, needles)) in cases.into_iter().enumerate() {
+        let name = format!("bad{i}.json");
+        std::fs::write(dir.join(&name), value.to_string()).unwrap();
+        let out = dtpsim(&["train", &name, "--out", "bad", "--quiet"], &dir);
+        expect_clean_error(&out, &needles);
+        assert!(!dir.join("bad").exists());
+    }
+    let out = dtpsim(&["train", "missing.json", "--quiet"], &dir);
+    expect_clean_error(&out, &["missing.json", "cannot read"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_diverging_algorithm_exits_1_and_keeps_everything_written() {
+    let dir = scratch("diverge");
+    let mut s = scenario();
+    s["algorithms"][0]["lr"] = 50.0.into();
+    std::fs::write(dir.join("s.json"), s.to_string()).unwrap();
+    let out = dtpsim(&["train", "s.json", "--out", "run", "--quiet"], &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bp: ") && stderr.contains("lower the learning rate"),
+        "{stderr}"
+    );
+    let summary = std::fs::read_to_string(dir.join("run/summary.json")).unwrap();
+    assert!(summary.contains("lower the learning rate"));
+    assert!(dir.join("run/weights_dtp1_iterated.json").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
