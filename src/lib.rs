@@ -12,6 +12,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod activation;
+pub mod continuous;
 pub mod data;
 pub mod discrete;
 pub mod error;

@@ -1,0 +1,307 @@
+//! Settings of the continuous-time engine (DESIGN §2–3; seed paper Sec. 5, 6.2, 7.1, 8, 10.2),
+//! parsed from JSON with defaults for everything and checked into a validated form whose
+//! errors name the JSON path and the fix.
+
+use crate::discrete::targets::Scheme;
+use crate::error::{check_at_least, check_positive, ConfigError};
+use serde::{Deserialize, Serialize};
+
+/// Forward plasticity rule (DESIGN §2.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PlasticityRule {
+    /// `Ẇ_l = η[−γW_l + s_l⟨m_p ḋ_l n̄_{l−1}ᵀ⟩_b]` (Sec. 7.1): integrates to the DTP1 update.
+    #[default]
+    TauDot,
+    /// Uses `τ̇_l = ḣ_l + ḋ_l`; carries a Hebbian term from the forward dynamics.
+    TauDotFull,
+    /// `Ẇ_l = η[−γW_l + s_l⟨m_p d_l n̄_{l−1}ᵀ⟩_b / T_r]`.
+    Displacement,
+}
+
+/// Plasticity gate `m_p(t)` (DESIGN §2.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// `m_p = m(t)`: plastic only while the teacher is on.
+    #[default]
+    Teacher,
+    /// `m_p = 1`: the target decay at teacher offset undoes learning.
+    Always,
+}
+
+/// A per-layer value given either as one number for every layer or as a list `[v_1, …, v_L]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PerLayer {
+    All(f64),
+    Each(Vec<f64>),
+}
+
+impl PerLayer {
+    /// Value for layer `l` (1-based).
+    pub fn get(&self, l: usize) -> f64 {
+        match self {
+            PerLayer::All(v) => *v,
+            PerLayer::Each(v) => v[l - 1],
+        }
+    }
+
+    fn validate(&self, path: &str, depth: usize) -> Result<(), ConfigError> {
+        match self {
+            PerLayer::All(v) => check_at_least(path, *v, 0.0),
+            PerLayer::Each(v) => {
+                if v.len() != depth {
+                    return Err(ConfigError::new(path, format!("give one value per weight layer W_1..W_{depth} ({depth} values) or a single number, got {}", v.len())));
+                }
+                for (i, x) in v.iter().enumerate() {
+                    check_at_least(&format!("{path}[{i}]"), *x, 0.0)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Forward plasticity (DESIGN §2.7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Plasticity {
+    pub rule: PlasticityRule,
+    pub gate: Gate,
+    /// Learning rate `η`, one number or one per layer.
+    pub eta: PerLayer,
+    /// Weight decay `γ`.
+    pub gamma: f64,
+    /// `T_r` of the `displacement` rule; `null` means the relaxation window `T_stim − t_on`.
+    pub relaxation_time: Option<f64>,
+}
+
+impl Default for Plasticity {
+    fn default() -> Self {
+        Plasticity {
+            rule: PlasticityRule::TauDot,
+            gate: Gate::Teacher,
+            eta: PerLayer::All(0.1),
+            gamma: 0.0,
+            relaxation_time: None,
+        }
+    }
+}
+
+/// Decoder plasticity on the regular auto-encoder loss (Sec. 10.2), always on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecoderPlasticity {
+    /// `η_Ω`.
+    pub eta: f64,
+    /// `γ_Ω`.
+    pub gamma: f64,
+}
+
+impl Default for DecoderPlasticity {
+    fn default() -> Self {
+        DecoderPlasticity { eta: 0.5, gamma: 0.0 }
+    }
+}
+
+/// Delayed presynaptic trace (Sec. 7.1): `K` leaky stages of time constant `D/K`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Trace {
+    /// Mean delay `D`.
+    pub delay: f64,
+    /// Number of stages `K` (0: `n̄ = n`, no delay).
+    pub stages: usize,
+}
+
+/// Influence pools (Sec. 8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluenceConfig {
+    pub enabled: bool,
+    /// `ε_q` of `s_l = q_L/(ε_q + q_l)`.
+    pub eps: f64,
+}
+
+impl Default for InfluenceConfig {
+    fn default() -> Self {
+        InfluenceConfig { enabled: false, eps: 1e-8 }
+    }
+}
+
+/// Every constant of the vector field (DESIGN §2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dynamics {
+    /// Relaxation scheme of the hidden targets.
+    pub scheme: Scheme,
+    /// Leak `λ ≥ 0`.
+    pub leak: f64,
+    /// Output nudging `β` of `τ_d ḋ_L = −d_L − β m ∇ℓ`.
+    pub beta: f64,
+    /// Time constant of the feedforward population `τ_h`.
+    pub tau_h: f64,
+    /// Time constant of the target populations `τ_d` (also of `u`).
+    pub tau_d: f64,
+    /// Time constant of pooling and influence neurons `τ_p`.
+    pub tau_p: f64,
+    /// `ε` of the normalised rate `n_l = a_l/(ε + p_l)`.
+    pub pool_eps: f64,
+    pub trace: Trace,
+    pub influence: InfluenceConfig,
+    pub plasticity: Plasticity,
+    pub decoder: DecoderPlasticity,
+}
+
+impl Default for Dynamics {
+    fn default() -> Self {
+        Dynamics {
+            scheme: Scheme::DecoderOutput,
+            leak: 0.5,
+            beta: 0.2,
+            tau_h: 1.0,
+            tau_d: 1.0,
+            tau_p: 1.0,
+            pool_eps: 1e-6,
+            trace: Trace::default(),
+            influence: InfluenceConfig::default(),
+            plasticity: Plasticity::default(),
+            decoder: DecoderPlasticity::default(),
+        }
+    }
+}
+
+/// Trial protocol (DESIGN §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Protocol {
+    /// Stimulus duration `T_stim`.
+    pub t_stim: f64,
+    /// Teacher onset `t_on` within the trial (teacher on during `[t_on, T_stim)`).
+    pub t_on: f64,
+    /// Blank after each stimulus (`x = 0`, teacher off); 0 = stream.
+    pub t_gap: f64,
+    /// Learning trials.
+    pub trials: usize,
+    /// Warm-up trials before learning (teacher off, `η = 0`; decoders learn).
+    pub warmup_trials: usize,
+    /// Evaluate on the test set every this many learning trials.
+    pub eval_every: usize,
+    /// Replicas `B` sharing the weights (each sees its own examples).
+    pub replicas: usize,
+}
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol {
+            t_stim: 15.0,
+            t_on: 5.0,
+            t_gap: 0.0,
+            trials: 2000,
+            warmup_trials: 300,
+            eval_every: 100,
+            replicas: 1,
+        }
+    }
+}
+
+/// Integration method (all through `ode_solvers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Dormand–Prince 5(4), adaptive (default).
+    #[default]
+    Dopri5,
+    /// Dormand–Prince 8(5,3), adaptive.
+    Dop853,
+    /// Classical Runge–Kutta 4, fixed step.
+    Rk4,
+}
+
+/// Solver settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Solver {
+    pub method: Method,
+    pub rtol: f64,
+    pub atol: f64,
+    /// Step of `rk4`.
+    pub step: f64,
+    /// A state entry larger than this in magnitude counts as a runaway (divergence).
+    pub runaway: f64,
+}
+
+impl Default for Solver {
+    fn default() -> Self {
+        Solver {
+            method: Method::Dopri5,
+            rtol: 1e-6,
+            atol: 1e-8,
+            step: 0.05,
+            runaway: 1e6,
+        }
+    }
+}
+
+/// Everything the engine needs besides the network and the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub dynamics: Dynamics,
+    pub protocol: Protocol,
+    pub solver: Solver,
+}
+
+impl EngineConfig {
+    /// Checks every field for a network with `depth` weight layers. Paths are relative to the
+    /// engine section (`dynamics.tau_h`, `protocol.t_on`, …).
+    pub fn validate(&self, depth: usize) -> Result<(), ConfigError> {
+        let d = &self.dynamics;
+        check_at_least("dynamics.leak", d.leak, 0.0)?;
+        check_at_least("dynamics.beta", d.beta, 0.0)?;
+        check_positive("dynamics.tau_h", d.tau_h)?;
+        check_positive("dynamics.tau_d", d.tau_d)?;
+        check_positive("dynamics.tau_p", d.tau_p)?;
+        check_positive("dynamics.pool_eps", d.pool_eps)?;
+        check_at_least("dynamics.trace.delay", d.trace.delay, 0.0)?;
+        if d.trace.stages > 0 && d.trace.delay <= 0.0 {
+            return Err(ConfigError::new("dynamics.trace.delay", format!("must be > 0 with {} stages; set stages to 0 for no delay", d.trace.stages)));
+        }
+        check_positive("dynamics.influence.eps", d.influence.eps)?;
+        d.plasticity.eta.validate("dynamics.plasticity.eta", depth)?;
+        check_at_least("dynamics.plasticity.gamma", d.plasticity.gamma, 0.0)?;
+        if let Some(tr) = d.plasticity.relaxation_time {
+            check_positive("dynamics.plasticity.relaxation_time", tr)?;
+        }
+        check_at_least("dynamics.decoder.eta", d.decoder.eta, 0.0)?;
+        check_at_least("dynamics.decoder.gamma", d.decoder.gamma, 0.0)?;
+        let p = &self.protocol;
+        check_positive("protocol.t_stim", p.t_stim)?;
+        check_at_least("protocol.t_on", p.t_on, 0.0)?;
+        if p.t_on > p.t_stim {
+            return Err(ConfigError::new("protocol.t_on", format!("{} is after the end of the stimulus (t_stim = {}); the teacher must come on within the stimulus", p.t_on, p.t_stim)));
+        }
+        check_at_least("protocol.t_gap", p.t_gap, 0.0)?;
+        if p.eval_every == 0 {
+            return Err(ConfigError::new("protocol.eval_every", "must be at least 1"));
+        }
+        if p.replicas == 0 {
+            return Err(ConfigError::new("protocol.replicas", "must be at least 1"));
+        }
+        let s = &self.solver;
+        check_positive("solver.rtol", s.rtol)?;
+        check_positive("solver.atol", s.atol)?;
+        check_positive("solver.step", s.step)?;
+        check_positive("solver.runaway", s.runaway)?;
+        Ok(())
+    }
+
+    /// `T_r` of the displacement rule.
+    pub fn relaxation_time(&self) -> f64 {
+        self.dynamics
+            .plasticity
+            .relaxation_time
+            .unwrap_or((self.protocol.t_stim - self.protocol.t_on).max(f64::MIN_POSITIVE))
+    }
+}
