@@ -502,7 +502,7 @@ impl ClaimRow {
     }
 }
 
-/// Runs T1–T5, writes the plots into `out` (if given) and returns the rows and plot files.
+/// Runs T1–T8, writes the plots into `out` (if given) and returns the rows and plot files.
 pub fn run_all(
     out: Option<&Path>,
 ) -> Result<(Vec<ClaimRow>, Vec<PathBuf>), crate::plot::PlotError> {
@@ -645,6 +645,40 @@ pub fn run_all(
         Some(t5b.max_rel_error <= 2e-2),
     ));
 
+    let engine = |e: EngineError| (format!("engine error: {e}"), false);
+    let (text, ok) = match t6_continuous_limit() {
+        Ok(t6) => {
+            let worst = t6.linear_rel_error.iter().cloned().fold(0.0, f64::max);
+            let min_cos = t6.tanh_cosine.iter().cloned().fold(1.0, f64::min);
+            (format!("linear: max rel err {worst:.1e}; tanh: min cos {min_cos:.7}"), worst < 1e-3 && min_cos > 0.99)
+        }
+        Err(e) => engine(e),
+    };
+    rows.push(ClaimRow::new("T6", "one trial of the tau_dot rule = discrete DTP1, iterated targets (Sec. 7.1)", text, "< 1e-3; cos > 0.99", Some(ok)));
+    let windows = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
+    let t7 = t7_anytime(&windows);
+    let (text, ok) = match &t7 {
+        Ok(r) => {
+            let monotone = r.windows(2).all(|p| p[1].1 > p[0].1 && p[1].2 > p[0].2);
+            let (w0, n0, c0) = r[0];
+            let (w1, n1, c1) = r[r.len() - 1];
+            (format!("w={w0}: |ΔW| {n0:.3}, cos {c0:.3}; w={w1}: {n1:.4}, {c1:.5}"), monotone && c1 > 0.999)
+        }
+        Err(e) => engine(e.clone()),
+    };
+    rows.push(ClaimRow::new("T7", "anytime: partial update grows monotonically to the full one", text, "monotone, cos → 1", Some(ok)));
+    let (text, ok) = match t8_pool() {
+        Ok(err) => (format!("max |p − p_exact| {err:.1e}"), err < 1e-8),
+        Err(e) => engine(e),
+    };
+    rows.push(ClaimRow::new("T8a", "pool neuron → ‖a‖² with time constant τ_p", text, "≤ 1e-8", Some(ok)));
+    let delays: Vec<Result<f64, EngineError>> = [1usize, 4, 10].iter().map(|&k| t8_delay(k, 2.0)).collect();
+    let (text, ok) = match delays.iter().cloned().collect::<Result<Vec<f64>, _>>() {
+        Ok(d) => (format!("D = 2: K=1 {:.4}, K=4 {:.4}, K=10 {:.4}", d[0], d[1], d[2]), d.iter().all(|m| (m - 2.0).abs() < 0.02)),
+        Err(e) => engine(e),
+    };
+    rows.push(ClaimRow::new("T8b", "K-stage trace chain has mean delay D (Sec. 7.1)", text, "within 1%", Some(ok)));
+
     if let Some(dir) = out {
         let mut p = LinePlot::new(
             "T3: contraction of the target iteration",
@@ -703,6 +737,193 @@ pub fn run_all(
             1,
         ));
         files.extend(p.save(&dir.join("t4_parallel"))?);
+        if let Ok(r) = &t7 {
+            let mut p = LinePlot::new("T7: anytime update after a relaxation window w", "log2 w (time units)", "relative to the fully relaxed update");
+            p.series.push(Series::new("‖ΔW(w)‖ / ‖ΔW(∞)‖", r.iter().map(|(w, n, _)| (w.log2(), *n)).collect(), 0));
+            p.series.push(Series::new("cos(ΔW(w), ΔW(∞))", r.iter().map(|(w, _, c)| (w.log2(), *c)).collect(), 1));
+            files.extend(p.save(&dir.join("t7_anytime"))?);
+        }
     }
     Ok((rows, files))
+}
+
+// ---------------------------------------------------------------------------------------
+// T6–T8: the continuous engine against its discrete limit and known solutions.
+
+use crate::continuous::config::{EngineConfig, PerLayer};
+use crate::continuous::{trial_update, EngineError, Observer, Population, Sample, Simulation};
+use crate::data::Example;
+
+/// An example for `net`: Gaussian input, target = output + `N(0, noise²)`.
+pub fn noisy_example(net: &Network, seed: u64, noise: f64) -> Example {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = gaussian_vector(net.width(0), 1.0, &mut rng);
+    let y = net.predict(&x) + gaussian_vector(net.width(net.depth()), noise, &mut rng);
+    Example { x, y }
+}
+
+/// Engine settings for the discrete-limit checks (T6, T7): no leak, small `η`, frozen
+/// decoders, no delay, a 25-unit settle before the teacher and a relaxation `window`.
+pub fn limit_config(eta: f64, window: f64) -> EngineConfig {
+    let mut cfg = EngineConfig::default();
+    cfg.dynamics.leak = 0.0;
+    cfg.dynamics.beta = 0.1;
+    cfg.dynamics.pool_eps = 1e-12;
+    cfg.dynamics.plasticity.eta = PerLayer::All(eta);
+    cfg.dynamics.decoder.eta = 0.0;
+    cfg.protocol.t_on = 25.0;
+    cfg.protocol.t_stim = 25.0 + window;
+    cfg.solver.rtol = 1e-10;
+    cfg.solver.atol = 1e-12;
+    cfg
+}
+
+/// Discrete DTP1 update (`η = 1`) with converged decoder-output targets, `λ = 0`.
+pub fn discrete_dtp1(net: &Network, ex: &Example, beta: f64) -> Vec<DMatrix<f64>> {
+    let fwd = net.forward(&ex.x);
+    let d_out = output_displacement(net, &fwd, &ex.y, beta);
+    let relaxation = Relaxation {
+        order: Order::Parallel,
+        iterations: 2000,
+        tolerance: 1e-15,
+        ..converged_relaxation()
+    };
+    let t = relax(net, &fwd, &d_out, &relaxation).expect("the nets used here contract");
+    (1..=net.depth()).map(|l| dtp1_delta(&fwd, &t.d[l], l)).collect()
+}
+
+/// T6 measurements (Sec. 7.1).
+#[derive(Debug, Clone)]
+pub struct ContinuousLimit {
+    /// Per layer, `‖ΔW_cont/η − ΔW_DTP1‖/‖ΔW_DTP1‖` on a linear net with exact inverses.
+    pub linear_rel_error: Vec<f64>,
+    /// Per layer, cosine between the two on a tanh net with fitted decoders.
+    pub tanh_cosine: Vec<f64>,
+}
+
+/// T6: one trial of the `tau_dot` rule (η = 1e-7, 40-unit relaxation) against discrete DTP1
+/// with iterated decoder-output targets.
+pub fn t6_continuous_limit() -> Result<ContinuousLimit, EngineError> {
+    let eta = 1e-7;
+    let compare = |net: &Network, ex: &Example| -> Result<(Vec<DMatrix<f64>>, Vec<DMatrix<f64>>), EngineError> {
+        let mut sim = Simulation::new(net, limit_config(eta, 40.0)).expect("valid configuration");
+        let cont: Vec<DMatrix<f64>> = trial_update(&mut sim, ex)?.into_iter().map(|m| m / eta).collect();
+        Ok((cont, discrete_dtp1(net, ex, 0.1)))
+    };
+    let lin = linear_invertible(4, 3, 2.0, 61);
+    let (c, d) = compare(&lin, &noisy_example(&lin, 62, 1.0))?;
+    let linear_rel_error = c.iter().zip(&d).map(|(c, d)| (c - d).norm() / d.norm()).collect();
+    let tanh = fitted_tanh(6, 3, 0.5, 63, 400);
+    let (c, d) = compare(&tanh, &noisy_example(&tanh, 64, 0.3))?;
+    let tanh_cosine = (0..c.len()).map(|l| cosine_flat(&c[l..=l], &d[l..=l])).collect();
+    Ok(ContinuousLimit {
+        linear_rel_error,
+        tanh_cosine,
+    })
+}
+
+/// T7 (Sec. 7.1, anytime): for each relaxation window, `(window, ‖ΔW(w)‖/‖ΔW(full)‖,
+/// cos(ΔW(w), ΔW(full)))` on a tanh net with fitted decoders; "full" is a 40-unit window.
+pub fn t7_anytime(windows: &[f64]) -> Result<Vec<(f64, f64, f64)>, EngineError> {
+    let net = fitted_tanh(6, 3, 0.5, 71, 400);
+    let ex = noisy_example(&net, 72, 0.3);
+    let run = |window: f64| {
+        let mut sim = Simulation::new(&net, limit_config(1e-7, window)).expect("valid configuration");
+        trial_update(&mut sim, &ex)
+    };
+    let full = run(40.0)?;
+    let norm = |m: &[DMatrix<f64>]| m.iter().map(|w| w.norm_squared()).sum::<f64>().sqrt();
+    let full_norm = norm(&full);
+    windows
+        .iter()
+        .map(|&w| {
+            let part = run(w)?;
+            Ok((w, norm(&part) / full_norm, cosine_flat(&part, &full)))
+        })
+        .collect()
+}
+
+/// Records one variable of replica 0 every `dt`.
+pub struct Recorder {
+    pub dt: f64,
+    pub what: (Population, usize, usize),
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Observer for Recorder {
+    fn interval(&self) -> Option<f64> {
+        Some(self.dt)
+    }
+    fn sample(&mut self, s: &Sample) {
+        let (p, l, i) = self.what;
+        if let Some(v) = s.value(p, l, i, 0) {
+            self.points.push((s.time, v));
+        }
+    }
+}
+
+/// A 4-5-3 tanh network and a simulation whose feedforward population starts at its steady
+/// state for `x` (pools and traces at their rest values for a zero input).
+fn steady_simulation(cfg: EngineConfig, x: &DVector<f64>) -> (Network, Simulation) {
+    let arch = Architecture::new(&[4, 5, 3], Activation::Tanh, Loss::Mse).expect("valid");
+    let net = Network::new(arch, Init::Gaussian { gain: 1.2 }, 81).expect("valid");
+    let mut sim = Simulation::new(&net, cfg).expect("valid configuration");
+    let fwd = net.forward(x);
+    let lay = sim.layout().clone();
+    let y = sim.state_mut();
+    for l in 1..=2 {
+        lay.h(l).view_mut(y).column_mut(0).copy_from(&fwd.h[l]);
+    }
+    (net, sim)
+}
+
+/// T8a: the pool neuron `τ_p ṗ = −p + ‖a‖²` against `p(t) = ‖a‖² + (p_0 − ‖a‖²) e^{−t/τ_p}`;
+/// returns the largest absolute error over `[0, 10]` with `τ_p = 2.5`.
+pub fn t8_pool() -> Result<f64, EngineError> {
+    let tau_p = 2.5;
+    let mut cfg = EngineConfig::default();
+    cfg.dynamics.tau_p = tau_p;
+    cfg.solver.rtol = 1e-10;
+    cfg.solver.atol = 1e-12;
+    let x = DVector::from_vec(vec![0.5, -1.0, 0.3, 0.8]);
+    let (net, mut sim) = steady_simulation(cfg, &x);
+    let target = net.forward(&x).a[1].norm_squared();
+    let p0 = 1.0; // ‖a_1(0)‖²: the bias unit only
+    let ex = Example { x, y: DVector::zeros(3) };
+    let drive = sim.drive(&[&ex], true, false, false);
+    let mut rec = Recorder { dt: 0.5, what: (Population::Pool, 1, 0), points: vec![] };
+    sim.run_segment(&drive, 10.0, &mut rec)?;
+    Ok(rec
+        .points
+        .iter()
+        .map(|(t, p)| (p - (target + (p0 - target) * (-t / tau_p).exp())).abs())
+        .fold(0.0, f64::max))
+}
+
+/// T8b: mean delay `∫(1 − s(t))dt` of the step response `s` of a `stages`-stage trace chain
+/// with mean delay `delay`, measured through the engine.
+pub fn t8_delay(stages: usize, delay: f64) -> Result<f64, EngineError> {
+    let mut cfg = EngineConfig::default();
+    cfg.dynamics.trace.delay = delay;
+    cfg.dynamics.trace.stages = stages;
+    cfg.solver.rtol = 1e-9;
+    let x = DVector::from_vec(vec![0.5, -1.0, 0.3, 0.8]);
+    let (_, mut sim) = steady_simulation(cfg, &x);
+    // pool of layer 0 at its steady state, chain empty: n̄ is the step response to constant n
+    let a0 = DVector::from_vec(vec![0.5, -1.0, 0.3, 0.8, 1.0]);
+    let eps = sim.config().dynamics.pool_eps;
+    let lay = sim.layout().clone();
+    let y = sim.state_mut();
+    lay.p(0).view_mut(y).fill(a0.norm_squared());
+    for k in 1..=stages {
+        lay.stage(0, k).view_mut(y).fill(0.0);
+    }
+    let n_in = a0[0] / (eps + a0.norm_squared());
+    let ex = Example { x, y: DVector::zeros(3) };
+    let drive = sim.drive(&[&ex], true, false, false);
+    let dt = delay / 400.0;
+    let mut rec = Recorder { dt, what: (Population::Trace, 0, 0), points: vec![] };
+    sim.run_segment(&drive, 20.0 * delay, &mut rec)?;
+    let gap: Vec<f64> = rec.points.iter().map(|(_, v)| 1.0 - v / n_in).collect();
+    Ok(gap.windows(2).map(|w| 0.5 * (w[0] + w[1]) * dt).sum())
 }

@@ -11,4 +11,4 @@ pub mod simulation;
 pub use config::EngineConfig;
 pub use field::Drive;
 pub use layout::{Layout, Population};
-pub use simulation::{EngineError, NoObserver, Observer, Phase, Sample, Simulation};
+pub use simulation::{trial_update, EngineError, NoObserver, Observer, Phase, Sample, Simulation};

@@ -4,7 +4,7 @@
 use super::config::EngineConfig;
 use super::field::{Drive, Field, FieldStats};
 use super::integrate::{integrate_segment, SolverStats};
-use super::layout::{Layout, Population};
+use super::layout::{Block, Layout, Population};
 use crate::data::Example;
 use crate::error::ConfigError;
 use crate::network::{Architecture, Network};
@@ -24,6 +24,17 @@ pub enum EngineError {
     },
     #[error("the solver failed in trial {trial} (t = {time:.4}): {message}; try a tighter solver.rtol or the rk4 method with a small solver.step")]
     Solver { trial: usize, time: f64, message: String },
+}
+
+/// The change of every `W_l` over one learning trial on `example`, from the current state
+/// (index `l − 1`). With small `η`, no delay and a long relaxation window this is `η` times
+/// the discrete DTP1 update with the relaxation's fixed-point targets (T6); with a short
+/// window it is the partial, anytime update (T7).
+pub fn trial_update(sim: &mut Simulation, example: &Example) -> Result<Vec<DMatrix<f64>>, EngineError> {
+    let before = sim.network();
+    sim.run_trial(&[example], Phase::Learn, &mut NoObserver)?;
+    let after = sim.network();
+    Ok((1..=before.depth()).map(|l| after.w(l) - before.w(l)).collect())
 }
 
 /// A phase of the protocol.
@@ -188,6 +199,43 @@ impl Simulation {
         let enc = (1..=self.arch.depth()).map(|l| self.layout.w(l).view(y).into_owned()).collect();
         let dec = (2..=self.arch.depth()).map(|l| self.layout.omega(l).view(y).into_owned()).collect();
         Network::from_parts(self.arch.clone(), enc, dec).expect("the layout matches the architecture")
+    }
+
+    /// A single-replica simulation holding replica `j`'s neuron state and the shared weights.
+    pub fn replica(&self, j: usize) -> Simulation {
+        let mut cfg = self.cfg.clone();
+        cfg.protocol.replicas = 1;
+        let mut single = Simulation::new(&self.network(), cfg).expect("same validated configuration");
+        let (src, dst) = (self.state.as_slice(), single.state.as_mut_slice());
+        let lay = &self.layout;
+        let one = &single.layout;
+        let mut copy = |from: Block, to: Block| {
+            let col = from.view(src).column(j).into_owned();
+            to.view_mut(dst).column_mut(0).copy_from(&col);
+        };
+        for l in 0..=lay.depth {
+            if l >= 1 {
+                copy(lay.h(l), one.h(l));
+                copy(lay.d(l), one.d(l));
+                if let (Some(a), Some(b)) = (lay.q(l), one.q(l)) {
+                    copy(a, b);
+                }
+            }
+            if l >= 2 {
+                if let (Some(a), Some(b)) = (lay.u(l), one.u(l)) {
+                    copy(a, b);
+                }
+            }
+            copy(lay.p(l), one.p(l));
+            if l < lay.depth {
+                for k in 1..=lay.stages {
+                    copy(lay.stage(l, k), one.stage(l, k));
+                }
+            }
+        }
+        single.time = self.time;
+        single.trial = self.trial;
+        single
     }
 
     /// Evaluates the vector field at the current state under `drive` (tests, benchmarks).

@@ -1,0 +1,204 @@
+//! The continuous-time engine against its discrete limit and known solutions (DESIGN §5,
+//! T6–T8), plus the engine's own invariants.
+
+use dtpsim::continuous::config::{EngineConfig, Gate, Method, PerLayer, PlasticityRule};
+use dtpsim::continuous::{Drive, NoObserver, Phase, Simulation};
+use dtpsim::data::Example;
+use dtpsim::theory::{fitted_tanh, noisy_example, t6_continuous_limit, t7_anytime, t8_delay, t8_pool};
+use dtpsim::{Activation, Architecture, Init, Loss, Network};
+use nalgebra::{DMatrix, DVector};
+
+fn example(net: &Network, seed: u64, noise: f64) -> Example {
+    noisy_example(net, seed, noise)
+}
+
+#[test]
+fn t6_one_trial_of_tau_dot_equals_discrete_dtp1() {
+    let t6 = t6_continuous_limit().unwrap();
+    // linear net, exact inverses Ω_l = W_l⁻¹
+    for (l, rel) in t6.linear_rel_error.iter().enumerate() {
+        assert!(*rel < 1e-3, "layer {}: relative error {rel:e}", l + 1);
+    }
+    // tanh net, fitted decoders
+    for (l, c) in t6.tanh_cosine.iter().enumerate() {
+        assert!(*c > 0.99, "layer {}: cosine {c}", l + 1);
+    }
+}
+
+#[test]
+fn t7_anytime_update_grows_monotonically_towards_the_full_update() {
+    let rows = t7_anytime(&[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]).unwrap();
+    for pair in rows.windows(2) {
+        let ((w0, n0, c0), (w1, n1, c1)) = (pair[0], pair[1]);
+        assert!(n1 > n0 && c1 > c0, "window {w0} → {w1}: norm {n0} → {n1}, cos {c0} → {c1}");
+    }
+    assert!(rows.iter().all(|r| r.1 <= 1.0 + 1e-6), "{rows:?}");
+    let (_, n, c) = *rows.last().unwrap();
+    assert!(c > 0.999 && n > 0.95, "16-unit window: norm ratio {n}, cos {c}");
+    assert!(rows[0].1 < 0.2, "a short window gives a small partial update: {:?}", rows[0]);
+}
+
+#[test]
+fn t8_pool_neuron_relaxes_to_the_squared_norm_with_time_constant_tau_p() {
+    let err = t8_pool().unwrap();
+    assert!(err < 1e-8, "max error {err:e}");
+}
+
+#[test]
+fn t8_delay_chain_has_mean_delay_d() {
+    for stages in [1usize, 4, 10] {
+        let mean = t8_delay(stages, 2.0).unwrap();
+        assert!((mean - 2.0).abs() < 0.02, "K = {stages}: mean delay {mean}");
+    }
+}
+
+/// Runs `trials` stream trials with the teacher never on and returns (W before, W after, time).
+fn teacher_off_run(rule: PlasticityRule) -> (Network, Network, f64, f64) {
+    let mut cfg = EngineConfig::default();
+    cfg.dynamics.plasticity.gate = Gate::Always;
+    cfg.dynamics.plasticity.rule = rule;
+    cfg.dynamics.plasticity.eta = PerLayer::All(0.5);
+    cfg.dynamics.plasticity.gamma = 0.01;
+    cfg.dynamics.decoder.eta = 0.0;
+    cfg.protocol.t_on = cfg.protocol.t_stim; // the teacher never comes on
+    cfg.solver.rtol = 1e-10;
+    cfg.solver.atol = 1e-12;
+    let net = fitted_tanh(5, 3, 1.0, 91, 200);
+    let mut sim = Simulation::new(&net, cfg.clone()).unwrap();
+    for s in 0..5 {
+        let ex = example(&net, 100 + s, 1.0);
+        sim.run_trial(&[&ex], Phase::Learn, &mut NoObserver).unwrap();
+    }
+    (net, sim.network(), sim.time(), 0.5 * 0.01)
+}
+
+#[test]
+fn teacher_off_weights_change_only_by_their_decay() {
+    let (before, after, t, rate) = teacher_off_run(PlasticityRule::TauDot);
+    let decay = (-rate * t).exp();
+    for l in 1..=3 {
+        let rel = (after.w(l) - before.w(l) * decay).norm() / before.w(l).norm();
+        assert!(rel < 1e-9, "W_{l}: relative deviation from pure decay {rel:e}");
+    }
+    // the Hebbian variant does learn spuriously from the forward dynamics: the check has teeth
+    let (before, after, t, rate) = teacher_off_run(PlasticityRule::TauDotFull);
+    let decay = (-rate * t).exp();
+    let rel = (after.w(1) - before.w(1) * decay).norm() / before.w(1).norm();
+    assert!(rel > 1e-3, "tau_dot_full should deviate, got {rel:e}");
+}
+
+#[test]
+fn replicas_give_the_average_weight_derivative_of_single_runs() {
+    let net = fitted_tanh(5, 3, 0.8, 95, 200);
+    let mut cfg = EngineConfig::default();
+    cfg.protocol.replicas = 3;
+    cfg.dynamics.trace.delay = 1.0;
+    cfg.dynamics.trace.stages = 2;
+    cfg.dynamics.influence.enabled = true;
+    let mut sim = Simulation::new(&net, cfg).unwrap();
+    let exs: Vec<Example> = (0..3).map(|s| example(&net, 200 + s, 1.0)).collect();
+    let refs: Vec<&Example> = exs.iter().collect();
+    // bring the replicas into distinct, non-trivial states with the teacher on
+    let drive = sim.drive(&refs, true, true, true);
+    sim.run_segment(&drive, 3.0, &mut NoObserver).unwrap();
+    let dy = sim.derivative(&drive);
+    let lay = sim.layout().clone();
+    let mut mean_w: Vec<DMatrix<f64>> = (1..=3).map(|l| DMatrix::zeros(lay.w(l).rows, lay.w(l).cols)).collect();
+    let mut mean_o: Vec<DMatrix<f64>> = (2..=3).map(|l| DMatrix::zeros(lay.omega(l).rows, lay.omega(l).cols)).collect();
+    for j in 0..3 {
+        let single = sim.replica(j);
+        let d1 = single.derivative(&single.drive(&refs[j..=j], true, true, true));
+        let one = single.layout();
+        for l in 1..=3 {
+            mean_w[l - 1] += one.w(l).view(d1.as_slice()) / 3.0;
+        }
+        for l in 2..=3 {
+            mean_o[l - 2] += one.omega(l).view(d1.as_slice()) / 3.0;
+        }
+    }
+    for l in 1..=3 {
+        let batched = lay.w(l).view(dy.as_slice()).into_owned();
+        assert!((&batched - &mean_w[l - 1]).norm() <= 1e-12 * batched.norm().max(1.0), "W_{l}");
+        assert!(batched.norm() > 1e-6, "W_{l} derivative is not trivially zero");
+    }
+    for l in 2..=3 {
+        let batched = lay.omega(l).view(dy.as_slice()).into_owned();
+        assert!((&batched - &mean_o[l - 2]).norm() <= 1e-12 * batched.norm().max(1.0), "Ω_{l}");
+    }
+}
+
+/// Linear one-layer network from rest, teacher off, η = 0: `h(t) = h*(1 − e^{−t})` and the
+/// pool `τ_p ṗ = −p + 1 + ‖h(t)‖²` have closed forms.
+fn known_solution_error(method: Method, step: f64, rtol: f64) -> f64 {
+    let arch = Architecture::new(&[3, 2], Activation::Linear, Loss::Mse).unwrap();
+    let net = Network::new(arch, Init::Gaussian { gain: 1.0 }, 5).unwrap();
+    let tau_p = 0.7;
+    let mut cfg = EngineConfig::default();
+    cfg.dynamics.tau_p = tau_p;
+    cfg.solver.method = method;
+    cfg.solver.step = step;
+    cfg.solver.rtol = rtol;
+    cfg.solver.atol = rtol * 1e-2;
+    let mut sim = Simulation::new(&net, cfg).unwrap();
+    let ex = Example { x: DVector::from_vec(vec![0.7, -0.4, 1.1]), y: DVector::zeros(2) };
+    let h_star = net.predict(&ex.x);
+    let drive = sim.drive(&[&ex], true, false, false);
+    let t = 3.0;
+    sim.run_segment(&drive, t, &mut NoObserver).unwrap();
+    let h_exact = &h_star * (1.0 - (-t).exp());
+    let hh = h_star.norm_squared();
+    let (a0, a1, a2) = (1.0 + hh, -2.0 * hh / (1.0 - tau_p), hh / (1.0 - 2.0 * tau_p));
+    let c = 1.0 - a0 - a1 - a2;
+    let p_exact = a0 + a1 * (-t).exp() + a2 * (-2.0 * t).exp() + c * (-t / tau_p).exp();
+    let lay = sim.layout();
+    let y = sim.state();
+    let h = lay.h(1).view(y).column(0).into_owned();
+    let p = y[lay.p(1).start];
+    (h - h_exact).amax().max((p - p_exact).abs())
+}
+
+#[test]
+fn rk4_converges_at_fourth_order_and_dopri5_meets_its_tolerance() {
+    let errors: Vec<f64> = [0.2, 0.1, 0.05].iter().map(|&h| known_solution_error(Method::Rk4, h, 1e-6)).collect();
+    for pair in errors.windows(2) {
+        let ratio = pair[0] / pair[1];
+        assert!((12.0..20.0).contains(&ratio), "halving the step divides the error by {ratio} (errors {errors:?})");
+    }
+    for rtol in [1e-6, 1e-9] {
+        let err = known_solution_error(Method::Dopri5, 0.05, rtol);
+        assert!(err < 10.0 * rtol, "dopri5 rtol {rtol}: error {err:e}");
+        let err = known_solution_error(Method::Dop853, 0.05, rtol);
+        assert!(err < 10.0 * rtol, "dop853 rtol {rtol}: error {err:e}");
+    }
+}
+
+#[test]
+fn divergence_names_trial_time_population_and_layer() {
+    let net = fitted_tanh(5, 3, 1.0, 97, 100);
+    let mut cfg = EngineConfig::default();
+    cfg.dynamics.plasticity.eta = PerLayer::All(1e4);
+    cfg.dynamics.beta = 5.0;
+    let mut sim = Simulation::new(&net, cfg).unwrap();
+    let mut err = None;
+    for s in 0..20 {
+        let ex = example(&net, 300 + s, 3.0);
+        if let Err(e) = sim.run_trial(&[&ex], Phase::Learn, &mut NoObserver) {
+            err = Some(e);
+            break;
+        }
+    }
+    let msg = err.expect("η = 1e4 diverges").to_string();
+    assert!(msg.starts_with("diverged in trial ") && msg.contains(" of layer ") && msg.contains("t = "), "{msg}");
+    // the state kept is the last finite one, and the weights can still be read
+    assert!(sim.network().encoders().iter().all(|w| w.iter().all(|v| v.is_finite())));
+}
+
+#[test]
+fn drive_without_stimulus_is_blank() {
+    let net = fitted_tanh(3, 2, 1.0, 98, 50);
+    let sim = Simulation::new(&net, EngineConfig::default()).unwrap();
+    let ex = example(&net, 1, 1.0);
+    let d: Drive = sim.drive(&[&ex], false, false, true);
+    assert_eq!(d.x.norm(), 0.0);
+    assert_eq!(d.y.column(0), ex.y.column(0));
+}
