@@ -3,7 +3,11 @@ use dtpsim::continuous::*;
 use dtpsim::data::Task;
 use dtpsim::*;
 fn main() {
-    let task = Task::TeacherStudent { widths: vec![10, 10, 10, 10], activation: Activation::Tanh, gain: 1.5 };
+    let task = Task::TeacherStudent {
+        widths: vec![10, 10, 10, 10],
+        activation: Activation::Tanh,
+        gain: 1.5,
+    };
     let data = task.generate(20, 3, 1).unwrap();
     let arch = Architecture::new(&[10, 10, 10, 10], Activation::Tanh, Loss::Mse).unwrap();
     let net = Network::new(arch, Init::Gaussian { gain: 1.0 }, 1).unwrap();
@@ -15,9 +19,18 @@ fn main() {
             let drive = sim.drive(&[&data.train[0]], true, false, false);
             let mut t = 0.0;
             let mut res = Ok(());
-            while t < 15.0 - 1e-9 && res.is_ok() { res = sim.run_segment(&drive, seg, &mut NoObserver); t += seg; }
-            let om = sim.layout().omega(3); let v = &sim.state()[om.range()];
-            println!("{method:?} seg {seg}: |Om3| {:.4e} {:?} steps {:?}", v.iter().map(|x| x*x).sum::<f64>().sqrt(), res.err(), sim.stats().solver);
+            while t < 15.0 - 1e-9 && res.is_ok() {
+                res = sim.run_segment(&drive, seg, &mut NoObserver);
+                t += seg;
+            }
+            let om = sim.layout().omega(3);
+            let v = &sim.state()[om.range()];
+            println!(
+                "{method:?} seg {seg}: |Om3| {:.4e} {:?} steps {:?}",
+                v.iter().map(|x| x * x).sum::<f64>().sqrt(),
+                res.err(),
+                sim.stats().solver
+            );
         }
     }
 }

@@ -103,6 +103,19 @@ impl Activation {
     }
 }
 
+impl schemars::JsonSchema for Activation {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Activation".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "tanh, linear, softplus, leaky_relu (slope 0.01) or leaky_relu:<slope>",
+            "pattern": "^(tanh|linear|softplus|leaky_relu(:[-+0-9.eE]+)?)$"
+        })
+    }
+}
+
 impl TryFrom<String> for Activation {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {

@@ -27,7 +27,7 @@ pub struct Dataset {
 }
 
 /// A synthetic task description.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum Task {
     /// Regression onto a random teacher network `y = teacher(x)`, `x ~ N(0, I)`.
@@ -40,13 +40,83 @@ pub enum Task {
         /// Teacher weights are `N(0, gain²/fan_in)`; gain > 1 makes the map more non-linear.
         gain: f64,
     },
-    /// `classes` Gaussian clusters in `dim` dimensions: means `N(0, separation²·I/dim)·√dim`,
+    /// `classes` Gaussian clusters in `dim` dimensions: means `N(0, separation²·I)`,
     /// unit-variance noise; `y` is one-hot.
     Clusters {
         dim: usize,
         classes: usize,
         separation: f64,
     },
+    /// Examples from CSV files (paths relative to the working directory): every row holds
+    /// `inputs` input values followed by `outputs` target values; a first row that is not all
+    /// numbers is taken as a header. With `classification` the targets must be one-hot.
+    Csv {
+        train: std::path::PathBuf,
+        test: std::path::PathBuf,
+        inputs: usize,
+        outputs: usize,
+        #[serde(default)]
+        classification: bool,
+    },
+}
+
+/// Reads examples from a CSV file (see [`Task::Csv`]); at most `limit` rows.
+fn read_csv(
+    field: &str,
+    path: &std::path::Path,
+    inputs: usize,
+    outputs: usize,
+    limit: usize,
+) -> Result<Vec<Example>, ModelError> {
+    let invalid = |message: String| ModelError::Invalid {
+        field: field.to_string(),
+        message: format!("{}: {message}", path.display()),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(format!(
+            "cannot read ({e}); give a path relative to the working directory"
+        ))
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut out = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| invalid(format!("line {}: {e}", i + 1)))?;
+        let values: Result<Vec<f64>, _> = record.iter().map(|v| v.parse::<f64>()).collect();
+        let values = match values {
+            Ok(v) => v,
+            Err(_) if i == 0 => continue, // header
+            Err(e) => return Err(invalid(format!("line {}: {e}", i + 1))),
+        };
+        if values.len() != inputs + outputs {
+            return Err(invalid(format!(
+                "line {}: expected {} numbers ({inputs} inputs + {outputs} outputs), got {}",
+                i + 1,
+                inputs + outputs,
+                values.len()
+            )));
+        }
+        if let Some(j) = values.iter().position(|v| !v.is_finite()) {
+            return Err(invalid(format!(
+                "line {}, column {}: value is not finite",
+                i + 1,
+                j + 1
+            )));
+        }
+        out.push(Example {
+            x: DVector::from_column_slice(&values[..inputs]),
+            y: DVector::from_column_slice(&values[inputs..]),
+        });
+        if out.len() == limit {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return Err(invalid("holds no examples".into()));
+    }
+    Ok(out)
 }
 
 impl Task {
@@ -55,6 +125,9 @@ impl Task {
         match self {
             Task::TeacherStudent { widths, .. } => (widths[0], *widths.last().unwrap_or(&0)),
             Task::Clusters { dim, classes, .. } => (*dim, *classes),
+            Task::Csv {
+                inputs, outputs, ..
+            } => (*inputs, *outputs),
         }
     }
 
@@ -63,6 +136,13 @@ impl Task {
         match self {
             Task::TeacherStudent { .. } => Loss::Mse,
             Task::Clusters { .. } => Loss::SoftmaxCe,
+            Task::Csv { classification, .. } => {
+                if *classification {
+                    Loss::SoftmaxCe
+                } else {
+                    Loss::Mse
+                }
+            }
         }
     }
 
@@ -141,6 +221,33 @@ impl Task {
                     train,
                     test,
                     classification: true,
+                })
+            }
+            Task::Csv {
+                train,
+                test,
+                inputs,
+                outputs,
+                classification,
+            } => {
+                let train = read_csv("task.train", train, *inputs, *outputs, n_train)?;
+                let test = read_csv("task.test", test, *inputs, *outputs, n_test)?;
+                if *classification {
+                    for (field, set) in [("task.train", &train), ("task.test", &test)] {
+                        if let Some(i) = set.iter().position(|e| {
+                            e.y.iter().any(|v| *v != 0.0 && *v != 1.0) || e.y.sum() != 1.0
+                        }) {
+                            return Err(ModelError::Invalid {
+                                field: field.into(),
+                                message: format!("example {} has targets that are not one-hot; set classification to false for regression", i + 1),
+                            });
+                        }
+                    }
+                }
+                Ok(Dataset {
+                    train,
+                    test,
+                    classification: *classification,
                 })
             }
         }

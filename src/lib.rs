@@ -12,6 +12,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod activation;
+pub mod bench;
 pub mod continuous;
 pub mod data;
 pub mod discrete;
@@ -20,6 +21,10 @@ pub mod experiment;
 pub mod network;
 pub mod plot;
 pub mod record;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod sweep;
 pub mod theory;
 pub use error::ConfigError;
 pub mod weights;

@@ -7,8 +7,10 @@ use dtpsim::experiment::{load_json, parse_json, run_training};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The embedded default scenario (`scenarios/teacher_student_discrete.json`).
-const DEFAULT_SCENARIO: &str = include_str!("../scenarios/teacher_student_discrete.json");
+/// The embedded discrete training scenario (`scenarios/teacher_student_discrete.json`).
+const DEFAULT_TRAINING: &str = include_str!("../scenarios/teacher_student_discrete.json");
+/// The embedded quick-start scenario run by `dtpsim` with no arguments.
+const QUICKSTART: &str = include_str!("../scenarios/quickstart.json");
 
 #[derive(Parser)]
 #[command(
@@ -17,9 +19,13 @@ const DEFAULT_SCENARIO: &str = include_str!("../scenarios/teacher_student_discre
     about = "Differential target propagation: continuous-time simulator with exact discrete references",
     long_about = "dtpsim simulates differential target propagation (DTP) as derived in \
 'Deriving Differential Target Propagation from Iterating Approximate Inverses'.\n\n\
-With no command it trains BP, DTP, DTP1 (difference targets) and DTP1 (iterated targets) on \
-the embedded teacher-student scenario and writes metrics.csv and a learning-curve plot into \
-out/default.\n\nThe equations are in docs/MODEL.md; section numbers refer to the paper."
+With no command it runs the embedded quick-start scenario (scenarios/quickstart.json: a \
+10-10-10-10 tanh student learning a teacher network in continuous time, with discrete \
+references) and writes its CSVs and plots into out/quickstart.\n\n\
+Typical use:\n  dtpsim run scenarios/teacher_student.json --out out/ts\n  \
+dtpsim run scenarios/teacher_student.json --set engine.dynamics.leak=1.0\n  \
+dtpsim sweep scenarios/anytime.json --seeds 3 --jobs 2\n  dtpsim check my.json\n\n\
+The equations are in docs/MODEL.md; section numbers refer to the paper."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +34,54 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a scenario: continuous engine (+ discrete references); writes summary.json,
+    /// metrics.csv, traces.csv, weights and plots.
+    Run {
+        /// Scenario JSON (scenarios/*.json; format in README and scenarios/scenario.schema.json).
+        file: PathBuf,
+        /// Output folder (created; summary.json is written last and marks a complete run).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override a field before checking: --set engine.protocol.t_stim=9 (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Check a scenario and print it resolved (every default filled in).
+    Check {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Run a grid of parameter values × seeds in parallel; writes sweep.csv and one plot per
+    /// metric. Without --param, the scenario's own "sweep" section is used.
+    Sweep {
+        file: PathBuf,
+        /// A swept field and its values: --param engine.protocol.t_stim=6,9,15 (repeatable).
+        #[arg(long = "param", value_name = "PATH=V1,V2,...")]
+        params: Vec<String>,
+        /// Seeds per grid point (seed, seed+1, ...); default: the scenario's sweep.seeds or 1.
+        #[arg(long)]
+        seeds: Option<usize>,
+        /// Runs at a time (default: number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Fixed overrides applied to every run.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Redraw the plots of a run or sweep folder from its CSV files.
+    Plot {
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of the scenario format.
+    Schema,
     /// Train discrete reference algorithms on a task and write metrics.csv, weights and plots.
     Train {
         /// Scenario JSON (see README, "Discrete training scenario"); omit for the embedded default.
@@ -45,7 +99,29 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Run the theory suite T1–T5: print one row per claim and write its plots.
+    /// Measure the continuous engine: trials per second, GFLOP/s of the vector field against a
+    /// matrix-multiply peak, time inside ode_solvers, peak memory of a 10× longer run.
+    Bench {
+        /// Layer widths of the benchmark network.
+        #[arg(long, value_delimiter = ',', default_value = "784,256,256,10")]
+        widths: Vec<usize>,
+        /// Replica counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,32")]
+        replicas: Vec<usize>,
+        /// Learning trials per measurement.
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+        /// Trials of the short memory run (the long one has 10×).
+        #[arg(long, default_value_t = 4)]
+        memory_trials: usize,
+        /// Folder for bench.json.
+        #[arg(long, default_value = "out/bench")]
+        out: PathBuf,
+        /// Internal: run N trials and print the peak resident memory.
+        #[arg(long, hide = true)]
+        memory_probe: Option<usize>,
+    },
+    /// Run the theory suite T1–T8: print one row per claim and write its plots.
     Theory {
         /// Folder for the plots (PNG and SVG).
         #[arg(long, default_value = "out/theory")]
@@ -62,7 +138,7 @@ fn train(
 ) -> anyhow::Result<bool> {
     let mut cfg: TrainConfig = match file {
         Some(path) => load_json(path)?,
-        None => parse_json(DEFAULT_SCENARIO).context("embedded default scenario")?,
+        None => parse_json(DEFAULT_TRAINING).context("embedded training scenario")?,
     };
     if let Some(n) = examples {
         cfg.examples = n;
@@ -100,6 +176,193 @@ fn train(
         report.seconds
     );
     Ok(ok)
+}
+
+fn bench(
+    widths: &[usize],
+    replicas: &[usize],
+    trials: usize,
+    memory_trials: usize,
+    out: &Path,
+    probe: Option<usize>,
+) -> anyhow::Result<bool> {
+    use dtpsim::bench::{matmul_peak, peak_rss_kib, throughput};
+    if widths.len() < 2 || widths.contains(&0) {
+        anyhow::bail!("--widths: give at least two positive widths, e.g. 784,256,256,10");
+    }
+    if replicas.is_empty() || replicas.contains(&0) {
+        anyhow::bail!("--replicas: give positive replica counts, e.g. 1,32");
+    }
+    if let Some(n) = probe {
+        let t = throughput(widths, replicas[0], n, 1);
+        println!(
+            "peak_rss_kib={} state_bytes={} trials={}",
+            peak_rss_kib().unwrap_or(0),
+            t.state_bytes,
+            n
+        );
+        return Ok(true);
+    }
+    dtpsim::record::create_dir(out)?;
+    let peak = matmul_peak(256, 1.0).max(matmul_peak(512, 2.0));
+    println!("matrix-multiply peak (nalgebra gemm, 1 thread): {peak:.2} GFLOP/s");
+    println!(
+        "{:>9} {:>7} {:>9} {:>10} {:>14} {:>11} {:>12} {:>10} {:>8}",
+        "replicas",
+        "trials",
+        "seconds",
+        "trials/s",
+        "ex-trials/s",
+        "rhs evals",
+        "rhs GFLOP/s",
+        "% of peak",
+        "in rhs"
+    );
+    let mut results = Vec::new();
+    for &b in replicas {
+        let t = throughput(widths, b, trials, 1);
+        println!(
+            "{:>9} {:>7} {:>9.2} {:>10.3} {:>14.2} {:>11} {:>12.2} {:>9.1}% {:>7.1}%",
+            b,
+            t.trials,
+            t.wall_seconds,
+            t.trials_per_second,
+            t.example_trials_per_second,
+            t.field_evaluations,
+            t.field_gflops,
+            100.0 * t.field_gflops / peak,
+            100.0 * t.field_share
+        );
+        results.push(t);
+    }
+    let exe = std::env::current_exe()?;
+    let widths_arg = widths
+        .iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut memory = Vec::new();
+    for n in [memory_trials, 10 * memory_trials] {
+        let output = std::process::Command::new(&exe)
+            .args([
+                "bench",
+                "--memory-probe",
+                &n.to_string(),
+                "--replicas",
+                "1",
+                "--widths",
+                &widths_arg,
+            ])
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let kib: u64 = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("peak_rss_kib="))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("memory probe printed no peak: {text}"))?;
+        println!(
+            "peak resident memory, {n} trials at B = 1: {:.1} MiB",
+            kib as f64 / 1024.0
+        );
+        memory.push(serde_json::json!({"trials": n, "peak_rss_kib": kib}));
+    }
+    let summary = serde_json::json!({
+        "dtpsim_version": env!("CARGO_PKG_VERSION"),
+        "matmul_peak_gflops": peak,
+        "throughput": results,
+        "memory": memory,
+    });
+    let path = out.join("bench.json");
+    dtpsim::record::write_atomic(&path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    println!("wrote {}", path.display());
+    Ok(true)
+}
+
+fn sweep(file: &Path, params: &[String], seeds: Option<usize>, jobs: Option<usize>, sets: &[String], out: Option<&Path>, quiet: bool) -> anyhow::Result<bool> {
+    let scenario = dtpsim::scenario::load_scenario(file, sets)?;
+    let mut grid: Vec<(String, Vec<serde_json::Value>)> = params.iter().map(|p| dtpsim::sweep::parse_param(p).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
+    let spec = scenario.sweep.clone().unwrap_or_default();
+    if grid.is_empty() {
+        grid = spec.params.into_iter().collect();
+    }
+    if grid.is_empty() {
+        anyhow::bail!("{}: nothing to sweep; give --param path=v1,v2 or a \"sweep\" section in the scenario", file.display());
+    }
+    let seeds = seeds.unwrap_or(spec.seeds.max(1));
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
+        let mut d = default_out(file);
+        d.set_file_name(format!("{}_sweep", d.file_name().map_or("run".into(), |n| n.to_string_lossy().to_string())));
+        d
+    });
+    let files = dtpsim::sweep::run_sweep(file, sets, &grid, seeds, jobs, &out, !quiet)?;
+    let table = std::fs::read_to_string(out.join("sweep.csv"))?;
+    print!("{table}");
+    println!("wrote {} files to {}", files.len(), out.display());
+    Ok(!table.contains(",failed: ") && !table.contains(",stopped: "))
+}
+
+fn plot(dir: &Path) -> anyhow::Result<bool> {
+    if !dir.is_dir() {
+        anyhow::bail!("{}: not a folder; give the output folder of dtpsim run or sweep", dir.display());
+    }
+    let mut files = Vec::new();
+    if dir.join("sweep.csv").exists() {
+        files.extend(dtpsim::report::plot_sweep_dir(dir)?);
+    }
+    if dir.join("metrics.csv").exists() || dir.join("traces.csv").exists() {
+        let title = std::fs::read_to_string(dir.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["scenario"]["name"].as_str().map(String::from))
+            .unwrap_or_else(|| "run".into());
+        files.extend(dtpsim::report::plot_run_dir(dir, &title)?);
+    }
+    if files.is_empty() {
+        anyhow::bail!("{}: no metrics.csv, traces.csv or sweep.csv to plot", dir.display());
+    }
+    for f in &files {
+        println!("{}", f.display());
+    }
+    Ok(true)
+}
+
+fn default_out(file: &Path) -> PathBuf {
+    let stem = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().to_string());
+    Path::new("out").join(stem)
+}
+
+fn run(scenario: dtpsim::scenario::Scenario, out: &Path, sets: &[String], quiet: bool) -> anyhow::Result<bool> {
+    let report = dtpsim::runner::run_scenario(&scenario, out, !quiet, sets)?;
+    let first = report.continuous.rows.first();
+    println!("{:<18} {:>8} {:>14} {:>14} {:>10}", "model", "trials", "initial loss", "final loss", "accuracy");
+    let acc = |v: f64| if v.is_finite() { format!("{v:.3}") } else { "-".into() };
+    if let Some(last) = report.final_row() {
+        println!("{:<18} {:>8} {:>14.6} {:>14.6} {:>10}", "continuous", last.trial, first.map_or(f64::NAN, |r| r.test_loss), last.test_loss, acc(last.test_accuracy));
+    }
+    for r in &report.references {
+        if let (Some(f), Some(l)) = (r.rows.first(), r.rows.last()) {
+            println!("{:<18} {:>8} {:>14.6} {:>14.6} {:>10}", r.name, l.examples / scenario.engine.protocol.replicas, f.test_loss, l.test_loss, acc(l.test_accuracy));
+        }
+    }
+    let st = report.continuous.stats;
+    println!(
+        "simulated time {:.0} in {:.1} s ({} vector-field evaluations, {:.0}% of the time in the vector field)",
+        st.time,
+        report.seconds,
+        st.field.evaluations,
+        100.0 * st.field.seconds / report.seconds.max(1e-9)
+    );
+    if let Some(e) = &report.continuous.error {
+        eprintln!("error: continuous run: {e}");
+    }
+    for r in &report.references {
+        if let Some(e) = &r.error {
+            eprintln!("error: {e}");
+        }
+    }
+    println!("outputs in {}", out.display());
+    Ok(report.complete())
 }
 
 fn theory(out: &Path) -> anyhow::Result<bool> {
@@ -143,7 +406,26 @@ fn theory(out: &Path) -> anyhow::Result<bool> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        None => train(None, Path::new("out/default"), None, None, false),
+        None => dtpsim::scenario::parse_scenario(QUICKSTART, &[])
+            .context("embedded quick-start scenario")
+            .and_then(|s| run(s, Path::new("out/quickstart"), &[], false)),
+        Some(Command::Run { file, out, sets, quiet }) => dtpsim::scenario::load_scenario(file, sets).and_then(|s| {
+            let out = out.clone().unwrap_or_else(|| default_out(file));
+            run(s, &out, sets, *quiet)
+        }),
+        Some(Command::Check { file, sets }) => dtpsim::scenario::load_scenario(file, sets).and_then(|s| {
+            dtpsim::runner::initial_network(&s)?;
+            s.task.generate(1, 1, s.seed).map_err(|e| anyhow::anyhow!("task: {e}"))?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            eprintln!("{}: valid", file.display());
+            Ok(true)
+        }),
+        Some(Command::Sweep { file, params, seeds, jobs, sets, out, quiet }) => sweep(file, params, *seeds, *jobs, sets, out.as_deref(), *quiet),
+        Some(Command::Plot { dir }) => plot(dir),
+        Some(Command::Schema) => {
+            println!("{}", dtpsim::scenario::schema_json());
+            Ok(true)
+        }
         Some(Command::Train {
             file,
             out,
@@ -152,6 +434,21 @@ fn main() -> ExitCode {
             quiet,
         }) => train(file.as_deref(), out, *examples, *seed, *quiet),
         Some(Command::Theory { out }) => theory(out),
+        Some(Command::Bench {
+            widths,
+            replicas,
+            trials,
+            memory_trials,
+            out,
+            memory_probe,
+        }) => bench(
+            widths,
+            replicas,
+            *trials,
+            *memory_trials,
+            out,
+            *memory_probe,
+        ),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -17,7 +17,9 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 /// Output loss `ℓ(h_L, y)` (DESIGN §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {
     /// `ℓ = ½‖h_L − y‖²`, `∇ℓ = h_L − y`.
@@ -74,7 +76,7 @@ pub fn softmax(h: &DVector<f64>) -> DVector<f64> {
 }
 
 /// Weight initialisation (seeded).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Init {
     /// Entries `N(0, gain²/fan_in)`; bias column zero.
@@ -91,7 +93,7 @@ impl Default for Init {
 }
 
 /// Architecture of a network: widths, activations, bias unit and loss, validated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Architecture {
     /// Widths `n_0..=n_L`.
     pub widths: Vec<usize>,

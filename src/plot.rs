@@ -186,8 +186,11 @@ impl LinePlot {
             .y_label_area_size(75);
         let log_y = self.log_y;
         let y_format = move |v: &f64| {
-            if log_y {
+            if log_y && (v.abs() < 1e-3 || v.abs() >= 1e4) {
                 format!("{v:.0e}")
+            } else if log_y {
+                let s = format!("{v:.3}");
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
             } else {
                 let s = format!("{v:.4}");
                 s.trim_end_matches('0').trim_end_matches('.').to_string()

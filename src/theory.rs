@@ -650,11 +650,20 @@ pub fn run_all(
         Ok(t6) => {
             let worst = t6.linear_rel_error.iter().cloned().fold(0.0, f64::max);
             let min_cos = t6.tanh_cosine.iter().cloned().fold(1.0, f64::min);
-            (format!("linear: max rel err {worst:.1e}; tanh: min cos {min_cos:.7}"), worst < 1e-3 && min_cos > 0.99)
+            (
+                format!("linear: max rel err {worst:.1e}; tanh: min cos {min_cos:.7}"),
+                worst < 1e-3 && min_cos > 0.99,
+            )
         }
         Err(e) => engine(e),
     };
-    rows.push(ClaimRow::new("T6", "one trial of the tau_dot rule = discrete DTP1, iterated targets (Sec. 7.1)", text, "< 1e-3; cos > 0.99", Some(ok)));
+    rows.push(ClaimRow::new(
+        "T6",
+        "one trial of the tau_dot rule = discrete DTP1, iterated targets (Sec. 7.1)",
+        text,
+        "< 1e-3; cos > 0.99",
+        Some(ok),
+    ));
     let windows = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
     let t7 = t7_anytime(&windows);
     let (text, ok) = match &t7 {
@@ -662,22 +671,47 @@ pub fn run_all(
             let monotone = r.windows(2).all(|p| p[1].1 > p[0].1 && p[1].2 > p[0].2);
             let (w0, n0, c0) = r[0];
             let (w1, n1, c1) = r[r.len() - 1];
-            (format!("w={w0}: |ΔW| {n0:.3}, cos {c0:.3}; w={w1}: {n1:.4}, {c1:.5}"), monotone && c1 > 0.999)
+            (
+                format!("w={w0}: |ΔW| {n0:.3}, cos {c0:.3}; w={w1}: {n1:.4}, {c1:.5}"),
+                monotone && c1 > 0.999,
+            )
         }
         Err(e) => engine(e.clone()),
     };
-    rows.push(ClaimRow::new("T7", "anytime: partial update grows monotonically to the full one", text, "monotone, cos → 1", Some(ok)));
+    rows.push(ClaimRow::new(
+        "T7",
+        "anytime: partial update grows monotonically to the full one",
+        text,
+        "monotone, cos → 1",
+        Some(ok),
+    ));
     let (text, ok) = match t8_pool() {
         Ok(err) => (format!("max |p − p_exact| {err:.1e}"), err < 1e-8),
         Err(e) => engine(e),
     };
-    rows.push(ClaimRow::new("T8a", "pool neuron → ‖a‖² with time constant τ_p", text, "≤ 1e-8", Some(ok)));
-    let delays: Vec<Result<f64, EngineError>> = [1usize, 4, 10].iter().map(|&k| t8_delay(k, 2.0)).collect();
+    rows.push(ClaimRow::new(
+        "T8a",
+        "pool neuron → ‖a‖² with time constant τ_p",
+        text,
+        "≤ 1e-8",
+        Some(ok),
+    ));
+    let delays: Vec<Result<f64, EngineError>> =
+        [1usize, 4, 10].iter().map(|&k| t8_delay(k, 2.0)).collect();
     let (text, ok) = match delays.iter().cloned().collect::<Result<Vec<f64>, _>>() {
-        Ok(d) => (format!("D = 2: K=1 {:.4}, K=4 {:.4}, K=10 {:.4}", d[0], d[1], d[2]), d.iter().all(|m| (m - 2.0).abs() < 0.02)),
+        Ok(d) => (
+            format!("D = 2: K=1 {:.4}, K=4 {:.4}, K=10 {:.4}", d[0], d[1], d[2]),
+            d.iter().all(|m| (m - 2.0).abs() < 0.02),
+        ),
         Err(e) => engine(e),
     };
-    rows.push(ClaimRow::new("T8b", "K-stage trace chain has mean delay D (Sec. 7.1)", text, "within 1%", Some(ok)));
+    rows.push(ClaimRow::new(
+        "T8b",
+        "K-stage trace chain has mean delay D (Sec. 7.1)",
+        text,
+        "within 1%",
+        Some(ok),
+    ));
 
     if let Some(dir) = out {
         let mut p = LinePlot::new(
@@ -738,9 +772,21 @@ pub fn run_all(
         ));
         files.extend(p.save(&dir.join("t4_parallel"))?);
         if let Ok(r) = &t7 {
-            let mut p = LinePlot::new("T7: anytime update after a relaxation window w", "log2 w (time units)", "relative to the fully relaxed update");
-            p.series.push(Series::new("‖ΔW(w)‖ / ‖ΔW(∞)‖", r.iter().map(|(w, n, _)| (w.log2(), *n)).collect(), 0));
-            p.series.push(Series::new("cos(ΔW(w), ΔW(∞))", r.iter().map(|(w, _, c)| (w.log2(), *c)).collect(), 1));
+            let mut p = LinePlot::new(
+                "T7: anytime update after a relaxation window w",
+                "log2 w (time units)",
+                "relative to the fully relaxed update",
+            );
+            p.series.push(Series::new(
+                "‖ΔW(w)‖ / ‖ΔW(∞)‖",
+                r.iter().map(|(w, n, _)| (w.log2(), *n)).collect(),
+                0,
+            ));
+            p.series.push(Series::new(
+                "cos(ΔW(w), ΔW(∞))",
+                r.iter().map(|(w, _, c)| (w.log2(), *c)).collect(),
+                1,
+            ));
             files.extend(p.save(&dir.join("t7_anytime"))?);
         }
     }
@@ -789,7 +835,9 @@ pub fn discrete_dtp1(net: &Network, ex: &Example, beta: f64) -> Vec<DMatrix<f64>
         ..converged_relaxation()
     };
     let t = relax(net, &fwd, &d_out, &relaxation).expect("the nets used here contract");
-    (1..=net.depth()).map(|l| dtp1_delta(&fwd, &t.d[l], l)).collect()
+    (1..=net.depth())
+        .map(|l| dtp1_delta(&fwd, &t.d[l], l))
+        .collect()
 }
 
 /// T6 measurements (Sec. 7.1).
@@ -805,17 +853,28 @@ pub struct ContinuousLimit {
 /// with iterated decoder-output targets.
 pub fn t6_continuous_limit() -> Result<ContinuousLimit, EngineError> {
     let eta = 1e-7;
-    let compare = |net: &Network, ex: &Example| -> Result<(Vec<DMatrix<f64>>, Vec<DMatrix<f64>>), EngineError> {
+    let compare = |net: &Network,
+                   ex: &Example|
+     -> Result<(Vec<DMatrix<f64>>, Vec<DMatrix<f64>>), EngineError> {
         let mut sim = Simulation::new(net, limit_config(eta, 40.0)).expect("valid configuration");
-        let cont: Vec<DMatrix<f64>> = trial_update(&mut sim, ex)?.into_iter().map(|m| m / eta).collect();
+        let cont: Vec<DMatrix<f64>> = trial_update(&mut sim, ex)?
+            .into_iter()
+            .map(|m| m / eta)
+            .collect();
         Ok((cont, discrete_dtp1(net, ex, 0.1)))
     };
     let lin = linear_invertible(4, 3, 2.0, 61);
     let (c, d) = compare(&lin, &noisy_example(&lin, 62, 1.0))?;
-    let linear_rel_error = c.iter().zip(&d).map(|(c, d)| (c - d).norm() / d.norm()).collect();
+    let linear_rel_error = c
+        .iter()
+        .zip(&d)
+        .map(|(c, d)| (c - d).norm() / d.norm())
+        .collect();
     let tanh = fitted_tanh(6, 3, 0.5, 63, 400);
     let (c, d) = compare(&tanh, &noisy_example(&tanh, 64, 0.3))?;
-    let tanh_cosine = (0..c.len()).map(|l| cosine_flat(&c[l..=l], &d[l..=l])).collect();
+    let tanh_cosine = (0..c.len())
+        .map(|l| cosine_flat(&c[l..=l], &d[l..=l]))
+        .collect();
     Ok(ContinuousLimit {
         linear_rel_error,
         tanh_cosine,
@@ -828,7 +887,8 @@ pub fn t7_anytime(windows: &[f64]) -> Result<Vec<(f64, f64, f64)>, EngineError> 
     let net = fitted_tanh(6, 3, 0.5, 71, 400);
     let ex = noisy_example(&net, 72, 0.3);
     let run = |window: f64| {
-        let mut sim = Simulation::new(&net, limit_config(1e-7, window)).expect("valid configuration");
+        let mut sim =
+            Simulation::new(&net, limit_config(1e-7, window)).expect("valid configuration");
         trial_update(&mut sim, &ex)
     };
     let full = run(40.0)?;
@@ -851,7 +911,7 @@ pub struct Recorder {
 }
 
 impl Observer for Recorder {
-    fn interval(&self) -> Option<f64> {
+    fn interval(&self, _trial: usize) -> Option<f64> {
         Some(self.dt)
     }
     fn sample(&mut self, s: &Sample) {
@@ -889,9 +949,16 @@ pub fn t8_pool() -> Result<f64, EngineError> {
     let (net, mut sim) = steady_simulation(cfg, &x);
     let target = net.forward(&x).a[1].norm_squared();
     let p0 = 1.0; // ‖a_1(0)‖²: the bias unit only
-    let ex = Example { x, y: DVector::zeros(3) };
+    let ex = Example {
+        x,
+        y: DVector::zeros(3),
+    };
     let drive = sim.drive(&[&ex], true, false, false);
-    let mut rec = Recorder { dt: 0.5, what: (Population::Pool, 1, 0), points: vec![] };
+    let mut rec = Recorder {
+        dt: 0.5,
+        what: (Population::Pool, 1, 0),
+        points: vec![],
+    };
     sim.run_segment(&drive, 10.0, &mut rec)?;
     Ok(rec
         .points
@@ -919,10 +986,17 @@ pub fn t8_delay(stages: usize, delay: f64) -> Result<f64, EngineError> {
         lay.stage(0, k).view_mut(y).fill(0.0);
     }
     let n_in = a0[0] / (eps + a0.norm_squared());
-    let ex = Example { x, y: DVector::zeros(3) };
+    let ex = Example {
+        x,
+        y: DVector::zeros(3),
+    };
     let drive = sim.drive(&[&ex], true, false, false);
     let dt = delay / 400.0;
-    let mut rec = Recorder { dt, what: (Population::Trace, 0, 0), points: vec![] };
+    let mut rec = Recorder {
+        dt,
+        what: (Population::Trace, 0, 0),
+        points: vec![],
+    };
     sim.run_segment(&drive, 20.0 * delay, &mut rec)?;
     let gap: Vec<f64> = rec.points.iter().map(|(_, v)| 1.0 - v / n_in).collect();
     Ok(gap.windows(2).map(|w| 0.5 * (w[0] + w[1]) * dt).sum())

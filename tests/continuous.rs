@@ -4,7 +4,9 @@
 use dtpsim::continuous::config::{EngineConfig, Gate, Method, PerLayer, PlasticityRule};
 use dtpsim::continuous::{Drive, NoObserver, Phase, Simulation};
 use dtpsim::data::Example;
-use dtpsim::theory::{fitted_tanh, noisy_example, t6_continuous_limit, t7_anytime, t8_delay, t8_pool};
+use dtpsim::theory::{
+    fitted_tanh, noisy_example, t6_continuous_limit, t7_anytime, t8_delay, t8_pool,
+};
 use dtpsim::{Activation, Architecture, Init, Loss, Network};
 use nalgebra::{DMatrix, DVector};
 
@@ -30,12 +32,22 @@ fn t7_anytime_update_grows_monotonically_towards_the_full_update() {
     let rows = t7_anytime(&[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]).unwrap();
     for pair in rows.windows(2) {
         let ((w0, n0, c0), (w1, n1, c1)) = (pair[0], pair[1]);
-        assert!(n1 > n0 && c1 > c0, "window {w0} → {w1}: norm {n0} → {n1}, cos {c0} → {c1}");
+        assert!(
+            n1 > n0 && c1 > c0,
+            "window {w0} → {w1}: norm {n0} → {n1}, cos {c0} → {c1}"
+        );
     }
     assert!(rows.iter().all(|r| r.1 <= 1.0 + 1e-6), "{rows:?}");
     let (_, n, c) = *rows.last().unwrap();
-    assert!(c > 0.999 && n > 0.95, "16-unit window: norm ratio {n}, cos {c}");
-    assert!(rows[0].1 < 0.2, "a short window gives a small partial update: {:?}", rows[0]);
+    assert!(
+        c > 0.999 && n > 0.95,
+        "16-unit window: norm ratio {n}, cos {c}"
+    );
+    assert!(
+        rows[0].1 < 0.2,
+        "a short window gives a small partial update: {:?}",
+        rows[0]
+    );
 }
 
 #[test]
@@ -67,7 +79,8 @@ fn teacher_off_run(rule: PlasticityRule) -> (Network, Network, f64, f64) {
     let mut sim = Simulation::new(&net, cfg.clone()).unwrap();
     for s in 0..5 {
         let ex = example(&net, 100 + s, 1.0);
-        sim.run_trial(&[&ex], Phase::Learn, &mut NoObserver).unwrap();
+        sim.run_trial(&[&ex], Phase::Learn, &mut NoObserver)
+            .unwrap();
     }
     (net, sim.network(), sim.time(), 0.5 * 0.01)
 }
@@ -78,7 +91,10 @@ fn teacher_off_weights_change_only_by_their_decay() {
     let decay = (-rate * t).exp();
     for l in 1..=3 {
         let rel = (after.w(l) - before.w(l) * decay).norm() / before.w(l).norm();
-        assert!(rel < 1e-9, "W_{l}: relative deviation from pure decay {rel:e}");
+        assert!(
+            rel < 1e-9,
+            "W_{l}: relative deviation from pure decay {rel:e}"
+        );
     }
     // the Hebbian variant does learn spuriously from the forward dynamics: the check has teeth
     let (before, after, t, rate) = teacher_off_run(PlasticityRule::TauDotFull);
@@ -103,8 +119,12 @@ fn replicas_give_the_average_weight_derivative_of_single_runs() {
     sim.run_segment(&drive, 3.0, &mut NoObserver).unwrap();
     let dy = sim.derivative(&drive);
     let lay = sim.layout().clone();
-    let mut mean_w: Vec<DMatrix<f64>> = (1..=3).map(|l| DMatrix::zeros(lay.w(l).rows, lay.w(l).cols)).collect();
-    let mut mean_o: Vec<DMatrix<f64>> = (2..=3).map(|l| DMatrix::zeros(lay.omega(l).rows, lay.omega(l).cols)).collect();
+    let mut mean_w: Vec<DMatrix<f64>> = (1..=3)
+        .map(|l| DMatrix::zeros(lay.w(l).rows, lay.w(l).cols))
+        .collect();
+    let mut mean_o: Vec<DMatrix<f64>> = (2..=3)
+        .map(|l| DMatrix::zeros(lay.omega(l).rows, lay.omega(l).cols))
+        .collect();
     for j in 0..3 {
         let single = sim.replica(j);
         let d1 = single.derivative(&single.drive(&refs[j..=j], true, true, true));
@@ -118,12 +138,21 @@ fn replicas_give_the_average_weight_derivative_of_single_runs() {
     }
     for l in 1..=3 {
         let batched = lay.w(l).view(dy.as_slice()).into_owned();
-        assert!((&batched - &mean_w[l - 1]).norm() <= 1e-12 * batched.norm().max(1.0), "W_{l}");
-        assert!(batched.norm() > 1e-6, "W_{l} derivative is not trivially zero");
+        assert!(
+            (&batched - &mean_w[l - 1]).norm() <= 1e-12 * batched.norm().max(1.0),
+            "W_{l}"
+        );
+        assert!(
+            batched.norm() > 1e-6,
+            "W_{l} derivative is not trivially zero"
+        );
     }
     for l in 2..=3 {
         let batched = lay.omega(l).view(dy.as_slice()).into_owned();
-        assert!((&batched - &mean_o[l - 2]).norm() <= 1e-12 * batched.norm().max(1.0), "Ω_{l}");
+        assert!(
+            (&batched - &mean_o[l - 2]).norm() <= 1e-12 * batched.norm().max(1.0),
+            "Ω_{l}"
+        );
     }
 }
 
@@ -140,14 +169,21 @@ fn known_solution_error(method: Method, step: f64, rtol: f64) -> f64 {
     cfg.solver.rtol = rtol;
     cfg.solver.atol = rtol * 1e-2;
     let mut sim = Simulation::new(&net, cfg).unwrap();
-    let ex = Example { x: DVector::from_vec(vec![0.7, -0.4, 1.1]), y: DVector::zeros(2) };
+    let ex = Example {
+        x: DVector::from_vec(vec![0.7, -0.4, 1.1]),
+        y: DVector::zeros(2),
+    };
     let h_star = net.predict(&ex.x);
     let drive = sim.drive(&[&ex], true, false, false);
     let t = 3.0;
     sim.run_segment(&drive, t, &mut NoObserver).unwrap();
     let h_exact = &h_star * (1.0 - (-t).exp());
     let hh = h_star.norm_squared();
-    let (a0, a1, a2) = (1.0 + hh, -2.0 * hh / (1.0 - tau_p), hh / (1.0 - 2.0 * tau_p));
+    let (a0, a1, a2) = (
+        1.0 + hh,
+        -2.0 * hh / (1.0 - tau_p),
+        hh / (1.0 - 2.0 * tau_p),
+    );
     let c = 1.0 - a0 - a1 - a2;
     let p_exact = a0 + a1 * (-t).exp() + a2 * (-2.0 * t).exp() + c * (-t / tau_p).exp();
     let lay = sim.layout();
@@ -159,10 +195,16 @@ fn known_solution_error(method: Method, step: f64, rtol: f64) -> f64 {
 
 #[test]
 fn rk4_converges_at_fourth_order_and_dopri5_meets_its_tolerance() {
-    let errors: Vec<f64> = [0.2, 0.1, 0.05].iter().map(|&h| known_solution_error(Method::Rk4, h, 1e-6)).collect();
+    let errors: Vec<f64> = [0.2, 0.1, 0.05]
+        .iter()
+        .map(|&h| known_solution_error(Method::Rk4, h, 1e-6))
+        .collect();
     for pair in errors.windows(2) {
         let ratio = pair[0] / pair[1];
-        assert!((12.0..20.0).contains(&ratio), "halving the step divides the error by {ratio} (errors {errors:?})");
+        assert!(
+            (12.0..20.0).contains(&ratio),
+            "halving the step divides the error by {ratio} (errors {errors:?})"
+        );
     }
     for rtol in [1e-6, 1e-9] {
         let err = known_solution_error(Method::Dopri5, 0.05, rtol);
@@ -188,9 +230,16 @@ fn divergence_names_trial_time_population_and_layer() {
         }
     }
     let msg = err.expect("η = 1e4 diverges").to_string();
-    assert!(msg.starts_with("diverged in trial ") && msg.contains(" of layer ") && msg.contains("t = "), "{msg}");
+    assert!(
+        msg.starts_with("diverged in trial ") && msg.contains(" of layer ") && msg.contains("t = "),
+        "{msg}"
+    );
     // the state kept is the last finite one, and the weights can still be read
-    assert!(sim.network().encoders().iter().all(|w| w.iter().all(|v| v.is_finite())));
+    assert!(sim
+        .network()
+        .encoders()
+        .iter()
+        .all(|w| w.iter().all(|v| v.is_finite())));
 }
 
 #[test]

@@ -7,7 +7,9 @@ use crate::error::{check_at_least, check_positive, ConfigError};
 use serde::{Deserialize, Serialize};
 
 /// Forward plasticity rule (DESIGN §2.7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PlasticityRule {
     /// `Ẇ_l = η[−γW_l + s_l⟨m_p ḋ_l n̄_{l−1}ᵀ⟩_b]` (Sec. 7.1): integrates to the DTP1 update.
@@ -20,7 +22,9 @@ pub enum PlasticityRule {
 }
 
 /// Plasticity gate `m_p(t)` (DESIGN §2.7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Gate {
     /// `m_p = m(t)`: plastic only while the teacher is on.
@@ -31,7 +35,7 @@ pub enum Gate {
 }
 
 /// A per-layer value given either as one number for every layer or as a list `[v_1, …, v_L]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum PerLayer {
     All(f64),
@@ -64,7 +68,7 @@ impl PerLayer {
 }
 
 /// Forward plasticity (DESIGN §2.7).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Plasticity {
     pub rule: PlasticityRule,
@@ -90,7 +94,7 @@ impl Default for Plasticity {
 }
 
 /// Decoder plasticity on the regular auto-encoder loss (Sec. 10.2), always on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecoderPlasticity {
     /// `η_Ω`.
@@ -101,12 +105,15 @@ pub struct DecoderPlasticity {
 
 impl Default for DecoderPlasticity {
     fn default() -> Self {
-        DecoderPlasticity { eta: 0.5, gamma: 0.0 }
+        DecoderPlasticity {
+            eta: 0.5,
+            gamma: 0.0,
+        }
     }
 }
 
 /// Delayed presynaptic trace (Sec. 7.1): `K` leaky stages of time constant `D/K`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Trace {
     /// Mean delay `D`.
@@ -116,7 +123,7 @@ pub struct Trace {
 }
 
 /// Influence pools (Sec. 8).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluenceConfig {
     pub enabled: bool,
@@ -126,12 +133,15 @@ pub struct InfluenceConfig {
 
 impl Default for InfluenceConfig {
     fn default() -> Self {
-        InfluenceConfig { enabled: false, eps: 1e-8 }
+        InfluenceConfig {
+            enabled: false,
+            eps: 1e-8,
+        }
     }
 }
 
 /// Every constant of the vector field (DESIGN §2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dynamics {
     /// Relaxation scheme of the hidden targets.
@@ -173,7 +183,7 @@ impl Default for Dynamics {
 }
 
 /// Trial protocol (DESIGN §3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Protocol {
     /// Stimulus duration `T_stim`.
@@ -207,7 +217,9 @@ impl Default for Protocol {
 }
 
 /// Integration method (all through `ode_solvers`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// Dormand–Prince 5(4), adaptive (default).
@@ -220,7 +232,7 @@ pub enum Method {
 }
 
 /// Solver settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Solver {
     pub method: Method,
@@ -245,7 +257,7 @@ impl Default for Solver {
 }
 
 /// Everything the engine needs besides the network and the data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     pub dynamics: Dynamics,
@@ -266,10 +278,18 @@ impl EngineConfig {
         check_positive("dynamics.pool_eps", d.pool_eps)?;
         check_at_least("dynamics.trace.delay", d.trace.delay, 0.0)?;
         if d.trace.stages > 0 && d.trace.delay <= 0.0 {
-            return Err(ConfigError::new("dynamics.trace.delay", format!("must be > 0 with {} stages; set stages to 0 for no delay", d.trace.stages)));
+            return Err(ConfigError::new(
+                "dynamics.trace.delay",
+                format!(
+                    "must be > 0 with {} stages; set stages to 0 for no delay",
+                    d.trace.stages
+                ),
+            ));
         }
         check_positive("dynamics.influence.eps", d.influence.eps)?;
-        d.plasticity.eta.validate("dynamics.plasticity.eta", depth)?;
+        d.plasticity
+            .eta
+            .validate("dynamics.plasticity.eta", depth)?;
         check_at_least("dynamics.plasticity.gamma", d.plasticity.gamma, 0.0)?;
         if let Some(tr) = d.plasticity.relaxation_time {
             check_positive("dynamics.plasticity.relaxation_time", tr)?;
@@ -284,7 +304,10 @@ impl EngineConfig {
         }
         check_at_least("protocol.t_gap", p.t_gap, 0.0)?;
         if p.eval_every == 0 {
-            return Err(ConfigError::new("protocol.eval_every", "must be at least 1"));
+            return Err(ConfigError::new(
+                "protocol.eval_every",
+                "must be at least 1",
+            ));
         }
         if p.replicas == 0 {
             return Err(ConfigError::new("protocol.replicas", "must be at least 1"));

@@ -97,7 +97,12 @@ fn scale_columns(m: &mut DMatrix<f64>, s: &RowDVector<f64>) {
 }
 
 impl<'a> Field<'a> {
-    pub fn new(arch: &'a Architecture, layout: &'a Layout, cfg: &'a EngineConfig, drive: &'a Drive) -> Self {
+    pub fn new(
+        arch: &'a Architecture,
+        layout: &'a Layout,
+        cfg: &'a EngineConfig,
+        drive: &'a Drive,
+    ) -> Self {
         Field {
             arch,
             layout,
@@ -142,18 +147,44 @@ impl<'a> Field<'a> {
         let b = lay.replicas;
         let inv_b = 1.0 / b as f64;
         let w: Vec<DMatrixView<f64>> = (0..=depth)
-            .map(|l| if l == 0 { lay.w(1).view(y) } else { lay.w(l).view(y) })
+            .map(|l| {
+                if l == 0 {
+                    lay.w(1).view(y)
+                } else {
+                    lay.w(l).view(y)
+                }
+            })
             .collect();
-        let om: Vec<Option<DMatrixView<f64>>> = (0..=depth).map(|l| (l >= 2).then(|| lay.omega(l).view(y))).collect();
+        let om: Vec<Option<DMatrixView<f64>>> = (0..=depth)
+            .map(|l| (l >= 2).then(|| lay.omega(l).view(y)))
+            .collect();
         let h: Vec<DMatrix<f64>> = (0..=depth)
-            .map(|l| if l == 0 { self.drive.x.clone() } else { lay.h(l).view(y).into_owned() })
+            .map(|l| {
+                if l == 0 {
+                    self.drive.x.clone()
+                } else {
+                    lay.h(l).view(y).into_owned()
+                }
+            })
             .collect();
         let d: Vec<DMatrix<f64>> = (0..=depth)
-            .map(|l| if l == 0 { DMatrix::zeros(0, b) } else { lay.d(l).view(y).into_owned() })
+            .map(|l| {
+                if l == 0 {
+                    DMatrix::zeros(0, b)
+                } else {
+                    lay.d(l).view(y).into_owned()
+                }
+            })
             .collect();
         let a: Vec<DMatrix<f64>> = (0..=depth).map(|l| presyn(self.arch, l, &h[l])).collect();
         let f: Vec<DMatrix<f64>> = (0..=depth)
-            .map(|l| if l == 0 { DMatrix::zeros(0, b) } else { &w[l] * &a[l - 1] })
+            .map(|l| {
+                if l == 0 {
+                    DMatrix::zeros(0, b)
+                } else {
+                    &w[l] * &a[l - 1]
+                }
+            })
             .collect();
 
         // feedforward
@@ -214,7 +245,9 @@ impl<'a> Field<'a> {
         for l in 0..=depth {
             let p = row(lay.p(l), y);
             let norms = column_norms_sq(&a[l]);
-            lay.p(l).view_mut(dy).copy_from(&((norms - &p) / dynm.tau_p));
+            lay.p(l)
+                .view_mut(dy)
+                .copy_from(&((norms - &p) / dynm.tau_p));
             let mut nl = a[l].clone();
             scale_columns(&mut nl, &p.map(|v| 1.0 / (dynm.pool_eps + v)));
             n.push(nl);
@@ -232,7 +265,9 @@ impl<'a> Field<'a> {
             let mut prev = n[l].clone();
             for s in 1..=k {
                 let c = lay.stage(l, s).view(y).into_owned();
-                lay.stage(l, s).view_mut(dy).copy_from(&((&prev - &c) * rate));
+                lay.stage(l, s)
+                    .view_mut(dy)
+                    .copy_from(&((&prev - &c) * rate));
                 prev = c;
             }
             nbar.push(prev);
@@ -242,13 +277,21 @@ impl<'a> Field<'a> {
         let mut scale: Vec<RowDVector<f64>> = vec![RowDVector::from_element(b, 1.0); depth + 1];
         if dynm.influence.enabled {
             let q: Vec<RowDVector<f64>> = (0..=depth)
-                .map(|l| if l == 0 { RowDVector::zeros(b) } else { row(lay.q(l).expect("influence pools"), y) })
+                .map(|l| {
+                    if l == 0 {
+                        RowDVector::zeros(b)
+                    } else {
+                        row(lay.q(l).expect("influence pools"), y)
+                    }
+                })
                 .collect();
             for l in 1..=depth {
                 let qb = lay.q(l).expect("influence pools");
-                qb.view_mut(dy).copy_from(&((column_norms_sq(&d[l]) - &q[l]) / dynm.tau_p));
+                qb.view_mut(dy)
+                    .copy_from(&((column_norms_sq(&d[l]) - &q[l]) / dynm.tau_p));
                 if l < depth {
-                    scale[l] = RowDVector::from_fn(b, |_, j| q[depth][j] / (dynm.influence.eps + q[l][j]));
+                    scale[l] =
+                        RowDVector::from_fn(b, |_, j| q[depth][j] / (dynm.influence.eps + q[l][j]));
                 }
             }
         }
@@ -266,7 +309,11 @@ impl<'a> Field<'a> {
             Gate::Always => 1.0,
         };
         for l in 1..=depth {
-            let eta = if self.drive.forward_plastic { plast.eta.get(l) } else { 0.0 };
+            let eta = if self.drive.forward_plastic {
+                plast.eta.get(l)
+            } else {
+                0.0
+            };
             let mut wdot = lay.w(l).view_mut(dy);
             if eta == 0.0 {
                 wdot.fill(0.0);
@@ -310,10 +357,17 @@ impl<'a> Field<'a> {
     /// First non-finite neuron derivative, located by population and layer.
     fn scan_neurons(&self, t: f64, dy: &[f64]) -> Option<Fault> {
         let range = self.layout.neurons();
-        dy[range.clone()].iter().position(|v| !v.is_finite()).map(|i| {
-            let (population, layer) = self.layout.locate(range.start + i);
-            Fault { time: t, population, layer }
-        })
+        dy[range.clone()]
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| {
+                let (population, layer) = self.layout.locate(range.start + i);
+                Fault {
+                    time: t,
+                    population,
+                    layer,
+                }
+            })
     }
 
     /// Floating-point operations of one evaluation (matrix products only, `2mnk` each).

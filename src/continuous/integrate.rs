@@ -80,12 +80,26 @@ pub fn integrate_segment(
             while done < n_steps {
                 let chunk = CHUNK_STEPS.min(n_steps - done);
                 let a = t0 + done as f64 * h;
-                let b = if done + chunk == n_steps { t1 } else { t0 + (done + chunk) as f64 * h };
+                let b = if done + chunk == n_steps {
+                    t1
+                } else {
+                    t0 + (done + chunk) as f64 * h
+                };
                 // a hair above (b − a)/chunk so that the crate's ceil() never adds a step
-                let mut s = Rk4::new(Adapter(field), a, y, b, (b - a) / chunk as f64 * (1.0 + 1e-12));
+                let mut s = Rk4::new(
+                    Adapter(field),
+                    a,
+                    y,
+                    b,
+                    (b - a) / chunk as f64 * (1.0 + 1e-12),
+                );
                 let st = s.integrate()?;
                 stats.accepted_steps += st.accepted_steps as u64;
-                y = s.y_out().last().cloned().expect("rk4 output holds the end point");
+                y = s
+                    .y_out()
+                    .last()
+                    .cloned()
+                    .expect("rk4 output holds the end point");
                 done += chunk;
             }
             Ok(y)
@@ -93,28 +107,73 @@ pub fn integrate_segment(
     }
 }
 
-type ChunkResult = (Result<ode_solvers::dop_shared::Stats, IntegrationError>, Vec<f64>, DVector<f64>);
+type ChunkResult = (
+    Result<ode_solvers::dop_shared::Stats, IntegrationError>,
+    Vec<f64>,
+    DVector<f64>,
+);
 
 /// One call of Dopri5/Dop853 with sparse output and at most [`CHUNK_STEPS`] steps; returns the
 /// outcome, the output times and the last output state.
-fn adaptive_chunk(field: &Field, t0: f64, t1: f64, y: DVector<f64>, h: f64, solver: &Solver) -> ChunkResult {
+fn adaptive_chunk(
+    field: &Field,
+    t0: f64,
+    t1: f64,
+    y: DVector<f64>,
+    h: f64,
+    solver: &Solver,
+) -> ChunkResult {
     let n_max = CHUNK_STEPS as u32;
     macro_rules! run {
         ($solver:expr) => {{
             let mut s = $solver;
             let r = s.integrate();
             let x_out = s.x_out().clone();
-            let y_last = s.y_out().last().cloned().expect("sparse output holds the start point");
+            let y_last = s
+                .y_out()
+                .last()
+                .cloned()
+                .expect("sparse output holds the start point");
             (r, x_out, y_last)
         }};
     }
     let span = t1 - t0;
     match solver.method {
         Method::Dop853 => run!(Dop853::from_param(
-            Adapter(field), t0, t1, span, y, solver.rtol, solver.atol, 0.9, 0.0, 0.333, 6.0, span, h, n_max, 1000, OutputType::Sparse
+            Adapter(field),
+            t0,
+            t1,
+            span,
+            y,
+            solver.rtol,
+            solver.atol,
+            0.9,
+            0.0,
+            0.333,
+            6.0,
+            span,
+            h,
+            n_max,
+            1000,
+            OutputType::Sparse
         )),
         _ => run!(Dopri5::from_param(
-            Adapter(field), t0, t1, span, y, solver.rtol, solver.atol, 0.9, 0.04, 0.2, 10.0, span, h, n_max, 1000, OutputType::Sparse
+            Adapter(field),
+            t0,
+            t1,
+            span,
+            y,
+            solver.rtol,
+            solver.atol,
+            0.9,
+            0.04,
+            0.2,
+            10.0,
+            span,
+            h,
+            n_max,
+            1000,
+            OutputType::Sparse
         )),
     }
 }
@@ -135,7 +194,15 @@ mod tests {
     /// `ode_solvers` was fixed and dense output could be used again.
     #[test]
     fn dense_output_end_point_is_wrong_in_ode_solvers() {
-        let mut s = Dopri5::new(Decay, 0.0, 10.0, 10.0, DVector::from_element(1, 1.0), 1e-6, 1e-8);
+        let mut s = Dopri5::new(
+            Decay,
+            0.0,
+            10.0,
+            10.0,
+            DVector::from_element(1, 1.0),
+            1e-6,
+            1e-8,
+        );
         s.set_output(OutputType::Dense);
         s.integrate().unwrap();
         let end = s.y_out().last().unwrap()[0];

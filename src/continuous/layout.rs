@@ -43,7 +43,17 @@ impl Block {
 }
 
 /// A population, named as in the paper (used in traces and divergence reports).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Population {
     /// Feedforward activity `h_l`.
@@ -99,15 +109,29 @@ pub struct Layout {
 
 impl Layout {
     /// Lays out the state.
-    pub fn new(arch: &Architecture, replicas: usize, scheme: Scheme, stages: usize, influence: bool) -> Self {
+    pub fn new(
+        arch: &Architecture,
+        replicas: usize,
+        scheme: Scheme,
+        stages: usize,
+        influence: bool,
+    ) -> Self {
         let depth = arch.depth();
         let mut next = 0usize;
         let mut take = |rows: usize, cols: usize| {
-            let b = Block { start: next, rows, cols };
+            let b = Block {
+                start: next,
+                rows,
+                cols,
+            };
             next += rows * cols;
             b
         };
-        let dummy = Block { start: 0, rows: 0, cols: 0 };
+        let dummy = Block {
+            start: 0,
+            rows: 0,
+            cols: 0,
+        };
         let mut h = vec![dummy];
         for l in 1..=depth {
             h.push(take(arch.widths[l], replicas));
@@ -122,7 +146,11 @@ impl Layout {
         }
         let p: Vec<Block> = (0..=depth).map(|_| take(1, replicas)).collect();
         let chain: Vec<Vec<Block>> = (0..depth)
-            .map(|l| (0..stages).map(|_| take(arch.presyn_len(l), replicas)).collect())
+            .map(|l| {
+                (0..stages)
+                    .map(|_| take(arch.presyn_len(l), replicas))
+                    .collect()
+            })
             .collect();
         let mut q = vec![None];
         for _ in 1..=depth {

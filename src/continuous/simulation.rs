@@ -23,18 +23,27 @@ pub enum EngineError {
         what: String,
     },
     #[error("the solver failed in trial {trial} (t = {time:.4}): {message}; try a tighter solver.rtol or the rk4 method with a small solver.step")]
-    Solver { trial: usize, time: f64, message: String },
+    Solver {
+        trial: usize,
+        time: f64,
+        message: String,
+    },
 }
 
 /// The change of every `W_l` over one learning trial on `example`, from the current state
 /// (index `l − 1`). With small `η`, no delay and a long relaxation window this is `η` times
 /// the discrete DTP1 update with the relaxation's fixed-point targets (T6); with a short
 /// window it is the partial, anytime update (T7).
-pub fn trial_update(sim: &mut Simulation, example: &Example) -> Result<Vec<DMatrix<f64>>, EngineError> {
+pub fn trial_update(
+    sim: &mut Simulation,
+    example: &Example,
+) -> Result<Vec<DMatrix<f64>>, EngineError> {
     let before = sim.network();
     sim.run_trial(&[example], Phase::Learn, &mut NoObserver)?;
     let after = sim.network();
-    Ok((1..=before.depth()).map(|l| after.w(l) - before.w(l)).collect())
+    Ok((1..=before.depth())
+        .map(|l| after.w(l) - before.w(l))
+        .collect())
 }
 
 /// A phase of the protocol.
@@ -60,26 +69,40 @@ pub struct Sample<'a> {
 
 impl Sample<'_> {
     /// Value of `population` of `layer`, `neuron` (row), replica (column).
-    pub fn value(&self, population: Population, layer: usize, neuron: usize, replica: usize) -> Option<f64> {
+    pub fn value(
+        &self,
+        population: Population,
+        layer: usize,
+        neuron: usize,
+        replica: usize,
+    ) -> Option<f64> {
         let l = self.layout;
         let block = match population {
             Population::H => (layer >= 1 && layer <= l.depth).then(|| l.h(layer)),
             Population::D => (layer >= 1 && layer <= l.depth).then(|| l.d(layer)),
-            Population::U => (layer >= 2 && layer <= l.depth).then(|| l.u(layer)).flatten(),
+            Population::U => (layer >= 2 && layer <= l.depth)
+                .then(|| l.u(layer))
+                .flatten(),
             Population::Pool => (layer <= l.depth).then(|| l.p(layer)),
-            Population::Trace => (layer < l.depth && l.stages > 0).then(|| l.stage(layer, l.stages)),
-            Population::Influence => (layer >= 1 && layer <= l.depth).then(|| l.q(layer)).flatten(),
+            Population::Trace => {
+                (layer < l.depth && l.stages > 0).then(|| l.stage(layer, l.stages))
+            }
+            Population::Influence => (layer >= 1 && layer <= l.depth)
+                .then(|| l.q(layer))
+                .flatten(),
             Population::W => (layer >= 1 && layer <= l.depth).then(|| l.w(layer)),
             Population::Omega => (layer >= 2 && layer <= l.depth).then(|| l.omega(layer)),
         }?;
-        (neuron < block.rows && replica < block.cols).then(|| self.state[block.start + replica * block.rows + neuron])
+        (neuron < block.rows && replica < block.cols)
+            .then(|| self.state[block.start + replica * block.rows + neuron])
     }
 }
 
 /// Receives samples during a run (DESIGN §6: traces are sampled, never the whole trajectory).
 pub trait Observer {
-    /// Sampling interval in simulated time (`None`: no samples).
-    fn interval(&self) -> Option<f64> {
+    /// Sampling interval in simulated time during trial `trial` (`None`: no samples; the
+    /// segment is then integrated in one go).
+    fn interval(&self, _trial: usize) -> Option<f64> {
         None
     }
     /// Called at `t = 0` of every trial and every [`Observer::interval`] after.
@@ -119,7 +142,13 @@ impl Simulation {
         cfg.validate(net.depth())?;
         let arch = net.arch().clone();
         let d = &cfg.dynamics;
-        let layout = Layout::new(&arch, cfg.protocol.replicas, d.scheme, d.trace.stages, d.influence.enabled);
+        let layout = Layout::new(
+            &arch,
+            cfg.protocol.replicas,
+            d.scheme,
+            d.trace.stages,
+            d.influence.enabled,
+        );
         let mut state = DVector::zeros(layout.len());
         let y = state.as_mut_slice();
         for l in 1..=arch.depth() {
@@ -196,16 +225,22 @@ impl Simulation {
     /// The network with the current weights `W_l`, `Ω_l` (for the exact discrete forward pass).
     pub fn network(&self) -> Network {
         let y = self.state.as_slice();
-        let enc = (1..=self.arch.depth()).map(|l| self.layout.w(l).view(y).into_owned()).collect();
-        let dec = (2..=self.arch.depth()).map(|l| self.layout.omega(l).view(y).into_owned()).collect();
-        Network::from_parts(self.arch.clone(), enc, dec).expect("the layout matches the architecture")
+        let enc = (1..=self.arch.depth())
+            .map(|l| self.layout.w(l).view(y).into_owned())
+            .collect();
+        let dec = (2..=self.arch.depth())
+            .map(|l| self.layout.omega(l).view(y).into_owned())
+            .collect();
+        Network::from_parts(self.arch.clone(), enc, dec)
+            .expect("the layout matches the architecture")
     }
 
     /// A single-replica simulation holding replica `j`'s neuron state and the shared weights.
     pub fn replica(&self, j: usize) -> Simulation {
         let mut cfg = self.cfg.clone();
         cfg.protocol.replicas = 1;
-        let mut single = Simulation::new(&self.network(), cfg).expect("same validated configuration");
+        let mut single =
+            Simulation::new(&self.network(), cfg).expect("same validated configuration");
         let (src, dst) = (self.state.as_slice(), single.state.as_mut_slice());
         let lay = &self.layout;
         let one = &single.layout;
@@ -247,7 +282,13 @@ impl Simulation {
     }
 
     /// Builds the drive of one segment from per-replica examples.
-    pub fn drive(&self, examples: &[&Example], stimulus: bool, teacher: bool, forward_plastic: bool) -> Drive {
+    pub fn drive(
+        &self,
+        examples: &[&Example],
+        stimulus: bool,
+        teacher: bool,
+        forward_plastic: bool,
+    ) -> Drive {
         let b = self.layout.replicas;
         let n0 = self.arch.widths[0];
         let nl = self.arch.widths[self.arch.depth()];
@@ -269,11 +310,16 @@ impl Simulation {
     }
 
     /// Integrates for `duration` under `drive`, sampling for `observer`.
-    pub fn run_segment(&mut self, drive: &Drive, duration: f64, observer: &mut dyn Observer) -> Result<(), EngineError> {
+    pub fn run_segment(
+        &mut self,
+        drive: &Drive,
+        duration: f64,
+        observer: &mut dyn Observer,
+    ) -> Result<(), EngineError> {
         let field = Field::new(&self.arch, &self.layout, &self.cfg, drive);
         self.flops_per_eval = field.flops_per_eval();
         let end = self.time + duration;
-        let interval = observer.interval().filter(|dt| *dt > 0.0);
+        let interval = observer.interval(self.trial).filter(|dt| *dt > 0.0);
         let mut t = self.time;
         let result = loop {
             if let Some(_dt) = interval {
@@ -294,7 +340,14 @@ impl Simulation {
             };
             let next = if end - next < 1e-9 { end } else { next };
             let y = std::mem::replace(&mut self.state, DVector::zeros(0));
-            match integrate_segment(&field, y.clone(), t, next, &self.cfg.solver, &mut self.stats.solver) {
+            match integrate_segment(
+                &field,
+                y.clone(),
+                t,
+                next,
+                &self.cfg.solver,
+                &mut self.stats.solver,
+            ) {
                 Ok(new) => self.state = new,
                 Err(e) => {
                     self.state = y;
@@ -336,7 +389,10 @@ impl Simulation {
     /// A non-finite or runaway entry of the state, located.
     fn check_state(&self, time: f64) -> Option<EngineError> {
         let limit = self.cfg.solver.runaway;
-        let i = self.state.iter().position(|v| !v.is_finite() || v.abs() > limit)?;
+        let i = self
+            .state
+            .iter()
+            .position(|v| !v.is_finite() || v.abs() > limit)?;
         let (population, layer) = self.layout.locate(i);
         let v = self.state[i];
         Some(EngineError::Divergence {
@@ -353,20 +409,47 @@ impl Simulation {
     }
 
     /// Runs one trial (DESIGN §3): stimulus for `T_stim` with the teacher on during
-    /// `[t_on, T_stim)` (learning phase only), then `T_gap` of blank input.
-    pub fn run_trial(&mut self, examples: &[&Example], phase: Phase, observer: &mut dyn Observer) -> Result<(), EngineError> {
+    /// `[t_on, T_stim)` (learning phase only), then `T_gap` of blank input. Returns the
+    /// relaxation residual at teacher offset (see [`Simulation::relaxation_residual`]).
+    pub fn run_trial(
+        &mut self,
+        examples: &[&Example],
+        phase: Phase,
+        observer: &mut dyn Observer,
+    ) -> Result<f64, EngineError> {
         let p = self.cfg.protocol.clone();
         let learn = phase == Phase::Learn;
         let settle = self.drive(examples, true, false, learn);
         self.run_segment(&settle, p.t_on, observer)?;
         let taught = self.drive(examples, true, learn, learn);
         self.run_segment(&taught, p.t_stim - p.t_on, observer)?;
+        let residual = if learn {
+            self.relaxation_residual(&taught)
+        } else {
+            f64::NAN
+        };
         if p.t_gap > 0.0 {
             let blank = self.drive(examples, false, false, learn);
             self.run_segment(&blank, p.t_gap, observer)?;
         }
         self.trial += 1;
         self.stats.trials += 1;
-        Ok(())
+        Ok(residual)
+    }
+
+    /// How far the targets are from relaxed under `drive`: `τ_d ‖Ḋ‖ / ‖D‖` over every target
+    /// population and replica (0 at a fixed point, about 1 right after the teacher comes on).
+    pub fn relaxation_residual(&self, drive: &Drive) -> f64 {
+        let dy = self.derivative(drive);
+        let (mut num, mut den) = (0.0, 0.0);
+        for l in 1..=self.layout.depth {
+            num += self.layout.d(l).view(dy.as_slice()).norm_squared();
+            den += self.layout.d(l).view(self.state.as_slice()).norm_squared();
+        }
+        if den > 0.0 {
+            self.cfg.dynamics.tau_d * (num / den).sqrt()
+        } else {
+            f64::NAN
+        }
     }
 }

@@ -23,7 +23,9 @@ use nalgebra::DVector;
 use serde::{Deserialize, Serialize};
 
 /// Which relaxation produces the hidden targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Scheme {
     /// Difference target propagation (Lee et al. 2015), no iteration.
@@ -36,7 +38,9 @@ pub enum Scheme {
 }
 
 /// Layer-sequential or parallel iteration (Sec. 9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
     /// Relax layer `L−1`, then `L−2`, …: each layer waits for the one above.
@@ -47,7 +51,7 @@ pub enum Order {
 }
 
 /// Settings of a discrete relaxation.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Relaxation {
     pub scheme: Scheme,

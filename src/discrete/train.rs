@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// BP optimiser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Optimizer {
     #[default]
@@ -40,7 +42,7 @@ pub enum Optimizer {
 
 /// Decoder training (Sec. 9, 10.2): normalised rule at `rate`; with `noise > 0` the
 /// noise-corrupted variant of Lee et al. (std `noise`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecoderTraining {
     pub rate: f64,
@@ -57,7 +59,7 @@ impl Default for DecoderTraining {
 }
 
 /// A discrete learning algorithm with its hyper-parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum Algorithm {
     /// Back-propagation.
@@ -141,7 +143,7 @@ impl DecoderTraining {
 
 /// A named algorithm in a comparison (the name labels CSV rows, plot lines and files).
 /// Unknown keys are rejected by the flattened [`Algorithm`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NamedAlgorithm {
     pub name: String,
     #[serde(flatten)]
@@ -149,7 +151,7 @@ pub struct NamedAlgorithm {
 }
 
 /// Student network settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
     /// Widths `n_0..=n_L`; must match the task's input and output widths.
@@ -179,7 +181,7 @@ impl Default for NetworkConfig {
 }
 
 /// A discrete training experiment: task, student network, schedule, algorithms.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub task: Task,
@@ -265,81 +267,143 @@ impl Default for TrainConfig {
     }
 }
 
+/// Checks a task and a student network against each other (shared by every configuration
+/// that has both); errors name the JSON path and the fix.
+pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result<(), ConfigError> {
+    let widths = &network.widths;
+    if widths.len() < 2 {
+        return Err(ConfigError::new(
+            "network.widths",
+            format!(
+                "need at least 2 layers (input and output), got {}",
+                widths.len()
+            ),
+        ));
+    }
+    if let Some(i) = widths.iter().position(|&n| n == 0) {
+        return Err(ConfigError::new(
+            format!("network.widths[{i}]"),
+            "must be at least 1",
+        ));
+    }
+    match task {
+        Task::TeacherStudent {
+            widths: tw, gain, ..
+        } => {
+            if tw.len() < 2 {
+                return Err(ConfigError::new("task.widths", "need at least 2 layers"));
+            }
+            if let Some(i) = tw.iter().position(|&n| n == 0) {
+                return Err(ConfigError::new(
+                    format!("task.widths[{i}]"),
+                    "must be at least 1",
+                ));
+            }
+            check_positive("task.gain", *gain)?;
+        }
+        Task::Clusters {
+            dim,
+            classes,
+            separation,
+        } => {
+            if *dim == 0 {
+                return Err(ConfigError::new("task.dim", "must be at least 1"));
+            }
+            if *classes < 2 {
+                return Err(ConfigError::new("task.classes", "must be at least 2"));
+            }
+            check_at_least("task.separation", *separation, 0.0)?;
+        }
+        Task::Csv {
+            train,
+            test,
+            inputs,
+            outputs,
+            ..
+        } => {
+            if *inputs == 0 || *outputs == 0 {
+                return Err(ConfigError::new(
+                    "task",
+                    "csv tasks need inputs ≥ 1 and outputs ≥ 1",
+                ));
+            }
+            for (field, path) in [("task.train", train), ("task.test", test)] {
+                if !path.is_file() {
+                    return Err(ConfigError::new(
+                        field,
+                        format!(
+                            "{}: no such file; give a path relative to the working directory",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let (n_in, n_out) = task.io_widths();
+    if widths[0] != n_in {
+        return Err(ConfigError::new(
+            "network.widths[0]",
+            format!(
+                "is {}, but the task's inputs have {n_in} dimensions; make them equal",
+                widths[0]
+            ),
+        ));
+    }
+    let last = widths.len() - 1;
+    if widths[last] != n_out {
+        return Err(ConfigError::new(
+            format!("network.widths[{last}]"),
+            format!(
+                "is {}, but the task's outputs have {n_out} dimensions; make them equal",
+                widths[last]
+            ),
+        ));
+    }
+    let gain = match network.init {
+        Init::Gaussian { gain } | Init::Orthogonal { gain } => gain,
+    };
+    check_at_least("network.init.gain", gain, 0.0)?;
+    if let Activation::LeakyRelu { slope } = network.activation {
+        check_at_least("network.activation.slope", slope, 0.0)?;
+    }
+    Ok(())
+}
+
+/// Checks a list of named algorithms (non-empty, file-safe unique names, valid values).
+pub fn validate_algorithms(algorithms: &[NamedAlgorithm], field: &str) -> Result<(), ConfigError> {
+    if algorithms.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            "list at least one algorithm, e.g. {\"name\": \"bp\", \"kind\": \"bp\", \"lr\": 0.02}",
+        ));
+    }
+    for (i, a) in algorithms.iter().enumerate() {
+        let path = format!("{field}[{i}]");
+        if a.name.is_empty()
+            || !a
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::new(format!("{path}.name"), format!("\"{}\" must be non-empty and use only letters, digits, '_' and '-' (it names output files)", a.name)));
+        }
+        if algorithms[..i].iter().any(|b| b.name == a.name) {
+            return Err(ConfigError::new(
+                format!("{path}.name"),
+                format!("\"{}\" is used twice; names must be unique", a.name),
+            ));
+        }
+        a.algorithm.validate(&path)?;
+    }
+    Ok(())
+}
+
 impl TrainConfig {
     /// Checks every field; errors name the JSON path and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let widths = &self.network.widths;
-        if widths.len() < 2 {
-            return Err(ConfigError::new(
-                "network.widths",
-                format!(
-                    "need at least 2 layers (input and output), got {}",
-                    widths.len()
-                ),
-            ));
-        }
-        if let Some(i) = widths.iter().position(|&n| n == 0) {
-            return Err(ConfigError::new(
-                format!("network.widths[{i}]"),
-                "must be at least 1",
-            ));
-        }
-        match &self.task {
-            Task::TeacherStudent {
-                widths: tw, gain, ..
-            } => {
-                if tw.len() < 2 {
-                    return Err(ConfigError::new("task.widths", "need at least 2 layers"));
-                }
-                if let Some(i) = tw.iter().position(|&n| n == 0) {
-                    return Err(ConfigError::new(
-                        format!("task.widths[{i}]"),
-                        "must be at least 1",
-                    ));
-                }
-                check_positive("task.gain", *gain)?;
-            }
-            Task::Clusters {
-                dim,
-                classes,
-                separation,
-            } => {
-                if *dim == 0 {
-                    return Err(ConfigError::new("task.dim", "must be at least 1"));
-                }
-                if *classes < 2 {
-                    return Err(ConfigError::new("task.classes", "must be at least 2"));
-                }
-                check_at_least("task.separation", *separation, 0.0)?;
-            }
-        }
-        let (n_in, n_out) = self.task.io_widths();
-        if widths[0] != n_in {
-            return Err(ConfigError::new(
-                "network.widths[0]",
-                format!(
-                    "is {}, but the task's inputs have {n_in} dimensions; make them equal",
-                    widths[0]
-                ),
-            ));
-        }
-        let last = widths.len() - 1;
-        if widths[last] != n_out {
-            return Err(ConfigError::new(
-                format!("network.widths[{last}]"),
-                format!(
-                    "is {}, but the task's outputs have {n_out} dimensions; make them equal",
-                    widths[last]
-                ),
-            ));
-        }
-        let gain = match self.network.init {
-            Init::Gaussian { gain } | Init::Orthogonal { gain } => gain,
-        };
-        check_at_least("network.init.gain", gain, 0.0)?;
-        if let Activation::LeakyRelu { slope } = self.network.activation {
-            check_at_least("network.activation.slope", slope, 0.0)?;
-        }
+        validate_task_and_network(&self.task, &self.network)?;
+        self.validate_algorithms("algorithms")?;
         for (field, v) in [
             ("train_size", self.train_size),
             ("test_size", self.test_size),
@@ -351,28 +415,12 @@ impl TrainConfig {
                 return Err(ConfigError::new(field, "must be at least 1"));
             }
         }
-        if self.algorithms.is_empty() {
-            return Err(ConfigError::new("algorithms", "list at least one algorithm, e.g. {\"name\": \"bp\", \"kind\": \"bp\", \"lr\": 0.02}"));
-        }
-        for (i, a) in self.algorithms.iter().enumerate() {
-            let path = format!("algorithms[{i}]");
-            if a.name.is_empty()
-                || !a
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err(ConfigError::new(format!("{path}.name"), format!("\"{}\" must be non-empty and use only letters, digits, '_' and '-' (it names output files)", a.name)));
-            }
-            if self.algorithms[..i].iter().any(|b| b.name == a.name) {
-                return Err(ConfigError::new(
-                    format!("{path}.name"),
-                    format!("\"{}\" is used twice; names must be unique", a.name),
-                ));
-            }
-            a.algorithm.validate(&path)?;
-        }
         Ok(())
+    }
+
+    /// Checks the algorithm list; `field` is its JSON path.
+    pub fn validate_algorithms(&self, field: &str) -> Result<(), ConfigError> {
+        validate_algorithms(&self.algorithms, field)
     }
 
     /// The initial student network: loaded from `network.weights` or drawn from `init`.
@@ -433,6 +481,8 @@ pub struct MetricsRow {
     /// divided by the first (≪ 1: the iteration contracted; ≥ 1: it did not). NaN when the
     /// targets are not iterated.
     pub relaxation_residual: f64,
+    /// Frobenius norms `‖W_1‖ … ‖W_L‖`.
+    pub w_norms: Vec<f64>,
     pub wall_seconds: f64,
 }
 
@@ -571,7 +621,8 @@ pub fn train_one(
                 } else {
                     f64::NAN
                 },
-                relaxation_residual: if residual.1 > 0 {
+                w_norms: net.encoders().iter().map(|w| w.norm()).collect(),
+            relaxation_residual: if residual.1 > 0 {
                     residual.0 / residual.1 as f64
                 } else {
                     f64::NAN

@@ -1,0 +1,170 @@
+//! `dtpsim sweep`: a grid of parameter values × seeds, run in parallel (rayon), aggregated
+//! into `sweep.csv` with one plot per metric. Every run can be reproduced alone with the
+//! `dtpsim run … --set …` line printed for it (and stored in its `summary.json`).
+
+use crate::record::{create_dir, num, write_atomic, Table};
+use crate::runner::{mean_finite, run_scenario};
+use crate::scenario::parse_scenario;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// One grid point and seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepRun {
+    pub index: usize,
+    pub params: Vec<(String, Value)>,
+    pub seed: u64,
+    /// The `--set` arguments that select this run (parameters, then the seed).
+    pub sets: Vec<String>,
+}
+
+/// A value as it is written after `--set path=` (strings bare when they are not JSON).
+pub fn set_value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) if serde_json::from_str::<Value>(s).is_err() => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Parses `--param path=v1,v2,...` (each value JSON if it parses, else a string).
+pub fn parse_param(arg: &str) -> Result<(String, Vec<Value>), String> {
+    let (path, vals) = arg.split_once('=').ok_or_else(|| format!("--param {arg}: write path=v1,v2,..., e.g. engine.protocol.t_stim=6,9,15"))?;
+    let values: Vec<Value> = vals
+        .split(',')
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| serde_json::from_str(v.trim()).unwrap_or_else(|_| Value::String(v.trim().to_string())))
+        .collect();
+    if values.is_empty() {
+        return Err(format!("--param {arg}: give at least one value"));
+    }
+    Ok((path.trim().to_string(), values))
+}
+
+/// The cartesian grid of `params` × `seeds` seeds starting at `base_seed`.
+pub fn grid(params: &[(String, Vec<Value>)], seeds: usize, base_seed: u64) -> Vec<SweepRun> {
+    let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (path, values) in params {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((path.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    let mut runs = Vec::new();
+    for point in points {
+        for s in 0..seeds.max(1) {
+            let seed = base_seed + s as u64;
+            let mut sets: Vec<String> = point.iter().map(|(p, v)| format!("{p}={}", set_value_text(v))).collect();
+            sets.push(format!("seed={seed}"));
+            runs.push(SweepRun {
+                index: runs.len(),
+                params: point.clone(),
+                seed,
+                sets,
+            });
+        }
+    }
+    runs
+}
+
+/// Runs the grid for the scenario text of `file` (with `base_sets` applied first), `jobs` runs
+/// at a time, into `out`. Every grid point is validated before the first run starts.
+pub fn run_sweep(file: &Path, base_sets: &[String], params: &[(String, Vec<Value>)], seeds: usize, jobs: usize, out: &Path, progress: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
+    let base = parse_scenario(&text, base_sets).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let runs = grid(params, seeds, base.seed);
+    let mut scenarios = Vec::with_capacity(runs.len());
+    for r in &runs {
+        let sets: Vec<String> = base_sets.iter().chain(&r.sets).cloned().collect();
+        let mut s = parse_scenario(&text, &sets).map_err(|e| anyhow::anyhow!("{} (sweep run {}: {}): {e}", file.display(), r.index, r.sets.join(" ")))?;
+        s.outputs.plots = false; // plots of single runs: `dtpsim plot runs/NNN`
+        scenarios.push((s, sets));
+    }
+    create_dir(out)?;
+    let summary = out.join("sweep.json");
+    if summary.exists() {
+        std::fs::remove_file(&summary)?;
+    }
+    for r in &runs {
+        let sets: Vec<String> = base_sets.iter().chain(&r.sets).map(|s| format!("--set {s}")).collect();
+        println!("run {:03}: dtpsim run {} {}", r.index, file.display(), sets.join(" "));
+    }
+    let bar = ProgressBar::with_draw_target(Some(runs.len() as u64), if progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    bar.set_style(ProgressStyle::with_template("sweep [{bar:30}] {pos}/{len} runs {elapsed_precise} ETA {eta}").expect("valid template").progress_chars("=> "));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs.max(1)).build()?;
+    let results: Vec<anyhow::Result<crate::runner::RunReport>> = pool.install(|| {
+        scenarios
+            .par_iter()
+            .zip(&runs)
+            .map(|((s, sets), r)| {
+                let res = run_scenario(s, &out.join("runs").join(format!("{:03}", r.index)), false, sets);
+                bar.inc(1);
+                res
+            })
+            .collect()
+    });
+    bar.finish();
+    let metric_names = ["final_test_loss", "final_test_mse", "final_test_accuracy", "mean_update_cosine", "final_relaxation_residual", "wall_seconds"];
+    let mut header: Vec<String> = vec!["run".into(), "seed".into()];
+    header.extend(params.iter().map(|(p, _)| format!("param:{p}")));
+    header.extend(metric_names.iter().map(|m| format!("metric:{m}")));
+    header.push("status".into());
+    let h: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
+    let mut table = Table::new(&h);
+    let mut failures = Vec::new();
+    for (r, res) in runs.iter().zip(&results) {
+        let mut row = vec![format!("{:03}", r.index), r.seed.to_string()];
+        row.extend(r.params.iter().map(|(_, v)| set_value_text(v)));
+        match res {
+            Ok(rep) => {
+                let last = rep.final_row();
+                let metrics = [
+                    last.map(|l| l.test_loss),
+                    last.map(|l| l.test_mse),
+                    last.map(|l| l.test_accuracy),
+                    mean_finite(rep.continuous.rows.iter().map(|l| l.update_cosine)),
+                    last.map(|l| l.relaxation_residual),
+                    Some(rep.seconds),
+                ];
+                row.extend(metrics.iter().map(|m| num(m.unwrap_or(f64::NAN))));
+                row.push(match &rep.continuous.error {
+                    None => "complete".into(),
+                    Some(e) => format!("stopped: {e}"),
+                });
+            }
+            Err(e) => {
+                row.extend(metric_names.iter().map(|_| "NaN".to_string()));
+                row.push(format!("failed: {e}"));
+                failures.push(format!("run {:03}: {e}", r.index));
+            }
+        }
+        table.push(row);
+    }
+    let mut files = Vec::new();
+    let csv_path = out.join("sweep.csv");
+    table.write(&csv_path)?;
+    files.push(csv_path);
+    files.extend(crate::report::plot_sweep_dir(out)?);
+    let json = serde_json::json!({
+        "dtpsim_version": env!("CARGO_PKG_VERSION"),
+        "scenario_file": file.display().to_string(),
+        "base_set": base_sets,
+        "params": params.iter().map(|(p, v)| serde_json::json!({"path": p, "values": v})).collect::<Vec<_>>(),
+        "seeds": seeds,
+        "runs": runs.iter().map(|r| serde_json::json!({"run": format!("{:03}", r.index), "set": r.sets})).collect::<Vec<_>>(),
+        "failures": failures,
+    });
+    write_atomic(&summary, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    files.push(summary);
+    for f in &failures {
+        eprintln!("error: {f}");
+    }
+    Ok(files)
+}
