@@ -86,7 +86,7 @@ pub fn throughput(widths: &[usize], replicas: usize, trials: usize, seed: u64) -
         accepted_steps: st.solver.accepted_steps,
         field_share: st.field.seconds / wall,
         field_gflops: sim.flops_per_eval() * st.field.evaluations as f64 / st.field.seconds / 1e9,
-        state_bytes: sim.state().len() * std::mem::size_of::<f64>(),
+        state_bytes: std::mem::size_of_val(sim.state()),
     }
 }
 

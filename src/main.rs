@@ -77,9 +77,7 @@ enum Command {
         quiet: bool,
     },
     /// Redraw the plots of a run or sweep folder from its CSV files.
-    Plot {
-        dir: PathBuf,
-    },
+    Plot { dir: PathBuf },
     /// Print the JSON Schema of the scenario format.
     Schema,
     /// Train discrete reference algorithms on a task and write metrics.csv, weights and plots.
@@ -278,21 +276,39 @@ fn bench(
     Ok(true)
 }
 
-fn sweep(file: &Path, params: &[String], seeds: Option<usize>, jobs: Option<usize>, sets: &[String], out: Option<&Path>, quiet: bool) -> anyhow::Result<bool> {
+fn sweep(
+    file: &Path,
+    params: &[String],
+    seeds: Option<usize>,
+    jobs: Option<usize>,
+    sets: &[String],
+    out: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<bool> {
     let scenario = dtpsim::scenario::load_scenario(file, sets)?;
-    let mut grid: Vec<(String, Vec<serde_json::Value>)> = params.iter().map(|p| dtpsim::sweep::parse_param(p).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
+    let mut grid: Vec<(String, Vec<serde_json::Value>)> = params
+        .iter()
+        .map(|p| dtpsim::sweep::parse_param(p).map_err(anyhow::Error::msg))
+        .collect::<Result<_, _>>()?;
     let spec = scenario.sweep.clone().unwrap_or_default();
     if grid.is_empty() {
         grid = spec.params.into_iter().collect();
     }
     if grid.is_empty() {
-        anyhow::bail!("{}: nothing to sweep; give --param path=v1,v2 or a \"sweep\" section in the scenario", file.display());
+        anyhow::bail!(
+            "{}: nothing to sweep; give --param path=v1,v2 or a \"sweep\" section in the scenario",
+            file.display()
+        );
     }
     let seeds = seeds.unwrap_or(spec.seeds.max(1));
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
         let mut d = default_out(file);
-        d.set_file_name(format!("{}_sweep", d.file_name().map_or("run".into(), |n| n.to_string_lossy().to_string())));
+        d.set_file_name(format!(
+            "{}_sweep",
+            d.file_name()
+                .map_or("run".into(), |n| n.to_string_lossy().to_string())
+        ));
         d
     });
     let files = dtpsim::sweep::run_sweep(file, sets, &grid, seeds, jobs, &out, !quiet)?;
@@ -304,7 +320,10 @@ fn sweep(file: &Path, params: &[String], seeds: Option<usize>, jobs: Option<usiz
 
 fn plot(dir: &Path) -> anyhow::Result<bool> {
     if !dir.is_dir() {
-        anyhow::bail!("{}: not a folder; give the output folder of dtpsim run or sweep", dir.display());
+        anyhow::bail!(
+            "{}: not a folder; give the output folder of dtpsim run or sweep",
+            dir.display()
+        );
     }
     let mut files = Vec::new();
     if dir.join("sweep.csv").exists() {
@@ -319,7 +338,10 @@ fn plot(dir: &Path) -> anyhow::Result<bool> {
         files.extend(dtpsim::report::plot_run_dir(dir, &title)?);
     }
     if files.is_empty() {
-        anyhow::bail!("{}: no metrics.csv, traces.csv or sweep.csv to plot", dir.display());
+        anyhow::bail!(
+            "{}: no metrics.csv, traces.csv or sweep.csv to plot",
+            dir.display()
+        );
     }
     for f in &files {
         println!("{}", f.display());
@@ -328,21 +350,51 @@ fn plot(dir: &Path) -> anyhow::Result<bool> {
 }
 
 fn default_out(file: &Path) -> PathBuf {
-    let stem = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().to_string());
+    let stem = file
+        .file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().to_string());
     Path::new("out").join(stem)
 }
 
-fn run(scenario: dtpsim::scenario::Scenario, out: &Path, sets: &[String], quiet: bool) -> anyhow::Result<bool> {
+fn run(
+    scenario: dtpsim::scenario::Scenario,
+    out: &Path,
+    sets: &[String],
+    quiet: bool,
+) -> anyhow::Result<bool> {
     let report = dtpsim::runner::run_scenario(&scenario, out, !quiet, sets)?;
     let first = report.continuous.rows.first();
-    println!("{:<18} {:>8} {:>14} {:>14} {:>10}", "model", "trials", "initial loss", "final loss", "accuracy");
-    let acc = |v: f64| if v.is_finite() { format!("{v:.3}") } else { "-".into() };
+    println!(
+        "{:<18} {:>8} {:>14} {:>14} {:>10}",
+        "model", "trials", "initial loss", "final loss", "accuracy"
+    );
+    let acc = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.3}")
+        } else {
+            "-".into()
+        }
+    };
     if let Some(last) = report.final_row() {
-        println!("{:<18} {:>8} {:>14.6} {:>14.6} {:>10}", "continuous", last.trial, first.map_or(f64::NAN, |r| r.test_loss), last.test_loss, acc(last.test_accuracy));
+        println!(
+            "{:<18} {:>8} {:>14.6} {:>14.6} {:>10}",
+            "continuous",
+            last.trial,
+            first.map_or(f64::NAN, |r| r.test_loss),
+            last.test_loss,
+            acc(last.test_accuracy)
+        );
     }
     for r in &report.references {
         if let (Some(f), Some(l)) = (r.rows.first(), r.rows.last()) {
-            println!("{:<18} {:>8} {:>14.6} {:>14.6} {:>10}", r.name, l.examples / scenario.engine.protocol.replicas, f.test_loss, l.test_loss, acc(l.test_accuracy));
+            println!(
+                "{:<18} {:>8} {:>14.6} {:>14.6} {:>10}",
+                r.name,
+                l.examples / scenario.engine.protocol.replicas,
+                f.test_loss,
+                l.test_loss,
+                acc(l.test_accuracy)
+            );
         }
     }
     let st = report.continuous.stats;
@@ -409,18 +461,34 @@ fn main() -> ExitCode {
         None => dtpsim::scenario::parse_scenario(QUICKSTART, &[])
             .context("embedded quick-start scenario")
             .and_then(|s| run(s, Path::new("out/quickstart"), &[], false)),
-        Some(Command::Run { file, out, sets, quiet }) => dtpsim::scenario::load_scenario(file, sets).and_then(|s| {
+        Some(Command::Run {
+            file,
+            out,
+            sets,
+            quiet,
+        }) => dtpsim::scenario::load_scenario(file, sets).and_then(|s| {
             let out = out.clone().unwrap_or_else(|| default_out(file));
             run(s, &out, sets, *quiet)
         }),
-        Some(Command::Check { file, sets }) => dtpsim::scenario::load_scenario(file, sets).and_then(|s| {
-            dtpsim::runner::initial_network(&s)?;
-            s.task.generate(1, 1, s.seed).map_err(|e| anyhow::anyhow!("task: {e}"))?;
-            println!("{}", serde_json::to_string_pretty(&s)?);
-            eprintln!("{}: valid", file.display());
-            Ok(true)
-        }),
-        Some(Command::Sweep { file, params, seeds, jobs, sets, out, quiet }) => sweep(file, params, *seeds, *jobs, sets, out.as_deref(), *quiet),
+        Some(Command::Check { file, sets }) => dtpsim::scenario::load_scenario(file, sets)
+            .and_then(|s| {
+                dtpsim::runner::initial_network(&s)?;
+                s.task
+                    .generate(1, 1, s.seed)
+                    .map_err(|e| anyhow::anyhow!("task: {e}"))?;
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                eprintln!("{}: valid", file.display());
+                Ok(true)
+            }),
+        Some(Command::Sweep {
+            file,
+            params,
+            seeds,
+            jobs,
+            sets,
+            out,
+            quiet,
+        }) => sweep(file, params, *seeds, *jobs, sets, out.as_deref(), *quiet),
         Some(Command::Plot { dir }) => plot(dir),
         Some(Command::Schema) => {
             println!("{}", dtpsim::scenario::schema_json());

@@ -39,24 +39,71 @@ pub fn initial_network(s: &Scenario) -> Result<Network, ConfigError> {
 }
 
 fn metrics_table(depth: usize, cont: &RunOutcome, refs: &[TrainOutcome], replicas: usize) -> Table {
-    let mut header: Vec<String> = ["model", "trial", "examples", "time", "train_loss", "test_loss", "test_mse", "test_accuracy", "reconstruction", "relaxation_residual", "update_cosine"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut header: Vec<String> = [
+        "model",
+        "trial",
+        "examples",
+        "time",
+        "train_loss",
+        "test_loss",
+        "test_mse",
+        "test_accuracy",
+        "reconstruction",
+        "relaxation_residual",
+        "update_cosine",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     header.extend((1..=depth).map(|l| format!("w_norm_{l}")));
     header.push("wall_seconds".into());
     let refs_header: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
     let mut t = Table::new(&refs_header);
     for r in &cont.rows {
-        let mut row = vec!["continuous".to_string(), r.trial.to_string(), (r.trial * replicas).to_string(), num(r.time), num(r.train_loss), num(r.test_loss), num(r.test_mse), num(r.test_accuracy), num(r.reconstruction), num(r.relaxation_residual), num(r.update_cosine)];
+        let mut row = vec![
+            "continuous".to_string(),
+            r.trial.to_string(),
+            (r.trial * replicas).to_string(),
+            num(r.time),
+            num(r.train_loss),
+            num(r.test_loss),
+            num(r.test_mse),
+            num(r.test_accuracy),
+            num(r.reconstruction),
+            num(r.relaxation_residual),
+            num(r.update_cosine),
+        ];
         row.extend(r.w_norms.iter().map(|v| num(*v)));
         row.push(format!("{:.3}", r.wall_seconds));
         t.push(row);
     }
     for o in refs {
         for r in &o.rows {
-            let MetricsRow { examples, train_loss, test_loss, test_mse, test_accuracy, reconstruction, relaxation_residual, w_norms, wall_seconds, .. } = r;
-            let mut row = vec![o.name.clone(), (examples / replicas).to_string(), examples.to_string(), "NaN".into(), num(*train_loss), num(*test_loss), num(*test_mse), num(*test_accuracy), num(*reconstruction), num(*relaxation_residual), "NaN".into()];
+            let MetricsRow {
+                examples,
+                train_loss,
+                test_loss,
+                test_mse,
+                test_accuracy,
+                reconstruction,
+                relaxation_residual,
+                w_norms,
+                wall_seconds,
+                ..
+            } = r;
+            let mut row = vec![
+                o.name.clone(),
+                (examples / replicas).to_string(),
+                examples.to_string(),
+                "NaN".into(),
+                num(*train_loss),
+                num(*test_loss),
+                num(*test_mse),
+                num(*test_accuracy),
+                num(*reconstruction),
+                num(*relaxation_residual),
+                "NaN".into(),
+            ];
             row.extend(w_norms.iter().map(|v| num(*v)));
             row.push(format!("{wall_seconds:.3}"));
             t.push(row);
@@ -66,7 +113,12 @@ fn metrics_table(depth: usize, cont: &RunOutcome, refs: &[TrainOutcome], replica
 }
 
 /// Runs `scenario` into `out`. `sets` are recorded in the summary for reproduction.
-pub fn run_scenario(scenario: &Scenario, out: &Path, progress: bool, sets: &[String]) -> anyhow::Result<RunReport> {
+pub fn run_scenario(
+    scenario: &Scenario,
+    out: &Path,
+    progress: bool,
+    sets: &[String],
+) -> anyhow::Result<RunReport> {
     scenario.validate()?;
     let net = initial_network(scenario)?;
     let data = scenario
@@ -76,16 +128,30 @@ pub fn run_scenario(scenario: &Scenario, out: &Path, progress: bool, sets: &[Str
     create_dir(out)?;
     let summary_path = out.join("summary.json");
     if summary_path.exists() {
-        std::fs::remove_file(&summary_path).map_err(|e| anyhow::anyhow!("{}: cannot remove the old summary: {e}", summary_path.display()))?;
+        std::fs::remove_file(&summary_path).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot remove the old summary: {e}",
+                summary_path.display()
+            )
+        })?;
     }
     let start = Instant::now();
     let p = &scenario.engine.protocol;
     let total = (p.warmup_trials + p.trials) as u64;
-    let bar = ProgressBar::with_draw_target(Some(total), if progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        if progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(scenario.name.clone());
     let mut recorder = TraceRecorder::new(scenario);
@@ -95,12 +161,21 @@ pub fn run_scenario(scenario: &Scenario, out: &Path, progress: bool, sets: &[Str
     let cfg = scenario.reference_config();
     let (continuous, references) = rayon::join(
         || {
-            run_protocol(&net, &scenario.engine, &data, scenario.seed, scenario.diagnostics.update_cosine, &mut recorder, &mut |done, _, row| {
-                bar.set_position(done as u64);
-                let phase = if done <= warm { "warm-up" } else { "learning" };
-                let loss = row.map_or(String::new(), |r| format!(" test loss {:.4}", r.test_loss));
-                bar.set_message(format!("t = {:.0} ({phase}){loss}", done as f64 * t_trial));
-            })
+            run_protocol(
+                &net,
+                &scenario.engine,
+                &data,
+                scenario.seed,
+                scenario.diagnostics.update_cosine,
+                &mut recorder,
+                &mut |done, _, row| {
+                    bar.set_position(done as u64);
+                    let phase = if done <= warm { "warm-up" } else { "learning" };
+                    let loss =
+                        row.map_or(String::new(), |r| format!(" test loss {:.4}", r.test_loss));
+                    bar.set_message(format!("t = {:.0} ({phase}){loss}", done as f64 * t_trial));
+                },
+            )
         },
         || {
             scenario
@@ -120,12 +195,20 @@ pub fn run_scenario(scenario: &Scenario, out: &Path, progress: bool, sets: &[Str
     metrics_table(depth, &continuous, &references, p.replicas).write(&metrics)?;
     files.push(metrics);
     if !recorder.rows.is_empty() {
-        let mut header = vec!["time".to_string(), "trial".to_string(), "teacher".to_string()];
+        let mut header = vec![
+            "time".to_string(),
+            "trial".to_string(),
+            "teacher".to_string(),
+        ];
         header.extend(recorder.variables.iter().map(|v| v.column()));
         let h: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
         let mut t = Table::new(&h);
         for r in &recorder.rows {
-            let mut row = vec![num(r.time), r.trial.to_string(), u8::from(r.teacher).to_string()];
+            let mut row = vec![
+                num(r.time),
+                r.trial.to_string(),
+                u8::from(r.teacher).to_string(),
+            ];
             row.extend(r.values.iter().map(|v| num(*v)));
             t.push(row);
         }
@@ -178,13 +261,23 @@ pub fn run_scenario(scenario: &Scenario, out: &Path, progress: bool, sets: &[Str
             "error": o.error,
         })).collect::<Vec<_>>(),
     });
-    write_atomic(&summary_path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    write_atomic(
+        &summary_path,
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
     files.push(summary_path);
-    Ok(RunReport { continuous, references, files, seconds })
+    Ok(RunReport {
+        continuous,
+        references,
+        files,
+        seconds,
+    })
 }
 
 /// Mean of the finite values (None if there are none).
 pub fn mean_finite(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (s, n) = values.filter(|v| v.is_finite()).fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    let (s, n) = values
+        .filter(|v| v.is_finite())
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     (n > 0).then(|| s / n as f64)
 }

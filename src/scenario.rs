@@ -9,7 +9,9 @@
 use crate::continuous::config::EngineConfig;
 use crate::continuous::{Observer, Population, Sample};
 use crate::data::Task;
-use crate::discrete::train::{validate_algorithms, validate_task_and_network, NamedAlgorithm, NetworkConfig};
+use crate::discrete::train::{
+    validate_algorithms, validate_task_and_network, NamedAlgorithm, NetworkConfig,
+};
 use crate::error::{check_positive, ConfigError};
 use crate::network::Architecture;
 use schemars::JsonSchema;
@@ -30,7 +32,10 @@ pub struct DataSizes {
 
 impl Default for DataSizes {
     fn default() -> Self {
-        DataSizes { train: 2000, test: 300 }
+        DataSizes {
+            train: 2000,
+            test: 300,
+        }
     }
 }
 
@@ -69,7 +74,10 @@ pub struct TraceVariable {
 impl TraceVariable {
     /// Column name in `traces.csv`, e.g. `tau_l3_n0_r0`.
     pub fn column(&self) -> String {
-        let v = serde_json::to_value(self.variable).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let v = serde_json::to_value(self.variable)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
         format!("{v}_l{}_n{}_r{}", self.layer, self.neuron, self.replica)
     }
 
@@ -103,12 +111,24 @@ pub struct Traces {
 
 impl Default for Traces {
     fn default() -> Self {
-        let v = |variable, layer| TraceVariable { variable, layer, neuron: 0, replica: 0 };
+        let v = |variable, layer| TraceVariable {
+            variable,
+            layer,
+            neuron: 0,
+            replica: 0,
+        };
         Traces {
             interval: 0.1,
             start_trial: None,
             trials: 3,
-            variables: vec![v(Variable::H, 3), v(Variable::Tau, 3), v(Variable::H, 2), v(Variable::Tau, 2), v(Variable::H, 1), v(Variable::Tau, 1)],
+            variables: vec![
+                v(Variable::H, 3),
+                v(Variable::Tau, 3),
+                v(Variable::H, 2),
+                v(Variable::Tau, 2),
+                v(Variable::H, 1),
+                v(Variable::Tau, 1),
+            ],
         }
     }
 }
@@ -132,7 +152,10 @@ pub struct Outputs {
 
 impl Default for Outputs {
     fn default() -> Self {
-        Outputs { plots: true, weights: true }
+        Outputs {
+            plots: true,
+            weights: true,
+        }
     }
 }
 
@@ -210,14 +233,19 @@ pub fn schema_json() -> String {
 /// Sets `path` (dots and `[i]` indices, e.g. `network.widths[1]`) in a JSON value to `value`
 /// (parsed as JSON when it parses, else taken as a string). Missing objects are created.
 pub fn set_path(root: &mut Value, path: &str, value: &str) -> Result<(), ConfigError> {
-    let parsed: Value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    let parsed: Value =
+        serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
     let bad = |msg: String| ConfigError::new(format!("--set {path}"), msg);
     let mut tokens: Vec<(String, Option<usize>)> = Vec::new();
     for part in path.split('.') {
         if part.is_empty() {
-            return Err(bad("empty path segment; write e.g. engine.protocol.t_stim=9".into()));
+            return Err(bad(
+                "empty path segment; write e.g. engine.protocol.t_stim=9".into(),
+            ));
         }
-        let (name, rest) = part.split_once('[').map_or((part, None), |(n, r)| (n, Some(r)));
+        let (name, rest) = part
+            .split_once('[')
+            .map_or((part, None), |(n, r)| (n, Some(r)));
         tokens.push((name.to_string(), None));
         if let Some(rest) = rest {
             for idx in rest.split('[') {
@@ -236,13 +264,21 @@ pub fn set_path(root: &mut Value, path: &str, value: &str) -> Result<(), ConfigE
                 if cur.is_null() {
                     *cur = Value::Object(Default::default());
                 }
-                let obj = cur.as_object_mut().ok_or_else(|| bad(format!("`{name}` is inside a value that is not an object")))?;
+                let obj = cur.as_object_mut().ok_or_else(|| {
+                    bad(format!("`{name}` is inside a value that is not an object"))
+                })?;
                 obj.entry(name).or_insert(Value::Null)
             }
             Some(i) => {
-                let arr = cur.as_array_mut().ok_or_else(|| bad(format!("[{i}] indexes a value that is not a list")))?;
+                let arr = cur
+                    .as_array_mut()
+                    .ok_or_else(|| bad(format!("[{i}] indexes a value that is not a list")))?;
                 let len = arr.len();
-                arr.get_mut(i).ok_or_else(|| bad(format!("index {i} is out of range (the list has {len} entries)")))?
+                arr.get_mut(i).ok_or_else(|| {
+                    bad(format!(
+                        "index {i} is out of range (the list has {len} entries)"
+                    ))
+                })?
             }
         };
     }
@@ -252,16 +288,27 @@ pub fn set_path(root: &mut Value, path: &str, value: &str) -> Result<(), ConfigE
 
 /// Parses scenario text with `--set` overrides; errors name the JSON path.
 pub fn parse_scenario(text: &str, sets: &[String]) -> Result<Scenario, ConfigError> {
-    let mut value: Value = serde_json::from_str(text).map_err(|e| ConfigError::new("(file)", format!("not valid JSON: {e}")))?;
+    let mut value: Value = serde_json::from_str(text)
+        .map_err(|e| ConfigError::new("(file)", format!("not valid JSON: {e}")))?;
     for s in sets {
-        let (path, v) = s
-            .split_once('=')
-            .ok_or_else(|| ConfigError::new(format!("--set {s}"), "write path=value, e.g. engine.protocol.t_stim=9"))?;
+        let (path, v) = s.split_once('=').ok_or_else(|| {
+            ConfigError::new(
+                format!("--set {s}"),
+                "write path=value, e.g. engine.protocol.t_stim=9",
+            )
+        })?;
         set_path(&mut value, path.trim(), v.trim())?;
     }
     let scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        ConfigError::new(if path == "." { "(top level)".to_string() } else { path }, e.into_inner().to_string())
+        ConfigError::new(
+            if path == "." {
+                "(top level)".to_string()
+            } else {
+                path
+            },
+            e.into_inner().to_string(),
+        )
     })?;
     scenario.validate()?;
     Ok(scenario)
@@ -269,7 +316,8 @@ pub fn parse_scenario(text: &str, sets: &[String]) -> Result<Scenario, ConfigErr
 
 /// Reads and checks a scenario file; the error names the file.
 pub fn load_scenario(path: &Path, sets: &[String]) -> anyhow::Result<Scenario> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
     parse_scenario(&text, sets).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
@@ -278,7 +326,9 @@ impl Scenario {
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_task_and_network(&self.task, &self.network)?;
         let depth = self.network.widths.len() - 1;
-        self.engine.validate(depth).map_err(|e| ConfigError::new(format!("engine.{}", e.path), e.message))?;
+        self.engine
+            .validate(depth)
+            .map_err(|e| ConfigError::new(format!("engine.{}", e.path), e.message))?;
         if self.data.train == 0 {
             return Err(ConfigError::new("data.train", "must be at least 1"));
         }
@@ -303,7 +353,14 @@ impl Scenario {
                 Variable::Trace => (0, depth - 1),
             };
             if v.layer < lo || v.layer > hi {
-                return Err(ConfigError::new(format!("{path}.layer"), format!("{} exists for layers {lo}..={hi}, got {}", v.column(), v.layer)));
+                return Err(ConfigError::new(
+                    format!("{path}.layer"),
+                    format!(
+                        "{} exists for layers {lo}..={hi}, got {}",
+                        v.column(),
+                        v.layer
+                    ),
+                ));
             }
             let width = match v.variable {
                 Variable::P | Variable::Q => 1,
@@ -311,25 +368,50 @@ impl Scenario {
                 _ => self.network.widths[v.layer],
             };
             if v.neuron >= width {
-                return Err(ConfigError::new(format!("{path}.neuron"), format!("layer {} has {width} such neurons (0..{}), got {}", v.layer, width - 1, v.neuron)));
+                return Err(ConfigError::new(
+                    format!("{path}.neuron"),
+                    format!(
+                        "layer {} has {width} such neurons (0..{}), got {}",
+                        v.layer,
+                        width - 1,
+                        v.neuron
+                    ),
+                ));
             }
             if v.replica >= b {
-                return Err(ConfigError::new(format!("{path}.replica"), format!("there are {b} replicas (engine.protocol.replicas), got {}", v.replica)));
+                return Err(ConfigError::new(
+                    format!("{path}.replica"),
+                    format!(
+                        "there are {b} replicas (engine.protocol.replicas), got {}",
+                        v.replica
+                    ),
+                ));
             }
             let missing = match v.variable {
-                Variable::U => (d.scheme != crate::discrete::targets::Scheme::DecoderInput).then_some("engine.dynamics.scheme = \"decoder_input\""),
-                Variable::Trace => (d.trace.stages == 0).then_some("engine.dynamics.trace.stages > 0"),
-                Variable::Q => (!d.influence.enabled).then_some("engine.dynamics.influence.enabled = true"),
+                Variable::U => (d.scheme != crate::discrete::targets::Scheme::DecoderInput)
+                    .then_some("engine.dynamics.scheme = \"decoder_input\""),
+                Variable::Trace => {
+                    (d.trace.stages == 0).then_some("engine.dynamics.trace.stages > 0")
+                }
+                Variable::Q => {
+                    (!d.influence.enabled).then_some("engine.dynamics.influence.enabled = true")
+                }
                 _ => None,
             };
             if let Some(need) = missing {
-                return Err(ConfigError::new(format!("{path}.variable"), format!("{} needs {need}", v.column())));
+                return Err(ConfigError::new(
+                    format!("{path}.variable"),
+                    format!("{} needs {need}", v.column()),
+                ));
             }
         }
         if let Some(sweep) = &self.sweep {
             for (k, vals) in &sweep.params {
                 if vals.is_empty() {
-                    return Err(ConfigError::new(format!("sweep.params.{k}"), "give at least one value"));
+                    return Err(ConfigError::new(
+                        format!("sweep.params.{k}"),
+                        "give at least one value",
+                    ));
                 }
             }
         }
@@ -338,8 +420,12 @@ impl Scenario {
 
     /// The student architecture.
     pub fn architecture(&self) -> Result<Architecture, ConfigError> {
-        let mut arch = Architecture::new(&self.network.widths, self.network.activation, self.task.natural_loss())
-            .map_err(|e| ConfigError::new("network", e.to_string()))?;
+        let mut arch = Architecture::new(
+            &self.network.widths,
+            self.network.activation,
+            self.task.natural_loss(),
+        )
+        .map_err(|e| ConfigError::new("network", e.to_string()))?;
         arch.bias = self.network.bias;
         Ok(arch)
     }
@@ -384,7 +470,9 @@ impl TraceRecorder {
     /// A recorder for `scenario` (inactive when the interval or the variable list is empty).
     pub fn new(scenario: &Scenario) -> Self {
         let t = &scenario.traces;
-        let first = t.start_trial.unwrap_or(scenario.engine.protocol.warmup_trials);
+        let first = t
+            .start_trial
+            .unwrap_or(scenario.engine.protocol.warmup_trials);
         TraceRecorder {
             interval: t.interval,
             first,
@@ -397,7 +485,9 @@ impl TraceRecorder {
 
 impl Observer for TraceRecorder {
     fn interval(&self, trial: usize) -> Option<f64> {
-        let active = self.interval > 0.0 && !self.variables.is_empty() && (self.first..self.last).contains(&trial);
+        let active = self.interval > 0.0
+            && !self.variables.is_empty()
+            && (self.first..self.last).contains(&trial);
         active.then_some(self.interval)
     }
 
@@ -411,7 +501,11 @@ impl Observer for TraceRecorder {
             time: s.time,
             trial: s.trial,
             teacher: s.teacher,
-            values: self.variables.iter().map(|v| v.read(s).unwrap_or(f64::NAN)).collect(),
+            values: self
+                .variables
+                .iter()
+                .map(|v| v.read(s).unwrap_or(f64::NAN))
+                .collect(),
         });
     }
 }

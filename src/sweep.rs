@@ -30,11 +30,15 @@ pub fn set_value_text(v: &Value) -> String {
 
 /// Parses `--param path=v1,v2,...` (each value JSON if it parses, else a string).
 pub fn parse_param(arg: &str) -> Result<(String, Vec<Value>), String> {
-    let (path, vals) = arg.split_once('=').ok_or_else(|| format!("--param {arg}: write path=v1,v2,..., e.g. engine.protocol.t_stim=6,9,15"))?;
+    let (path, vals) = arg.split_once('=').ok_or_else(|| {
+        format!("--param {arg}: write path=v1,v2,..., e.g. engine.protocol.t_stim=6,9,15")
+    })?;
     let values: Vec<Value> = vals
         .split(',')
         .filter(|v| !v.trim().is_empty())
-        .map(|v| serde_json::from_str(v.trim()).unwrap_or_else(|_| Value::String(v.trim().to_string())))
+        .map(|v| {
+            serde_json::from_str(v.trim()).unwrap_or_else(|_| Value::String(v.trim().to_string()))
+        })
         .collect();
     if values.is_empty() {
         return Err(format!("--param {arg}: give at least one value"));
@@ -61,7 +65,10 @@ pub fn grid(params: &[(String, Vec<Value>)], seeds: usize, base_seed: u64) -> Ve
     for point in points {
         for s in 0..seeds.max(1) {
             let seed = base_seed + s as u64;
-            let mut sets: Vec<String> = point.iter().map(|(p, v)| format!("{p}={}", set_value_text(v))).collect();
+            let mut sets: Vec<String> = point
+                .iter()
+                .map(|(p, v)| format!("{p}={}", set_value_text(v)))
+                .collect();
             sets.push(format!("seed={seed}"));
             runs.push(SweepRun {
                 index: runs.len(),
@@ -76,14 +83,31 @@ pub fn grid(params: &[(String, Vec<Value>)], seeds: usize, base_seed: u64) -> Ve
 
 /// Runs the grid for the scenario text of `file` (with `base_sets` applied first), `jobs` runs
 /// at a time, into `out`. Every grid point is validated before the first run starts.
-pub fn run_sweep(file: &Path, base_sets: &[String], params: &[(String, Vec<Value>)], seeds: usize, jobs: usize, out: &Path, progress: bool) -> anyhow::Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
-    let base = parse_scenario(&text, base_sets).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+pub fn run_sweep(
+    file: &Path,
+    base_sets: &[String],
+    params: &[(String, Vec<Value>)],
+    seeds: usize,
+    jobs: usize,
+    out: &Path,
+    progress: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
+    let base =
+        parse_scenario(&text, base_sets).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let runs = grid(params, seeds, base.seed);
     let mut scenarios = Vec::with_capacity(runs.len());
     for r in &runs {
         let sets: Vec<String> = base_sets.iter().chain(&r.sets).cloned().collect();
-        let mut s = parse_scenario(&text, &sets).map_err(|e| anyhow::anyhow!("{} (sweep run {}: {}): {e}", file.display(), r.index, r.sets.join(" ")))?;
+        let mut s = parse_scenario(&text, &sets).map_err(|e| {
+            anyhow::anyhow!(
+                "{} (sweep run {}: {}): {e}",
+                file.display(),
+                r.index,
+                r.sets.join(" ")
+            )
+        })?;
         s.outputs.plots = false; // plots of single runs: `dtpsim plot runs/NNN`
         scenarios.push((s, sets));
     }
@@ -93,25 +117,61 @@ pub fn run_sweep(file: &Path, base_sets: &[String], params: &[(String, Vec<Value
         std::fs::remove_file(&summary)?;
     }
     for r in &runs {
-        let sets: Vec<String> = base_sets.iter().chain(&r.sets).map(|s| format!("--set {s}")).collect();
-        println!("run {:03}: dtpsim run {} {}", r.index, file.display(), sets.join(" "));
+        let sets: Vec<String> = base_sets
+            .iter()
+            .chain(&r.sets)
+            .map(|s| format!("--set {s}"))
+            .collect();
+        println!(
+            "run {:03}: dtpsim run {} {}",
+            r.index,
+            file.display(),
+            sets.join(" ")
+        );
     }
-    let bar = ProgressBar::with_draw_target(Some(runs.len() as u64), if progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-    bar.set_style(ProgressStyle::with_template("sweep [{bar:30}] {pos}/{len} runs {elapsed_precise} ETA {eta}").expect("valid template").progress_chars("=> "));
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs.max(1)).build()?;
+    let bar = ProgressBar::with_draw_target(
+        Some(runs.len() as u64),
+        if progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "sweep [{bar:30}] {pos}/{len} runs {elapsed_precise} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .build()?;
     let results: Vec<anyhow::Result<crate::runner::RunReport>> = pool.install(|| {
         scenarios
             .par_iter()
             .zip(&runs)
             .map(|((s, sets), r)| {
-                let res = run_scenario(s, &out.join("runs").join(format!("{:03}", r.index)), false, sets);
+                let res = run_scenario(
+                    s,
+                    &out.join("runs").join(format!("{:03}", r.index)),
+                    false,
+                    sets,
+                );
                 bar.inc(1);
                 res
             })
             .collect()
     });
     bar.finish();
-    let metric_names = ["final_test_loss", "final_test_mse", "final_test_accuracy", "mean_update_cosine", "final_relaxation_residual", "wall_seconds"];
+    let metric_names = [
+        "final_test_loss",
+        "final_test_mse",
+        "final_test_accuracy",
+        "mean_update_cosine",
+        "final_relaxation_residual",
+        "wall_seconds",
+    ];
     let mut header: Vec<String> = vec!["run".into(), "seed".into()];
     header.extend(params.iter().map(|(p, _)| format!("param:{p}")));
     header.extend(metric_names.iter().map(|m| format!("metric:{m}")));

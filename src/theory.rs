@@ -458,9 +458,12 @@ pub fn t5_influence(net: &Network, beta: f64, relaxation: &Relaxation) -> Influe
     }
 }
 
+/// Points `(x, y)` of a plotted curve.
+type Curve = Vec<(f64, f64)>;
+
 /// Measured `‖ε_t‖` and the predicted `‖ε_1‖ α^{t−1}`, both cut where the measurement reaches
 /// round-off (`‖ε_t‖ < 1e-11 ‖ε_1‖`), for the T3 plot.
-fn contraction_curves(increments: &[f64], alpha: f64) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn contraction_curves(increments: &[f64], alpha: f64) -> (Curve, Curve) {
     let first = increments[0];
     let end = increments
         .iter()
@@ -840,6 +843,9 @@ pub fn discrete_dtp1(net: &Network, ex: &Example, beta: f64) -> Vec<DMatrix<f64>
         .collect()
 }
 
+/// Per-layer weight changes `ΔW_1..ΔW_L`.
+type Updates = Vec<DMatrix<f64>>;
+
 /// T6 measurements (Sec. 7.1).
 #[derive(Debug, Clone)]
 pub struct ContinuousLimit {
@@ -855,7 +861,7 @@ pub fn t6_continuous_limit() -> Result<ContinuousLimit, EngineError> {
     let eta = 1e-7;
     let compare = |net: &Network,
                    ex: &Example|
-     -> Result<(Vec<DMatrix<f64>>, Vec<DMatrix<f64>>), EngineError> {
+     -> Result<(Updates, Updates), EngineError> {
         let mut sim = Simulation::new(net, limit_config(eta, 40.0)).expect("valid configuration");
         let cont: Vec<DMatrix<f64>> = trial_update(&mut sim, ex)?
             .into_iter()

@@ -182,7 +182,7 @@ impl<'a> Field<'a> {
                 if l == 0 {
                     DMatrix::zeros(0, b)
                 } else {
-                    &w[l] * &a[l - 1]
+                    w[l] * &a[l - 1]
                 }
             })
             .collect();

@@ -622,7 +622,7 @@ pub fn train_one(
                     f64::NAN
                 },
                 w_norms: net.encoders().iter().map(|w| w.norm()).collect(),
-            relaxation_residual: if residual.1 > 0 {
+                relaxation_residual: if residual.1 > 0 {
                     residual.0 / residual.1 as f64
                 } else {
                     f64::NAN

@@ -1,0 +1,326 @@
+//! Scenario files and the commands built on them: every shipped scenario is valid, the JSON
+//! Schema in the repository is the one the types generate, malformed scenarios give an error
+//! that names the field (exit 2, nothing written), runs and sweeps leave complete folders.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn dtpsim(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dtpsim"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dtpsim-scn-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A short version of the quick-start scenario.
+fn tiny() -> serde_json::Value {
+    let text = std::fs::read_to_string(format!("{ROOT}/scenarios/quickstart.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["engine"]["protocol"]["trials"] = 12.into();
+    v["engine"]["protocol"]["warmup_trials"] = 3.into();
+    v["engine"]["protocol"]["eval_every"] = 4.into();
+    v["data"]["train"] = 50.into();
+    v["data"]["test"] = 20.into();
+    v
+}
+
+#[test]
+fn every_shipped_scenario_is_valid() {
+    for entry in std::fs::read_dir(format!("{ROOT}/scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.ends_with(".json")
+            || name.contains("schema")
+            || name == "teacher_student_discrete.json"
+        {
+            continue;
+        }
+        let out = dtpsim(&["check", path.to_str().unwrap()], Path::new(ROOT));
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn the_shipped_schema_is_the_generated_one() {
+    let generated = dtpsim::scenario::schema_json();
+    let shipped =
+        std::fs::read_to_string(format!("{ROOT}/scenarios/scenario.schema.json")).unwrap();
+    assert_eq!(
+        shipped.trim(),
+        generated.trim(),
+        "regenerate with: cargo run --release -- schema > scenarios/scenario.schema.json"
+    );
+    // unknown fields are rejected by the schema too, and the protocol fields are documented
+    assert!(generated.contains("\"additionalProperties\": false"));
+    assert!(generated.contains("Stimulus duration `T_stim`."));
+}
+
+#[test]
+fn malformed_scenarios_name_the_field_and_write_nothing() {
+    let dir = scratch("malformed");
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = tiny();
+        f(&mut v);
+        v.to_string()
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "wrong type",
+            edit(&|v| v["seed"] = "one".into()),
+            "seed: invalid type: string \"one\", expected u64",
+        ),
+        (
+            "unknown field",
+            edit(&|v| v["engine"]["protocol"]["t_stimulus"] = 9.into()),
+            "engine.protocol.t_stimulus: unknown field `t_stimulus`, expected one of `t_stim`",
+        ),
+        (
+            "negative time constant",
+            edit(&|v| v["engine"]["dynamics"]["tau_h"] = (-1.0).into()),
+            "engine.dynamics.tau_h: must be a finite number > 0, got -1",
+        ),
+        (
+            "width 0",
+            edit(&|v| v["network"]["widths"][2] = 0.into()),
+            "network.widths[2]: must be at least 1",
+        ),
+        (
+            "missing data file",
+            edit(
+                &|v| v["task"] = serde_json::json!({"kind": "csv", "train": "missing.csv", "test": "missing.csv", "inputs": 10, "outputs": 10}),
+            ),
+            "task.train: missing.csv: no such file",
+        ),
+        (
+            "t_on > T_stim",
+            edit(&|v| v["engine"]["protocol"]["t_on"] = 20.into()),
+            "engine.protocol.t_on: 20 is after the end of the stimulus (t_stim = 15)",
+        ),
+        (
+            "trace of a missing layer",
+            edit(&|v| {
+                v["traces"]["variables"] = serde_json::json!([{"variable": "h", "layer": 7}])
+            }),
+            "traces.variables[0].layer: h_l7_n0_r0 exists for layers 1..=3, got 7",
+        ),
+        (
+            "η list of wrong length",
+            edit(&|v| {
+                v["engine"]["dynamics"]["plasticity"] = serde_json::json!({"eta": [0.1, 0.1]})
+            }),
+            "engine.dynamics.plasticity.eta: give one value per weight layer",
+        ),
+        (
+            "unknown solver",
+            edit(&|v| v["engine"]["solver"]["method"] = "euler".into()),
+            "engine.solver.method: unknown variant `euler`",
+        ),
+        (
+            "zero replicas",
+            edit(&|v| v["engine"]["protocol"]["replicas"] = 0.into()),
+            "engine.protocol.replicas: must be at least 1",
+        ),
+        ("not JSON", "{\"seed\": 1,".to_string(), "not valid JSON"),
+        (
+            "task/network mismatch",
+            edit(&|v| v["network"]["widths"] = serde_json::json!([10, 10, 3])),
+            "network.widths[2]: is 3, but the task's outputs have 10 dimensions",
+        ),
+    ];
+    for (what, text, needle) in cases {
+        std::fs::write(dir.join("bad.json"), text).unwrap();
+        let out = dtpsim(&["run", "bad.json", "--out", "bad", "--quiet"], &dir);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(err.contains(needle), "{what}: expected {needle:?} in {err}");
+        assert!(
+            err.contains("bad.json: "),
+            "{what}: the file is named: {err}"
+        );
+        assert!(!dir.join("bad").exists(), "{what}: nothing may be written");
+    }
+    // a --set that does not fit the scenario
+    std::fs::write(dir.join("ok.json"), tiny().to_string()).unwrap();
+    let out = dtpsim(
+        &[
+            "run",
+            "ok.json",
+            "--set",
+            "network.widths[9]=3",
+            "--out",
+            "bad",
+        ],
+        &dir,
+    );
+    assert!(
+        stderr(&out)
+            .contains("--set network.widths[9]: index 9 is out of range (the list has 4 entries)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = dtpsim(&["run", "ok.json", "--set", "engine.protocol.t_on"], &dir);
+    assert!(
+        stderr(&out).contains("write path=value"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("bad").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn run_writes_a_complete_folder_and_plot_redraws_it_without_system_fonts() {
+    let dir = scratch("run");
+    std::fs::write(dir.join("s.json"), tiny().to_string()).unwrap();
+    std::fs::write(
+        dir.join("empty-fonts.conf"),
+        "<?xml version=\"1.0\"?><fontconfig></fontconfig>",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dtpsim"))
+        .args([
+            "run",
+            "s.json",
+            "--out",
+            "run",
+            "--quiet",
+            "--set",
+            "engine.protocol.t_gap=2",
+        ])
+        .current_dir(&dir)
+        .env("FONTCONFIG_FILE", dir.join("empty-fonts.conf"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = dir.join("run");
+    for f in [
+        "summary.json",
+        "metrics.csv",
+        "traces.csv",
+        "weights_continuous.json",
+        "weights_bp.json",
+        "learning_curve.png",
+        "learning_curve.svg",
+        "traces.png",
+        "weight_norms.png",
+        "relaxation_residual.png",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(summary["scenario"]["engine"]["protocol"]["t_gap"], 2.0);
+    assert_eq!(summary["set"][0], "engine.protocol.t_gap=2");
+    // the trace covers teacher-off and teacher-on stretches
+    let traces = std::fs::read_to_string(run.join("traces.csv")).unwrap();
+    let teacher: Vec<&str> = traces
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
+    assert!(teacher.contains(&"0") && teacher.contains(&"1"));
+    // metrics: continuous every 4 trials (0, 4, 8, 12) and the two references
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("continuous,"))
+            .count(),
+        4
+    );
+    assert_eq!(metrics.lines().filter(|l| l.starts_with("bp,")).count(), 4);
+    // plot redraws from the CSVs alone
+    std::fs::remove_file(run.join("learning_curve.png")).unwrap();
+    let out = dtpsim(&["plot", "run"], &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let png = std::fs::read(run.join("learning_curve.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_sweep_run_is_reproducible_alone_from_its_set_line() {
+    let dir = scratch("sweep");
+    let mut v = tiny();
+    v["references"] = serde_json::json!([]);
+    v["traces"]["interval"] = 0.into();
+    std::fs::write(dir.join("s.json"), v.to_string()).unwrap();
+    let out = dtpsim(
+        &[
+            "sweep",
+            "s.json",
+            "--param",
+            "engine.dynamics.leak=0.25,1",
+            "--seeds",
+            "2",
+            "--jobs",
+            "2",
+            "--out",
+            "sw",
+            "--quiet",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let csv = std::fs::read_to_string(dir.join("sw/sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4);
+    assert!(
+        dir.join("sw/sweep_final_test_loss.png").exists()
+            && dir.join("sw/sweep_learning_curves.png").exists()
+    );
+    // take run 003's printed command and run it alone
+    let line = stdout.lines().find(|l| l.starts_with("run 003: ")).unwrap();
+    let args: Vec<&str> = line
+        .trim_start_matches("run 003: dtpsim ")
+        .split_whitespace()
+        .collect();
+    let mut args: Vec<&str> = args.into_iter().collect();
+    args.extend(["--out", "alone", "--quiet"]);
+    let out = dtpsim(&args, &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alone = std::fs::read_to_string(dir.join("alone/metrics.csv")).unwrap();
+    let in_sweep = std::fs::read_to_string(dir.join("sw/runs/003/metrics.csv")).unwrap();
+    let strip = |s: &str| {
+        s.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect::<Vec<_>>()
+    }; // drop wall_seconds
+    assert_eq!(strip(&alone), strip(&in_sweep));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_diverging_run_exits_1_and_keeps_what_it_measured() {
+    let dir = scratch("diverge");
+    let mut v = tiny();
+    v["engine"]["dynamics"]["plasticity"]["eta"] = 1e4.into();
+    v["engine"]["dynamics"]["beta"] = 5.0.into();
+    std::fs::write(dir.join("s.json"), v.to_string()).unwrap();
+    let out = dtpsim(&["run", "s.json", "--out", "run", "--quiet"], &dir);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("continuous run: diverged in trial"), "{err}");
+    let summary = std::fs::read_to_string(dir.join("run/summary.json")).unwrap();
+    assert!(summary.contains("stopped early: diverged in trial"));
+    assert!(
+        dir.join("run/metrics.csv").exists() && dir.join("run/weights_continuous.json").exists()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
