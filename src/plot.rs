@@ -78,6 +78,8 @@ pub struct LinePlot {
     pub x_label: String,
     pub y_label: String,
     pub log_y: bool,
+    /// Logarithmic x axis (points with `x ≤ 0` are dropped).
+    pub log_x: bool,
     pub series: Vec<Series>,
     /// Intervals `[x0, x1)` shaded in the background.
     pub shaded: Vec<(f64, f64)>,
@@ -109,13 +111,18 @@ impl LinePlot {
         }
     }
 
+    /// Whether a point can be drawn (finite, positive on a log axis).
+    fn keeps(&self, x: f64, y: f64) -> bool {
+        x.is_finite() && y.is_finite() && (!self.log_y || y > 0.0) && (!self.log_x || x > 0.0)
+    }
+
     /// Data bounds over finite points (positive y only on a log axis), padded.
     fn bounds(&self) -> ((f64, f64), (f64, f64)) {
         let pts = self
             .series
             .iter()
             .flat_map(|s| s.points.iter())
-            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0));
+            .filter(|(x, y)| self.keeps(*x, *y));
         let (mut x0, mut x1, mut y0, mut y1) = (
             f64::INFINITY,
             f64::NEG_INFINITY,
@@ -132,7 +139,7 @@ impl LinePlot {
             return ((0.0, 1.0), if self.log_y { (0.1, 1.0) } else { (0.0, 1.0) });
         }
         if x1 <= x0 {
-            x1 = x0 + 1.0;
+            x1 = if self.log_x { x0 * 10.0 } else { x0 + 1.0 };
         }
         if self.log_y {
             if y1 <= y0 {
@@ -258,14 +265,29 @@ impl LinePlot {
                 }
             }};
         }
-        if self.log_y {
-            let mut chart = builder
-                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-                .map_err(e)?;
-            body!(chart);
-        } else {
-            let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(e)?;
-            body!(chart);
+        match (self.log_x, self.log_y) {
+            (false, false) => {
+                let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(e)?;
+                body!(chart);
+            }
+            (false, true) => {
+                let mut chart = builder
+                    .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                    .map_err(e)?;
+                body!(chart);
+            }
+            (true, false) => {
+                let mut chart = builder
+                    .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+                    .map_err(e)?;
+                body!(chart);
+            }
+            (true, true) => {
+                let mut chart = builder
+                    .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                    .map_err(e)?;
+                body!(chart);
+            }
         }
         root.present().map_err(e)?;
         Ok(())

@@ -289,6 +289,13 @@ pub fn plot_sweep_dir(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             x_label,
             format!("{metric} (mean; dashed: min, max over seeds)"),
         );
+        // a positive grid spanning more than a decade reads better on a log axis
+        let (lo, hi) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                (a.min(*x), b.max(*x))
+            });
+        p.log_x = numeric && lo > 0.0 && hi / lo >= 10.0;
         for (c, (group, points)) in grid.iter().enumerate() {
             let stat = |f: &dyn Fn(&[f64]) -> f64| {
                 points.values().map(|(x, v)| (*x, f(v))).collect::<Vec<_>>()

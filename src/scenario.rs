@@ -198,9 +198,6 @@ pub struct Scenario {
 impl Default for Scenario {
     fn default() -> Self {
         let widths = vec![10, 10, 10, 10];
-        let mut engine = EngineConfig::default();
-        engine.protocol.trials = 600;
-        engine.protocol.eval_every = 50;
         Scenario {
             name: "scenario".into(),
             description: String::new(),
@@ -215,7 +212,7 @@ impl Default for Scenario {
                 widths,
                 ..NetworkConfig::default()
             },
-            engine,
+            engine: EngineConfig::default(),
             references: Vec::new(),
             traces: Traces::default(),
             diagnostics: Diagnostics::default(),
@@ -299,7 +296,7 @@ pub fn parse_scenario(text: &str, sets: &[String]) -> Result<Scenario, ConfigErr
         })?;
         set_path(&mut value, path.trim(), v.trim())?;
     }
-    let scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         ConfigError::new(
             if path == "." {
@@ -310,6 +307,7 @@ pub fn parse_scenario(text: &str, sets: &[String]) -> Result<Scenario, ConfigErr
             e.into_inner().to_string(),
         )
     })?;
+    scenario.engine.resolve();
     scenario.validate()?;
     Ok(scenario)
 }

@@ -175,6 +175,7 @@ pub fn run_sweep(
     let mut header: Vec<String> = vec!["run".into(), "seed".into()];
     header.extend(params.iter().map(|(p, _)| format!("param:{p}")));
     header.extend(metric_names.iter().map(|m| format!("metric:{m}")));
+    header.push("wall_seconds".into());
     header.push("status".into());
     let h: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
     let mut table = Table::new(&h);
@@ -191,9 +192,9 @@ pub fn run_sweep(
                     last.map(|l| l.test_accuracy),
                     mean_finite(rep.continuous.rows.iter().map(|l| l.update_cosine)),
                     last.map(|l| l.relaxation_residual),
-                    Some(rep.seconds),
                 ];
                 row.extend(metrics.iter().map(|m| num(m.unwrap_or(f64::NAN))));
+                row.push(format!("{:.3}", rep.seconds));
                 row.push(match &rep.continuous.error {
                     None => "complete".into(),
                     Some(e) => format!("stopped: {e}"),
@@ -201,6 +202,7 @@ pub fn run_sweep(
             }
             Err(e) => {
                 row.extend(metric_names.iter().map(|_| "NaN".to_string()));
+                row.push("NaN".into());
                 row.push(format!("failed: {e}"));
                 failures.push(format!("run {:03}: {e}", r.index));
             }

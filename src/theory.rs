@@ -859,9 +859,7 @@ pub struct ContinuousLimit {
 /// with iterated decoder-output targets.
 pub fn t6_continuous_limit() -> Result<ContinuousLimit, EngineError> {
     let eta = 1e-7;
-    let compare = |net: &Network,
-                   ex: &Example|
-     -> Result<(Updates, Updates), EngineError> {
+    let compare = |net: &Network, ex: &Example| -> Result<(Updates, Updates), EngineError> {
         let mut sim = Simulation::new(net, limit_config(eta, 40.0)).expect("valid configuration");
         let cont: Vec<DMatrix<f64>> = trial_update(&mut sim, ex)?
             .into_iter()

@@ -190,6 +190,10 @@ pub struct Protocol {
     pub t_stim: f64,
     /// Teacher onset `t_on` within the trial (teacher on during `[t_on, T_stim)`).
     pub t_on: f64,
+    /// Relaxation (teacher) window `T_stim − t_on`; when given it sets `T_stim = t_on +
+    /// t_window` (handy for sweeping the window at a fixed settle time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub t_window: Option<f64>,
     /// Blank after each stimulus (`x = 0`, teacher off); 0 = stream.
     pub t_gap: f64,
     /// Learning trials.
@@ -207,6 +211,7 @@ impl Default for Protocol {
         Protocol {
             t_stim: 15.0,
             t_on: 5.0,
+            t_window: None,
             t_gap: 0.0,
             trials: 2000,
             warmup_trials: 300,
@@ -297,6 +302,15 @@ impl EngineConfig {
         check_at_least("dynamics.decoder.eta", d.decoder.eta, 0.0)?;
         check_at_least("dynamics.decoder.gamma", d.decoder.gamma, 0.0)?;
         let p = &self.protocol;
+        if let Some(w) = p.t_window {
+            check_at_least("protocol.t_window", w, 0.0)?;
+            if (p.t_stim - (p.t_on + w)).abs() > 1e-12 {
+                return Err(ConfigError::new(
+                    "protocol.t_window",
+                    "was not applied: call EngineConfig::resolve() after parsing",
+                ));
+            }
+        }
         check_positive("protocol.t_stim", p.t_stim)?;
         check_at_least("protocol.t_on", p.t_on, 0.0)?;
         if p.t_on > p.t_stim {
@@ -318,6 +332,13 @@ impl EngineConfig {
         check_positive("solver.step", s.step)?;
         check_positive("solver.runaway", s.runaway)?;
         Ok(())
+    }
+
+    /// Applies derived settings: `t_window` sets `T_stim = t_on + t_window`.
+    pub fn resolve(&mut self) {
+        if let Some(w) = self.protocol.t_window {
+            self.protocol.t_stim = self.protocol.t_on + w;
+        }
     }
 
     /// `T_r` of the displacement rule.

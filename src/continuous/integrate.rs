@@ -16,7 +16,7 @@ use ode_solvers::dop_shared::{IntegrationError, OutputType};
 use ode_solvers::{DVector, Dop853, Dopri5, Rk4, System};
 
 /// Steps per `ode_solvers` call: bounds the memory the crate's output vectors take.
-pub const CHUNK_STEPS: usize = 64;
+pub const CHUNK_STEPS: usize = 16;
 
 /// Adapter from [`Field`] to `ode_solvers::System`.
 struct Adapter<'f, 'a>(&'f Field<'a>);
