@@ -51,9 +51,9 @@ impl Table {
         }
     }
 
-    /// Appends a row; its length must match the header.
+    /// Appends a row; its length must match the header (a mismatch is a bug in the caller).
     pub fn push(&mut self, row: Vec<String>) {
-        debug_assert_eq!(row.len(), self.header.len());
+        assert_eq!(row.len(), self.header.len(), "row length differs from the header {:?}", self.header);
         self.rows.push(row);
     }
 

@@ -170,7 +170,6 @@ pub fn run_sweep(
         "final_test_accuracy",
         "mean_update_cosine",
         "final_relaxation_residual",
-        "wall_seconds",
     ];
     let mut header: Vec<String> = vec!["run".into(), "seed".into()];
     header.extend(params.iter().map(|(p, _)| format!("param:{p}")));
