@@ -254,6 +254,34 @@ impl Task {
     }
 }
 
+/// Draws training examples in shuffled epochs: every example once per epoch, in a new
+/// random order each epoch (shared by the discrete trainer and the continuous protocol).
+#[derive(Debug, Clone)]
+pub struct EpochSampler {
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+impl EpochSampler {
+    /// A sampler over `n` examples (the first call shuffles).
+    pub fn new(n: usize) -> Self {
+        EpochSampler {
+            order: (0..n).collect(),
+            cursor: n,
+        }
+    }
+
+    /// Index of the next example.
+    pub fn next_index(&mut self, rng: &mut ChaCha8Rng) -> usize {
+        if self.cursor == self.order.len() {
+            rand::seq::SliceRandom::shuffle(self.order.as_mut_slice(), rng);
+            self.cursor = 0;
+        }
+        self.cursor += 1;
+        self.order[self.cursor - 1]
+    }
+}
+
 /// Mean loss and (for classification) accuracy of `net` on `examples`.
 pub fn evaluate(net: &Network, examples: &[Example], classification: bool) -> (f64, f64) {
     if examples.is_empty() {

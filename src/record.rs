@@ -53,7 +53,12 @@ impl Table {
 
     /// Appends a row; its length must match the header (a mismatch is a bug in the caller).
     pub fn push(&mut self, row: Vec<String>) {
-        assert_eq!(row.len(), self.header.len(), "row length differs from the header {:?}", self.header);
+        assert_eq!(
+            row.len(),
+            self.header.len(),
+            "row length differs from the header {:?}",
+            self.header
+        );
         self.rows.push(row);
     }
 

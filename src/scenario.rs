@@ -13,7 +13,6 @@ use crate::discrete::train::{
     validate_algorithms, validate_task_and_network, NamedAlgorithm, NetworkConfig,
 };
 use crate::error::{check_positive, ConfigError};
-use crate::network::Architecture;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -414,18 +413,6 @@ impl Scenario {
             }
         }
         Ok(())
-    }
-
-    /// The student architecture.
-    pub fn architecture(&self) -> Result<Architecture, ConfigError> {
-        let mut arch = Architecture::new(
-            &self.network.widths,
-            self.network.activation,
-            self.task.natural_loss(),
-        )
-        .map_err(|e| ConfigError::new("network", e.to_string()))?;
-        arch.bias = self.network.bias;
-        Ok(arch)
     }
 
     /// The discrete training configuration of the references (same data and schedule).

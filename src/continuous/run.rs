@@ -5,7 +5,7 @@
 
 use super::config::EngineConfig;
 use super::simulation::{EngineError, EngineStats, Observer, Phase, Simulation};
-use crate::data::{evaluate, Dataset, Example};
+use crate::data::{evaluate, Dataset, EpochSampler, Example};
 use crate::discrete::gauss_newton::cosine_flat;
 use crate::discrete::targets::{
     influence_scales, output_displacement, relax, Order, Relaxation, Scheme,
@@ -15,7 +15,6 @@ use crate::discrete::updates::dtp1_delta;
 use crate::error::ConfigError;
 use crate::network::Network;
 use nalgebra::DMatrix;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -165,19 +164,11 @@ pub fn run_protocol(
         return Err(ConfigError::new("data", "the training set is empty"));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x51_u64));
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    let mut cursor = order.len();
+    let mut sampler = EpochSampler::new(data.train.len());
     let b = cfg.protocol.replicas;
     let mut next_batch = |rng: &mut ChaCha8Rng| -> Vec<&Example> {
         (0..b)
-            .map(|_| {
-                if cursor == order.len() {
-                    order.shuffle(rng);
-                    cursor = 0;
-                }
-                cursor += 1;
-                &data.train[order[cursor - 1]]
-            })
+            .map(|_| &data.train[sampler.next_index(rng)])
             .collect()
     };
     let start = Instant::now();

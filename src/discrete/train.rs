@@ -13,7 +13,7 @@
 //! Updates are averaged over the mini-batch.
 
 use crate::activation::Activation;
-use crate::data::{evaluate, Dataset, Example, Task};
+use crate::data::{evaluate, Dataset, EpochSampler, Example, Task};
 use crate::discrete::targets::{
     influence_scales, output_displacement, relax, Order, Relaxation, Scheme,
 };
@@ -23,7 +23,6 @@ use crate::discrete::updates::{
 use crate::error::{check_at_least, check_positive, ConfigError};
 use crate::network::{Architecture, Init, Network};
 use nalgebra::DMatrix;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -270,6 +269,14 @@ impl Default for TrainConfig {
 /// Checks a task and a student network against each other (shared by every configuration
 /// that has both); errors name the JSON path and the fix.
 pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result<(), ConfigError> {
+    if let Some(path) = &network.weights {
+        if !path.is_file() {
+            return Err(ConfigError::new(
+                "network.weights",
+                format!("{}: no such file; give the path (relative to the working directory) of a weights JSON written by dtpsim, e.g. out/quickstart/weights_continuous.json", path.display()),
+            ));
+        }
+    }
     let widths = &network.widths;
     if widths.len() < 2 {
         return Err(ConfigError::new(
@@ -564,16 +571,8 @@ pub fn train_one(
 ) -> Result<TrainOutcome, ConfigError> {
     let mut net = cfg.initial_network()?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9));
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    let mut cursor = order.len();
-    let mut next = |rng: &mut ChaCha8Rng| {
-        if cursor == order.len() {
-            order.shuffle(rng);
-            cursor = 0;
-        }
-        cursor += 1;
-        &data.train[order[cursor - 1]]
-    };
+    let mut sampler = EpochSampler::new(data.train.len());
+    let mut next = |rng: &mut ChaCha8Rng| &data.train[sampler.next_index(rng)];
     let start = Instant::now();
     let algorithm = &named.algorithm;
     let decoder = match algorithm {
