@@ -51,7 +51,12 @@ pub struct Throughput {
 }
 
 /// Runs `trials` learning trials of the default engine on `widths` with `replicas` replicas.
-pub fn throughput(widths: &[usize], replicas: usize, trials: usize, seed: u64) -> Throughput {
+pub fn throughput(
+    widths: &[usize],
+    replicas: usize,
+    trials: usize,
+    seed: u64,
+) -> Result<Throughput, crate::continuous::EngineError> {
     let arch = Architecture::new(widths, Activation::Tanh, Loss::SoftmaxCe).expect("valid widths");
     let net = Network::new(arch, Init::Gaussian { gain: 1.0 }, seed).expect("valid init");
     let task = Task::Clusters {
@@ -75,7 +80,7 @@ pub fn throughput(widths: &[usize], replicas: usize, trials: usize, seed: u64) -
     }
     let wall = start.elapsed().as_secs_f64();
     let st = sim.stats();
-    Throughput {
+    Ok(Throughput {
         widths: widths.to_vec(),
         replicas,
         trials,
@@ -87,7 +92,7 @@ pub fn throughput(widths: &[usize], replicas: usize, trials: usize, seed: u64) -
         field_share: st.field.seconds / wall,
         field_gflops: sim.flops_per_eval() * st.field.evaluations as f64 / st.field.seconds / 1e9,
         state_bytes: std::mem::size_of_val(sim.state()),
-    }
+    })
 }
 
 /// Peak resident memory of this process in KiB (`VmHWM` of `/proc/self/status`), if known.

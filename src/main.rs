@@ -192,7 +192,7 @@ fn bench(
         anyhow::bail!("--replicas: give positive replica counts, e.g. 1,32");
     }
     if let Some(n) = probe {
-        let t = throughput(widths, replicas[0], n, 1);
+        let t = throughput(widths, replicas[0], n, 1)?;
         println!(
             "peak_rss_kib={} state_bytes={} trials={}",
             peak_rss_kib().unwrap_or(0),
@@ -218,7 +218,7 @@ fn bench(
     );
     let mut results = Vec::new();
     for &b in replicas {
-        let t = throughput(widths, b, trials, 1);
+        let t = throughput(widths, b, trials, 1)?;
         println!(
             "{:>9} {:>7} {:>9.2} {:>10.3} {:>14.2} {:>11} {:>12.2} {:>9.1}% {:>7.1}%",
             b,

@@ -105,29 +105,36 @@ pub struct Traces {
     pub start_trial: Option<usize>,
     /// Number of consecutive trials traced.
     pub trials: usize,
+    /// Traced neurons; empty: `h` and `τ` of neuron 0 in every layer.
     pub variables: Vec<TraceVariable>,
 }
 
 impl Default for Traces {
     fn default() -> Self {
-        let v = |variable, layer| TraceVariable {
-            variable,
-            layer,
-            neuron: 0,
-            replica: 0,
-        };
         Traces {
             interval: 0.1,
             start_trial: None,
             trials: 3,
-            variables: vec![
-                v(Variable::H, 3),
-                v(Variable::Tau, 3),
-                v(Variable::H, 2),
-                v(Variable::Tau, 2),
-                v(Variable::H, 1),
-                v(Variable::Tau, 1),
-            ],
+            variables: Vec::new(),
+        }
+    }
+}
+
+impl Traces {
+    /// An empty variable list means `h` and `τ` of neuron 0 of replica 0 in every layer,
+    /// output first.
+    pub fn resolve(&mut self, depth: usize) {
+        if self.variables.is_empty() {
+            for layer in (1..=depth).rev() {
+                for variable in [Variable::H, Variable::Tau] {
+                    self.variables.push(TraceVariable {
+                        variable,
+                        layer,
+                        neuron: 0,
+                        replica: 0,
+                    });
+                }
+            }
         }
     }
 }
@@ -307,6 +314,9 @@ pub fn parse_scenario(text: &str, sets: &[String]) -> Result<Scenario, ConfigErr
         )
     })?;
     scenario.engine.resolve();
+    if scenario.network.widths.len() >= 2 {
+        scenario.traces.resolve(scenario.network.widths.len() - 1);
+    }
     scenario.validate()?;
     Ok(scenario)
 }

@@ -195,7 +195,7 @@ fn known_solution_error(method: Method, step: f64, rtol: f64) -> f64 {
 
 #[test]
 fn rk4_converges_at_fourth_order_and_dopri5_meets_its_tolerance() {
-    let errors: Vec<f64> = [0.2, 0.1, 0.05]
+    let errors: Vec<f64> = [0.1, 0.05, 0.025]
         .iter()
         .map(|&h| known_solution_error(Method::Rk4, h, 1e-6))
         .collect();

@@ -146,15 +146,8 @@ impl<'a> Field<'a> {
         let depth = lay.depth;
         let b = lay.replicas;
         let inv_b = 1.0 / b as f64;
-        let w: Vec<DMatrixView<f64>> = (0..=depth)
-            .map(|l| {
-                if l == 0 {
-                    lay.w(1).view(y)
-                } else {
-                    lay.w(l).view(y)
-                }
-            })
-            .collect();
+        // indexed by layer l = 1..=L; entry 0 only pads the index (there is no W_0)
+        let w: Vec<DMatrixView<f64>> = (0..=depth).map(|l| lay.w(l.max(1)).view(y)).collect();
         let om: Vec<Option<DMatrixView<f64>>> = (0..=depth)
             .map(|l| (l >= 2).then(|| lay.omega(l).view(y)))
             .collect();

@@ -368,6 +368,8 @@ impl Simulation {
                 });
             }
             if let Some(e) = self.check_state(next) {
+                // keep the last state that passed the check (the start of this chunk)
+                self.state = y;
                 break Err(e);
             }
             t = next;

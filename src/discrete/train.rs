@@ -659,17 +659,31 @@ pub fn train_one(
                         *acc += g;
                     }
                 }
-                Algorithm::Dtp { beta, .. } | Algorithm::Dtp1 { beta, .. } => {
+                Algorithm::Dtp { beta, lr, .. } => {
+                    // Lee et al.: difference targets, ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ
                     let d_out = output_displacement(&net, &fwd, &ex.y, *beta);
-                    let (relaxation, scales) = match algorithm {
-                        Algorithm::Dtp1 {
-                            relaxation,
-                            influence,
-                            ..
-                        } => (*relaxation, *influence),
-                        _ => (Relaxation::difference(), false),
-                    };
-                    let t = match relax(&net, &fwd, &d_out, &relaxation) {
+                    match relax(&net, &fwd, &d_out, &Relaxation::difference()) {
+                        Ok(t) => {
+                            for l in 1..=depth {
+                                deltas[l - 1] += dtp_delta(&fwd, &t.d[l], l) * *lr;
+                            }
+                        }
+                        Err(e) => {
+                            error = Some(format!("{}: after {seen} examples: {e}", named.name));
+                            break;
+                        }
+                    }
+                }
+                Algorithm::Dtp1 {
+                    beta,
+                    eta,
+                    relaxation,
+                    influence,
+                    ..
+                } => {
+                    // Sec. 3: ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²
+                    let d_out = output_displacement(&net, &fwd, &ex.y, *beta);
+                    let t = match relax(&net, &fwd, &d_out, relaxation) {
                         Ok(t) => t,
                         Err(e) => {
                             error = Some(format!("{}: after {seen} examples: {e}", named.name));
@@ -682,19 +696,13 @@ pub fn train_one(
                             residual.1 += 1;
                         }
                     }
-                    let s = if scales {
+                    let s = if *influence {
                         influence_scales(&t.d)
                     } else {
                         vec![1.0; depth + 1]
                     };
                     for l in 1..=depth {
-                        deltas[l - 1] += match algorithm {
-                            Algorithm::Dtp { lr, .. } => dtp_delta(&fwd, &t.d[l], l) * *lr,
-                            Algorithm::Dtp1 { eta, .. } => {
-                                dtp1_delta(&fwd, &t.d[l], l) * (*eta * s[l])
-                            }
-                            Algorithm::Bp { .. } => unreachable!("handled above"),
-                        };
+                        deltas[l - 1] += dtp1_delta(&fwd, &t.d[l], l) * (*eta * s[l]);
                     }
                 }
             }
