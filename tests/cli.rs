@@ -1,23 +1,10 @@
 //! The command line: bad input gives a clear error (exit 2, never a panic) and writes nothing
 //! that looks complete; good input leaves its outputs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn dtpsim(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dtpsim"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dtpsim-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{dtpsim, scratch};
+use std::process::Output;
 
 fn scenario() -> serde_json::Value {
     let text = std::fs::read_to_string(concat!(
@@ -44,7 +31,7 @@ fn expect_clean_error(out: &Output, needles: &[&str]) -> String {
 
 #[test]
 fn train_writes_metrics_weights_plots_and_summary_last() {
-    let dir = scratch("train");
+    let dir = scratch("cli-train");
     std::fs::write(dir.join("s.json"), scenario().to_string()).unwrap();
     let out = dtpsim(&["train", "s.json", "--out", "run", "--quiet"], &dir);
     assert!(
@@ -80,7 +67,7 @@ fn train_writes_metrics_weights_plots_and_summary_last() {
 
 #[test]
 fn bad_weights_files_are_reported_by_name() {
-    let dir = scratch("weights");
+    let dir = scratch("cli-weights");
     std::fs::write(dir.join("s.json"), scenario().to_string()).unwrap();
     assert!(
         dtpsim(&["train", "s.json", "--out", "run", "--quiet"], &dir)
@@ -134,7 +121,7 @@ fn bad_weights_files_are_reported_by_name() {
 
 #[test]
 fn bad_scenarios_name_the_field_and_the_fix() {
-    let dir = scratch("scenario");
+    let dir = scratch("cli-scenario");
     let mut zero_width = scenario();
     zero_width["network"]["widths"][1] = 0.into();
     let mut unknown = scenario();
@@ -175,7 +162,7 @@ fn bad_scenarios_name_the_field_and_the_fix() {
 
 #[test]
 fn a_diverging_algorithm_exits_1_and_keeps_everything_written() {
-    let dir = scratch("diverge");
+    let dir = scratch("cli-diverge");
     let mut s = scenario();
     s["algorithms"][0]["lr"] = 50.0.into();
     std::fs::write(dir.join("s.json"), s.to_string()).unwrap();

@@ -2,29 +2,13 @@
 //! Schema in the repository is the one the types generate, malformed scenarios give an error
 //! that names the field (exit 2, nothing written), runs and sweeps leave complete folders.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{dtpsim, scratch, stderr};
+use std::path::Path;
+use std::process::Command;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn dtpsim(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dtpsim"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dtpsim-scn-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
 
 /// A short version of the quick-start scenario.
 fn tiny() -> serde_json::Value {
@@ -71,7 +55,7 @@ fn the_shipped_schema_is_the_generated_one() {
 
 #[test]
 fn malformed_scenarios_name_the_field_and_write_nothing() {
-    let dir = scratch("malformed");
+    let dir = scratch("scn-malformed");
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut v = tiny();
         f(&mut v);
@@ -185,7 +169,7 @@ fn malformed_scenarios_name_the_field_and_write_nothing() {
 
 #[test]
 fn run_writes_a_complete_folder_and_plot_redraws_it_without_system_fonts() {
-    let dir = scratch("run");
+    let dir = scratch("scn-run");
     std::fs::write(dir.join("s.json"), tiny().to_string()).unwrap();
     std::fs::write(
         dir.join("empty-fonts.conf"),
@@ -256,7 +240,7 @@ fn run_writes_a_complete_folder_and_plot_redraws_it_without_system_fonts() {
 
 #[test]
 fn every_sweep_run_is_reproducible_alone_from_its_set_line() {
-    let dir = scratch("sweep");
+    let dir = scratch("scn-sweep");
     let mut v = tiny();
     v["references"] = serde_json::json!([]);
     v["traces"]["interval"] = 0.into();
@@ -308,7 +292,7 @@ fn every_sweep_run_is_reproducible_alone_from_its_set_line() {
 
 #[test]
 fn a_diverging_run_exits_1_and_keeps_what_it_measured() {
-    let dir = scratch("diverge");
+    let dir = scratch("scn-diverge");
     let mut v = tiny();
     v["engine"]["dynamics"]["plasticity"]["eta"] = 1e4.into();
     v["engine"]["dynamics"]["beta"] = 5.0.into();
