@@ -79,6 +79,7 @@ fn read_csv(
     })?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
+        .flexible(true) // ragged rows get our own message, with the expected count
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
     let mut out = Vec::new();

@@ -95,6 +95,17 @@ impl ConfigError {
     }
 }
 
+impl From<ModelError> for ConfigError {
+    /// Keeps the field a model error names (`task.train: …`); other model errors are about
+    /// the network.
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Invalid { field, message } => ConfigError::new(field, message),
+            other => ConfigError::new("network", other.to_string()),
+        }
+    }
+}
+
 /// Checks that `value` is finite and at least `min`.
 pub fn check_at_least(path: &str, value: f64, min: f64) -> Result<(), ConfigError> {
     if !value.is_finite() || value < min {

@@ -57,7 +57,7 @@ pub fn run_training(cfg: &TrainConfig, out: &Path, progress: bool) -> anyhow::Re
     let data = cfg
         .task
         .generate(cfg.train_size, cfg.test_size, cfg.seed)
-        .map_err(|e| ConfigError::new("task", e.to_string()))?;
+        .map_err(ConfigError::from)?;
     let multi = MultiProgress::with_draw_target(if progress {
         ProgressDrawTarget::stderr()
     } else {

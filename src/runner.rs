@@ -124,7 +124,7 @@ pub fn run_scenario(
     let data = scenario
         .task
         .generate(scenario.data.train, scenario.data.test, scenario.seed)
-        .map_err(|e| ConfigError::new("task", e.to_string()))?;
+        .map_err(ConfigError::from)?;
     create_dir(out)?;
     let summary_path = out.join("summary.json");
     if summary_path.exists() {

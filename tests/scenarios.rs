@@ -308,3 +308,36 @@ fn a_diverging_run_exits_1_and_keeps_what_it_measured() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn csv_tasks_are_read_and_bad_rows_are_named() {
+    let dir = scratch("scn-csv");
+    let mut rows = String::from("x1,x2,y\n");
+    for i in 0..40 {
+        let (a, b) = (i as f64 / 40.0, (i % 7) as f64 / 7.0);
+        rows.push_str(&format!("{a},{b},{}\n", a - 0.5 * b));
+    }
+    std::fs::write(dir.join("train.csv"), &rows).unwrap();
+    std::fs::write(dir.join("test.csv"), &rows).unwrap();
+    let mut v = tiny();
+    v["task"] = serde_json::json!({"kind": "csv", "train": "train.csv", "test": "test.csv", "inputs": 2, "outputs": 1});
+    v["network"]["widths"] = serde_json::json!([2, 6, 6, 1]);
+    v["references"] = serde_json::json!([]);
+    std::fs::write(dir.join("s.json"), v.to_string()).unwrap();
+    let out = dtpsim(&["run", "s.json", "--out", "run", "--quiet"], &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    assert!(metrics.lines().count() > 2);
+    // a row with a missing value is reported with its line
+    std::fs::write(dir.join("train.csv"), format!("{rows}0.5,0.1\n")).unwrap();
+    let out = dtpsim(&["run", "s.json", "--out", "bad", "--quiet"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("train.csv: line 42: expected 3 numbers (2 inputs + 1 outputs), got 2"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("bad").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
