@@ -35,6 +35,22 @@ pub fn create_dir(dir: &Path) -> Result<(), IoError> {
     })
 }
 
+/// A progress bar on standard error (hidden when `show` is false) with the given template
+/// (indicatif syntax), drawn with `=>` bars.
+pub fn progress_bar(len: u64, show: bool, template: &str) -> indicatif::ProgressBar {
+    let target = if show {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), target);
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
 /// A CSV table built in memory and written atomically (header + rows of numbers or text).
 #[derive(Debug, Clone, Default)]
 pub struct Table {

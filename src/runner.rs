@@ -8,7 +8,6 @@ use crate::error::ConfigError;
 use crate::network::Network;
 use crate::record::{create_dir, num, write_atomic, Table};
 use crate::scenario::{Scenario, TraceRecorder};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -138,20 +137,10 @@ pub fn run_scenario(
     let start = Instant::now();
     let p = &scenario.engine.protocol;
     let total = (p.warmup_trials + p.trials) as u64;
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        if progress {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+    let bar = crate::record::progress_bar(
+        total,
+        progress,
+        "{prefix} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta} {msg}",
     );
     bar.set_prefix(scenario.name.clone());
     let mut recorder = TraceRecorder::new(scenario);

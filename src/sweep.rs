@@ -5,7 +5,6 @@
 use crate::record::{create_dir, num, write_atomic, Table};
 use crate::runner::{mean_finite, run_scenario};
 use crate::scenario::parse_scenario;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -129,20 +128,10 @@ pub fn run_sweep(
             sets.join(" ")
         );
     }
-    let bar = ProgressBar::with_draw_target(
-        Some(runs.len() as u64),
-        if progress {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "sweep [{bar:30}] {pos}/{len} runs {elapsed_precise} ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+    let bar = crate::record::progress_bar(
+        runs.len() as u64,
+        progress,
+        "sweep [{bar:30}] {pos}/{len} runs {elapsed_precise} ETA {eta}",
     );
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.max(1))
