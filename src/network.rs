@@ -166,6 +166,20 @@ impl Architecture {
         )
     }
 
+    /// Presynaptic vectors `a_l(V) = [σ_l(V); 1]` of every column of `V` (columns are
+    /// replicas; used by the continuous engine).
+    pub fn presyn_batch(&self, l: usize, v: &DMatrix<f64>) -> DMatrix<f64> {
+        let act = self.activations[l];
+        let n = v.nrows();
+        let mut a = DMatrix::from_element(n + usize::from(self.bias), v.ncols(), 1.0);
+        for j in 0..v.ncols() {
+            for i in 0..n {
+                a[(i, j)] = act.apply(v[(i, j)]);
+            }
+        }
+        a
+    }
+
     /// Length of `a_l`: `n_l + 1` with the bias unit, `n_l` without.
     pub fn presyn_len(&self, l: usize) -> usize {
         self.widths[l] + usize::from(self.bias)
@@ -395,19 +409,6 @@ impl Network {
         let mut a = DVector::from_element(n + usize::from(self.arch.bias), 1.0);
         for i in 0..n {
             a[i] = act.apply(v[i]);
-        }
-        a
-    }
-
-    /// Column-wise `a_l` of a matrix whose columns are states (replicas).
-    pub fn presyn_batch(&self, l: usize, v: &DMatrix<f64>) -> DMatrix<f64> {
-        let act = self.arch.activations[l];
-        let n = v.nrows();
-        let mut a = DMatrix::from_element(n + usize::from(self.arch.bias), v.ncols(), 1.0);
-        for j in 0..v.ncols() {
-            for i in 0..n {
-                a[(i, j)] = act.apply(v[(i, j)]);
-            }
         }
         a
     }

@@ -66,19 +66,6 @@ pub struct Field<'a> {
     fault: Cell<Option<Fault>>,
 }
 
-/// `a_l(V)` column-wise: `[σ_l(V); 1]`.
-fn presyn(arch: &Architecture, l: usize, v: &DMatrix<f64>) -> DMatrix<f64> {
-    let act = arch.activations[l];
-    let n = v.nrows();
-    let mut a = DMatrix::from_element(n + usize::from(arch.bias), v.ncols(), 1.0);
-    for j in 0..v.ncols() {
-        for i in 0..n {
-            a[(i, j)] = act.apply(v[(i, j)]);
-        }
-    }
-    a
-}
-
 /// A `1 × B` block as a row vector.
 fn row(block: super::layout::Block, y: &[f64]) -> RowDVector<f64> {
     RowDVector::from_row_slice(&y[block.range()])
@@ -125,12 +112,12 @@ impl<'a> Field<'a> {
 
     /// `f_l(V) = W_l a_{l−1}(V)`.
     fn encode(&self, w: &DMatrixView<f64>, l: usize, v: &DMatrix<f64>) -> DMatrix<f64> {
-        w * presyn(self.arch, l - 1, v)
+        w * self.arch.presyn_batch(l - 1, v)
     }
 
     /// `g_l(V) = Ω_l a_l(V)`.
     fn decode(&self, om: &DMatrixView<f64>, l: usize, v: &DMatrix<f64>) -> DMatrix<f64> {
-        om * presyn(self.arch, l, v)
+        om * self.arch.presyn_batch(l, v)
     }
 
     /// Evaluates `dy = F(t, y)`.
@@ -169,7 +156,9 @@ impl<'a> Field<'a> {
                 }
             })
             .collect();
-        let a: Vec<DMatrix<f64>> = (0..=depth).map(|l| presyn(self.arch, l, &h[l])).collect();
+        let a: Vec<DMatrix<f64>> = (0..=depth)
+            .map(|l| self.arch.presyn_batch(l, &h[l]))
+            .collect();
         let f: Vec<DMatrix<f64>> = (0..=depth)
             .map(|l| {
                 if l == 0 {

@@ -243,32 +243,31 @@ pub fn relax_observed(
             for it in 1..=iterations {
                 let mut total = 0.0;
                 let mut worst = (0.0, 0usize);
-                if input_side {
-                    let incs: Vec<DVector<f64>> = (2..=depth)
-                        .map(|l| decoder_input_increment(net, fwd, &d, &u[l], l, relax.leak))
-                        .collect();
-                    for (l, inc) in (2..=depth).zip(incs) {
-                        let n2 = inc.norm_squared();
-                        total += n2;
-                        if n2 >= worst.0 {
-                            worst = (n2, l - 1);
+                // every increment from the previous sweep's state, then all applied at once
+                let incs: Vec<DVector<f64>> = (2..=depth)
+                    .map(|l| {
+                        if input_side {
+                            decoder_input_increment(net, fwd, &d, &u[l], l, relax.leak)
+                        } else {
+                            decoder_output_increment(net, fwd, &d, l, relax.leak)
                         }
-                        u[l] += inc;
+                    })
+                    .collect();
+                for (l, inc) in (2..=depth).zip(incs) {
+                    let n2 = inc.norm_squared();
+                    total += n2;
+                    if n2 >= worst.0 {
+                        worst = (n2, l - 1);
                     }
+                    if input_side {
+                        u[l] += inc;
+                    } else {
+                        d[l - 1] += inc;
+                    }
+                }
+                if input_side {
                     for l in 2..=depth {
                         d[l - 1] = decoder_input_target(net, fwd, &u[l], l);
-                    }
-                } else {
-                    let incs: Vec<DVector<f64>> = (2..=depth)
-                        .map(|l| decoder_output_increment(net, fwd, &d, l, relax.leak))
-                        .collect();
-                    for (l, inc) in (2..=depth).zip(incs) {
-                        let n2 = inc.norm_squared();
-                        total += n2;
-                        if n2 >= worst.0 {
-                            worst = (n2, l - 1);
-                        }
-                        d[l - 1] += inc;
                     }
                 }
                 let norm = total.sqrt();
