@@ -1,10 +1,15 @@
-//! Discrete training: every algorithm learns, runs are reproducible, classification works.
+//! Discrete training: every algorithm learns, runs are reproducible, classification works, and
+//! the mini-batched trainer equals a per-example reference.
+
+mod per_example;
 
 use dtpsim::data::Task;
 use dtpsim::discrete::targets::{Order, Relaxation, Scheme};
 use dtpsim::discrete::train::{
     train_one, Algorithm, DecoderTraining, NamedAlgorithm, Optimizer, TrainConfig,
 };
+use dtpsim::Activation;
+use nalgebra::DMatrix;
 
 fn small_config() -> TrainConfig {
     let mut cfg = TrainConfig {
@@ -137,4 +142,241 @@ fn a_diverging_run_stops_with_an_error_and_keeps_its_rows() {
         .rows
         .iter()
         .all(|r| r.test_loss.is_finite() || r.examples > 0));
+}
+
+/// Every algorithm variant the trainer offers: BP (SGD, Adam), DTP of Lee et al. with and
+/// without noisy decoder training, and DTP1 with every scheme, order, influence setting, with
+/// and without the early stop on `tolerance`.
+fn every_variant() -> Vec<NamedAlgorithm> {
+    let decoder = DecoderTraining {
+        rate: 0.05,
+        noise: 0.0,
+    };
+    let noisy = DecoderTraining {
+        rate: 0.05,
+        noise: 0.1,
+    };
+    let named = |name: String, algorithm| NamedAlgorithm { name, algorithm };
+    let mut out = vec![
+        named(
+            "bp_sgd".into(),
+            Algorithm::Bp {
+                optimizer: Optimizer::Sgd,
+                lr: 0.05,
+            },
+        ),
+        named(
+            "bp_adam".into(),
+            Algorithm::Bp {
+                optimizer: Optimizer::Adam,
+                lr: 0.01,
+            },
+        ),
+    ];
+    for dec in [decoder, noisy] {
+        out.push(named(
+            format!("dtp_noisy{}", dec.noise > 0.0),
+            Algorithm::Dtp {
+                beta: 0.1,
+                lr: 0.05,
+                decoder: dec,
+            },
+        ));
+    }
+    let scheme_orders = [
+        (Scheme::Difference, Order::Sequential),
+        (Scheme::DecoderOutput, Order::Sequential),
+        (Scheme::DecoderOutput, Order::Parallel),
+        (Scheme::DecoderInput, Order::Sequential),
+        (Scheme::DecoderInput, Order::Parallel),
+    ];
+    for (scheme, order) in scheme_orders {
+        for influence in [false, true] {
+            for tolerance in [0.0, EARLY_STOP] {
+                if scheme == Scheme::Difference && tolerance > 0.0 {
+                    continue;
+                }
+                let relaxation = Relaxation {
+                    scheme,
+                    order,
+                    iterations: 6,
+                    leak: if influence { 0.0 } else { 0.3 },
+                    tolerance,
+                };
+                out.push(named(
+                    format!(
+                        "dtp1_{scheme:?}_{order:?}_influence{influence}_stop{}",
+                        tolerance > 0.0
+                    ),
+                    Algorithm::Dtp1 {
+                        beta: 0.1,
+                        eta: 0.5,
+                        relaxation,
+                        influence,
+                        decoder: if influence { noisy } else { decoder },
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A tolerance at which some examples of a mini-batch stop early and others do not.
+const EARLY_STOP: f64 = 5e-2;
+
+/// Small nets: 5-7-6-3 tanh with bias (mse and softmax_ce), and softplus without bias.
+fn small_nets() -> Vec<TrainConfig> {
+    let base = |task: Task, activation: Activation, bias: bool| {
+        let mut cfg = TrainConfig {
+            task,
+            train_size: 40,
+            test_size: 10,
+            warmup: 6,
+            seed: 5,
+            ..TrainConfig::default()
+        };
+        cfg.network.widths = vec![5, 7, 6, 3];
+        cfg.network.activation = activation;
+        cfg.network.bias = bias;
+        cfg
+    };
+    let teacher = Task::TeacherStudent {
+        widths: vec![5, 7, 6, 3],
+        activation: Activation::Tanh,
+        gain: 1.5,
+    };
+    let clusters = Task::Clusters {
+        dim: 5,
+        classes: 3,
+        separation: 2.0,
+    };
+    vec![
+        base(teacher.clone(), Activation::Tanh, true),
+        base(clusters, Activation::Tanh, true),
+        base(teacher, Activation::Softplus, false),
+    ]
+}
+
+fn assert_close(what: &str, got: &DMatrix<f64>, want: &DMatrix<f64>) {
+    let err = (got - want).amax();
+    let scale = want.amax();
+    assert!(
+        err <= 1e-12 * scale,
+        "{what}: error {err:e}, scale {scale:e}"
+    );
+}
+
+fn assert_close_scalar(what: &str, got: f64, want: f64) {
+    let same = (got.is_nan() && want.is_nan()) || (got - want).abs() <= 1e-12 * want.abs();
+    assert!(same, "{what}: {got} vs {want}");
+}
+
+#[test]
+fn mini_batched_training_equals_the_per_example_reference() {
+    let mut mixed_stops = 0;
+    for (n, net_cfg) in small_nets().into_iter().enumerate() {
+        let data = net_cfg.task.generate(40, 10, net_cfg.seed).unwrap();
+        for batch_size in [1, 3, 8] {
+            for named in every_variant() {
+                let mut cfg = net_cfg.clone();
+                cfg.batch_size = batch_size;
+                cfg.examples = 3 * batch_size + 2; // the last mini-batch is a partial one
+                cfg.eval_every = cfg.examples;
+                cfg.algorithms = vec![named.clone()];
+                cfg.validate().unwrap();
+                let what = format!("net {n}, B = {batch_size}, {}", named.name);
+                let out = train_one(&cfg, &named, &data, &|_| {}).unwrap();
+                let reference = per_example::train(&cfg, &named, &data);
+                assert_eq!(out.error, reference.error, "{what}");
+                for l in 1..=3 {
+                    let (got, want) = (out.network.w(l), reference.net.w(l));
+                    assert_close(&format!("{what}: W_{l}"), got, want);
+                }
+                for l in 2..=3 {
+                    let (got, want) = (out.network.omega(l), reference.net.omega(l));
+                    assert_close(&format!("{what}: Ω_{l}"), got, want);
+                }
+                let last = out.rows.last().unwrap();
+                assert_eq!(last.examples, cfg.examples);
+                assert_close_scalar(&what, last.train_loss, reference.train_loss);
+                assert_close_scalar(&what, last.relaxation_residual, reference.residual);
+                mixed_stops += reference
+                    .steps
+                    .iter()
+                    .filter(|s| s.iter().min() != s.iter().max())
+                    .count();
+            }
+        }
+    }
+    // the early stop is per example: some mini-batches must hold examples that stop at
+    // different steps, or the tolerance variants test nothing
+    assert!(
+        mixed_stops >= 30,
+        "{mixed_stops} mini-batches with mixed stops"
+    );
+}
+
+#[test]
+fn a_diverging_relaxation_is_reported_for_the_same_example_as_per_example() {
+    let (mut reported, mut inside_a_batch) = (0, 0);
+    for batch_size in [1, 3, 8] {
+        for (scheme, order) in [
+            (Scheme::DecoderOutput, Order::Sequential),
+            (Scheme::DecoderOutput, Order::Parallel),
+            (Scheme::DecoderInput, Order::Sequential),
+            (Scheme::DecoderInput, Order::Parallel),
+        ] {
+            for iterations in [20, 21, 22, 60] {
+                let mut cfg = small_nets().remove(0);
+                // linear layers: the iteration is linear and grows as α^t (tanh bounds it);
+                // near the iteration where ‖ε‖ crosses 10⁸‖ε_1‖ some examples diverge and
+                // others do not
+                cfg.network.activation = Activation::Linear;
+                cfg.network.init = dtpsim::Init::Gaussian { gain: 2.0 };
+                cfg.warmup = 0;
+                cfg.batch_size = batch_size;
+                cfg.examples = 16;
+                let named = NamedAlgorithm {
+                    name: "diverging".into(),
+                    algorithm: Algorithm::Dtp1 {
+                        beta: 1.0,
+                        eta: 1.0,
+                        relaxation: Relaxation {
+                            scheme,
+                            order,
+                            iterations,
+                            leak: 0.0,
+                            tolerance: 0.0,
+                        },
+                        influence: false,
+                        decoder: DecoderTraining {
+                            rate: 0.0,
+                            noise: 0.0,
+                        },
+                    },
+                };
+                let data = cfg.task.generate(40, 10, cfg.seed).unwrap();
+                let out = train_one(&cfg, &named, &data, &|_| {}).unwrap();
+                let reference = per_example::train(&cfg, &named, &data);
+                let Some(want) = reference.error else {
+                    assert!(out.error.is_none(), "{:?}", out.error);
+                    continue;
+                };
+                // example, layer and iteration agree; the norm's last digits may round apart
+                let got = out.error.expect("the batched run diverges too");
+                let head = |s: &str| s.split("increment norm").next().unwrap().to_string();
+                assert_eq!(head(&got), head(&want), "B = {batch_size}");
+                reported += 1;
+                if !reference.diverged_example.unwrap().is_multiple_of(batch_size) {
+                    inside_a_batch += 1;
+                }
+            }
+        }
+    }
+    assert!(reported >= 12, "only {reported} runs diverged");
+    assert!(
+        inside_a_batch >= 2,
+        "{inside_a_batch} diverged behind a batch's first example"
+    );
 }
