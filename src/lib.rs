@@ -18,6 +18,7 @@ pub mod data;
 pub mod discrete;
 pub mod error;
 pub mod experiment;
+pub mod linalg;
 pub mod network;
 pub mod plot;
 pub mod record;

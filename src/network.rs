@@ -10,7 +10,7 @@
 
 use crate::activation::Activation;
 use crate::error::ModelError;
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -169,15 +169,25 @@ impl Architecture {
     /// Presynaptic vectors `a_l(V) = [σ_l(V); 1]` of every column of `V` (columns are
     /// replicas; used by the continuous engine).
     pub fn presyn_batch(&self, l: usize, v: &DMatrix<f64>) -> DMatrix<f64> {
+        let mut a = DMatrix::zeros(self.presyn_len(l), v.ncols());
+        self.presyn_into(l, &v.as_view(), &mut a.as_view_mut());
+        a
+    }
+
+    /// [`Architecture::presyn_batch`] into a caller's buffer (`presyn_len(l) × V.ncols()`), so
+    /// that the vector field allocates nothing per evaluation.
+    pub fn presyn_into(&self, l: usize, v: &DMatrixView<f64>, a: &mut DMatrixViewMut<f64>) {
         let act = self.activations[l];
         let n = v.nrows();
-        let mut a = DMatrix::from_element(n + usize::from(self.bias), v.ncols(), 1.0);
         for j in 0..v.ncols() {
+            let (src, mut dst) = (v.column(j), a.column_mut(j));
             for i in 0..n {
-                a[(i, j)] = act.apply(v[(i, j)]);
+                dst[i] = act.apply(src[i]);
+            }
+            if self.bias {
+                dst[n] = 1.0;
             }
         }
-        a
     }
 
     /// Length of `a_l`: `n_l + 1` with the bias unit, `n_l` without.

@@ -1,7 +1,9 @@
 //! The continuous-time engine against its discrete limit and known solutions (DESIGN §5,
 //! T6–T8), plus the engine's own invariants.
 
-use dtpsim::continuous::config::{EngineConfig, Gate, Method, PerLayer, PlasticityRule};
+use dtpsim::continuous::config::{
+    EngineConfig, Gate, Method, PerLayer, PlasticityRule, WeightsMode,
+};
 use dtpsim::continuous::{Drive, NoObserver, Phase, Simulation};
 use dtpsim::data::Example;
 use dtpsim::theory::{
@@ -165,6 +167,9 @@ fn known_solution_error(method: Method, step: f64, rtol: f64) -> f64 {
     let mut cfg = EngineConfig::default();
     cfg.dynamics.tau_p = tau_p;
     cfg.solver.method = method;
+    if method == Method::Dop853 {
+        cfg.solver.weights = WeightsMode::State;
+    }
     cfg.solver.step = step;
     cfg.solver.rtol = rtol;
     cfg.solver.atol = rtol * 1e-2;

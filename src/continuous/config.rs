@@ -221,7 +221,7 @@ impl Default for Protocol {
     }
 }
 
-/// Integration method (all through `ode_solvers`).
+/// Integration method (the coefficients and step control of `ode_solvers`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
 )]
@@ -236,11 +236,31 @@ pub enum Method {
     Rk4,
 }
 
+/// How the integrator holds the plastic weights (docs/MODEL.md §9).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightsMode {
+    /// Inside a Runge–Kutta step each stage's weights are a scalar times the weights at the
+    /// start of the step plus low-rank factors of the earlier stages; products are formed
+    /// without writing the stage weights. Same method, steps and error norm as `state`;
+    /// `dopri5` and `rk4` only. Traces come from Dopri5's dense output.
+    #[default]
+    LowRank,
+    /// The weights are part of one flat state vector integrated by `ode_solvers` (the
+    /// reference path; every method).
+    State,
+}
+
 /// Solver settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Solver {
+    /// Runge–Kutta method.
     pub method: Method,
+    /// Path that holds the weights: `low_rank` (fast, default) or `state` (reference).
+    pub weights: WeightsMode,
     pub rtol: f64,
     pub atol: f64,
     /// Step of `rk4`.
@@ -253,6 +273,7 @@ impl Default for Solver {
     fn default() -> Self {
         Solver {
             method: Method::Dopri5,
+            weights: WeightsMode::LowRank,
             rtol: 1e-6,
             atol: 1e-8,
             step: 0.05,
@@ -331,6 +352,12 @@ impl EngineConfig {
         check_positive("solver.atol", s.atol)?;
         check_positive("solver.step", s.step)?;
         check_positive("solver.runaway", s.runaway)?;
+        if s.weights == WeightsMode::LowRank && s.method == Method::Dop853 {
+            return Err(ConfigError::new(
+                "solver.weights",
+                "\"low_rank\" runs dopri5 and rk4; for dop853 set solver.weights to \"state\" (or use dopri5)",
+            ));
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
-//! The vector field of the continuous-time model (DESIGN §2; seed paper Sec. 5, 6.2, 7.1, 8,
-//! 10.2): one evaluation computes the time derivative of every population of every replica and
-//! of the shared weights, with matrix–matrix products over the `B` replica columns.
+//! The vector field of the continuous-time model (docs/MODEL.md §6; seed paper Sec. 5, 6.2,
+//! 7.1, 8, 10.2): one evaluation computes the time derivative of every population of every
+//! replica and the plastic part of the weights' derivative, with matrix–matrix products over
+//! the `B` replica columns.
 //!
 //! With `X = h_0` the input, `A_l = a_l(H_l)` and `F_l = f_l(H_{l−1}) = W_l A_{l−1}` (columns are
 //! replicas):
@@ -19,13 +20,25 @@
 //! * forward plasticity (Sec. 7.1): `Ẇ_l = η_l[−γ W_l + (1/B) Σ_b s_{l,b} m_p e_{l,b} n̄_{l−1,b}ᵀ]`
 //!   with `e = ḋ_l` (`tau_dot`), `ḣ_l + ḋ_l` (`tau_dot_full`) or `d_l/T_r` (`displacement`);
 //! * decoder plasticity (Sec. 10.2): `Ω̇_l = η_Ω[−γ_Ω Ω_l + (1/B) Σ_b (h_{l−1} − g_l(h_l)) n_lᵀ]`.
+//!
+//! Every plastic matrix `M` (the `W_l` and `Ω_l`) therefore has a derivative of the form
+//! `Ṁ = −μ M + E Nᵀ` with `E`, `N` of `B` columns ([`PlasticFactors`]). The field returns the
+//! factors and never writes `Ṁ` itself: the full-state path ([`Field::eval`]) forms it, the
+//! low-rank Runge–Kutta path keeps it factored. Weights are read only through products
+//! ([`StageWeights`]), so the low-rank path never forms its stage weights either.
+//!
+//! Products that share a matrix are batched into one matrix–matrix product: `W_l` multiplies
+//! `[A_{l−1} | a_{l−1}(H_{l−1} + D_{l−1})]` (or the `decoder_input` twin), `Ω_l` multiplies
+//! `[A_l | a_l(H_l + D_l) | a_l(Z_l)]`. Every `σ` is computed once per population per
+//! evaluation, and all buffers live in a [`Workspace`] allocated once per run.
 
 use super::config::{EngineConfig, Gate, PlasticityRule};
-use super::layout::{Layout, Population};
+use super::layout::{Block, Layout, Population};
 use crate::discrete::targets::Scheme;
+use crate::linalg::{gemm, Op};
 use crate::network::{Architecture, Loss};
-use nalgebra::{DMatrix, DMatrixView, RowDVector};
-use std::cell::Cell;
+use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector};
+use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
 /// Piecewise-constant drive of one protocol segment.
@@ -56,48 +69,211 @@ pub struct FieldStats {
     pub seconds: f64,
 }
 
+/// The plastic matrices, in a fixed order: `W_1..=W_L`, then `Ω_2..=Ω_L`.
+pub fn plastic_matrices(layout: &Layout) -> Vec<(Population, usize, Block)> {
+    let depth = layout.depth;
+    let enc = (1..=depth).map(|l| (Population::W, l, layout.w(l)));
+    let dec = (2..=depth).map(|l| (Population::Omega, l, layout.omega(l)));
+    enc.chain(dec).collect()
+}
+
+/// Index of `W_l` among [`plastic_matrices`].
+fn encoder_index(l: usize) -> usize {
+    l - 1
+}
+
+/// Index of `Ω_l` among [`plastic_matrices`].
+fn decoder_index(depth: usize, l: usize) -> usize {
+    depth + l - 2
+}
+
+/// Products with the plastic matrices as they are at the point where the field is evaluated
+/// (for a Runge–Kutta stage, the stage's weights).
+pub trait StageWeights {
+    /// `out ← M_m a` for plastic matrix `m` (index into [`plastic_matrices`]).
+    fn product(&self, m: usize, a: &DMatrixView<f64>, out: &mut DMatrixViewMut<f64>);
+}
+
+/// Weights read from the flat state (the full-state path).
+pub struct FlatWeights<'a> {
+    blocks: Vec<Block>,
+    y: &'a [f64],
+}
+
+impl<'a> FlatWeights<'a> {
+    pub fn new(layout: &Layout, y: &'a [f64]) -> Self {
+        FlatWeights {
+            blocks: plastic_matrices(layout).into_iter().map(|p| p.2).collect(),
+            y,
+        }
+    }
+}
+
+impl StageWeights for FlatWeights<'_> {
+    fn product(&self, m: usize, a: &DMatrixView<f64>, out: &mut DMatrixViewMut<f64>) {
+        let w = self.blocks[m].view(self.y);
+        gemm(1.0, &w, Op::N, a, Op::N, 0.0, out);
+    }
+}
+
+/// The plastic part `E_m N_mᵀ` of every plastic matrix's derivative `Ṁ_m = −μ_m M_m + E_m N_mᵀ`.
+/// `active[m]` is false when the term is zero (no learning rate, or the gate is closed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlasticFactors {
+    pub e: Vec<DMatrix<f64>>,
+    pub n: Vec<DMatrix<f64>>,
+    pub active: Vec<bool>,
+}
+
+impl PlasticFactors {
+    /// Zero factors shaped for `layout`.
+    pub fn new(layout: &Layout) -> Self {
+        let b = layout.replicas;
+        let mats = plastic_matrices(layout);
+        PlasticFactors {
+            e: mats.iter().map(|p| DMatrix::zeros(p.2.rows, b)).collect(),
+            n: mats.iter().map(|p| DMatrix::zeros(p.2.cols, b)).collect(),
+            active: vec![false; mats.len()],
+        }
+    }
+}
+
+/// Buffers of one layer's batched products.
+#[derive(Debug, Clone)]
+struct Product {
+    input: DMatrix<f64>,
+    output: DMatrix<f64>,
+}
+
+impl Product {
+    fn new(in_rows: usize, out_rows: usize, cols: usize) -> Self {
+        Product {
+            input: DMatrix::zeros(in_rows, cols),
+            output: DMatrix::zeros(out_rows, cols),
+        }
+    }
+
+    /// Column block `k` (of `b` columns) of the output.
+    fn out(&self, k: usize, b: usize) -> DMatrixView<'_, f64> {
+        self.output.columns(k * b, b)
+    }
+}
+
+/// Work buffers of the vector field, allocated once per run (indexed by layer).
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// `A_l = a_l(H_l)`, `l = 0..=L`.
+    a: Vec<DMatrix<f64>>,
+    /// `W_l` times its batched inputs, `l = 1..=L`.
+    enc: Vec<Product>,
+    /// `Ω_l` times its batched inputs, `l = 2..=L`.
+    dec: Vec<Product>,
+    /// `n_l = A_l/(ε + p_l)`, `l = 0..=L`.
+    rate: Vec<DMatrix<f64>>,
+    /// A population-sized scratch per layer (`H + D`, `Z`, `Δ`).
+    scratch: Vec<DMatrix<f64>>,
+    /// `∇ℓ` per replica.
+    grad: DMatrix<f64>,
+    /// Influence scales `s_l` per replica.
+    scale: Vec<DVector<f64>>,
+    /// Factors of the full-state path (taken out while it evaluates).
+    flat: Option<PlasticFactors>,
+}
+
+impl Workspace {
+    /// Buffers for `arch` with the state `layout` and the relaxation `scheme`.
+    pub fn new(arch: &Architecture, layout: &Layout, scheme: Scheme) -> Self {
+        let depth = layout.depth;
+        let b = layout.replicas;
+        let len = |l: usize| arch.presyn_len(l);
+        let n = |l: usize| arch.widths[l];
+        let enc_cols = |l: usize| {
+            if l == 1 || scheme == Scheme::Difference {
+                b
+            } else {
+                2 * b
+            }
+        };
+        let dec_cols = if scheme == Scheme::DecoderOutput {
+            3 * b
+        } else {
+            2 * b
+        };
+        Workspace {
+            a: (0..=depth).map(|l| DMatrix::zeros(len(l), b)).collect(),
+            enc: (0..=depth)
+                .map(|l| match l {
+                    0 => Product::new(0, 0, 0),
+                    l => Product::new(len(l - 1), n(l), enc_cols(l)),
+                })
+                .collect(),
+            dec: (0..=depth)
+                .map(|l| match l {
+                    0 | 1 => Product::new(0, 0, 0),
+                    l => Product::new(len(l), n(l - 1), dec_cols),
+                })
+                .collect(),
+            rate: (0..=depth).map(|l| DMatrix::zeros(len(l), b)).collect(),
+            scratch: (0..=depth).map(|l| DMatrix::zeros(n(l), b)).collect(),
+            grad: DMatrix::zeros(n(depth), b),
+            scale: vec![DVector::from_element(b, 1.0); depth + 1],
+            flat: Some(PlasticFactors::new(layout)),
+        }
+    }
+}
+
 /// The vector field for one segment.
 pub struct Field<'a> {
     pub arch: &'a Architecture,
     pub layout: &'a Layout,
     pub cfg: &'a EngineConfig,
     pub drive: &'a Drive,
+    ws: RefCell<Workspace>,
     stats: Cell<FieldStats>,
     fault: Cell<Option<Fault>>,
 }
 
-/// A `1 × B` block as a row vector.
-fn row(block: super::layout::Block, y: &[f64]) -> RowDVector<f64> {
-    RowDVector::from_row_slice(&y[block.range()])
-}
-
-/// Squared norm of every column.
-fn column_norms_sq(m: &DMatrix<f64>) -> RowDVector<f64> {
-    RowDVector::from_fn(m.ncols(), |_, j| m.column(j).norm_squared())
-}
-
-/// Multiplies column `j` of `m` by `s[j]`.
-fn scale_columns(m: &mut DMatrix<f64>, s: &RowDVector<f64>) {
+/// `(ε + p)⁻¹`-style column scaling: multiplies column `j` of `m` by `s[j]`.
+fn scale_columns(m: &mut DMatrixViewMut<f64>, s: impl Fn(usize) -> f64) {
     for j in 0..m.ncols() {
-        m.column_mut(j).scale_mut(s[j]);
+        m.column_mut(j).scale_mut(s(j));
     }
 }
 
 impl<'a> Field<'a> {
+    /// A field over a fresh workspace.
     pub fn new(
         arch: &'a Architecture,
         layout: &'a Layout,
         cfg: &'a EngineConfig,
         drive: &'a Drive,
     ) -> Self {
+        let ws = Workspace::new(arch, layout, cfg.dynamics.scheme);
+        Self::with_workspace(arch, layout, cfg, drive, ws)
+    }
+
+    /// A field over the run's workspace (take it back with [`Field::into_workspace`]).
+    pub fn with_workspace(
+        arch: &'a Architecture,
+        layout: &'a Layout,
+        cfg: &'a EngineConfig,
+        drive: &'a Drive,
+        ws: Workspace,
+    ) -> Self {
         Field {
             arch,
             layout,
             cfg,
             drive,
+            ws: RefCell::new(ws),
             stats: Cell::new(FieldStats::default()),
             fault: Cell::new(None),
         }
+    }
+
+    /// Returns the workspace for the next segment.
+    pub fn into_workspace(self) -> Workspace {
+        self.ws.into_inner()
     }
 
     /// Work done so far.
@@ -110,270 +286,433 @@ impl<'a> Field<'a> {
         self.fault.get()
     }
 
-    /// `f_l(V) = W_l a_{l−1}(V)`.
-    fn encode(&self, w: &DMatrixView<f64>, l: usize, v: &DMatrix<f64>) -> DMatrix<f64> {
-        w * self.arch.presyn_batch(l - 1, v)
-    }
-
-    /// `g_l(V) = Ω_l a_l(V)`.
-    fn decode(&self, om: &DMatrixView<f64>, l: usize, v: &DMatrix<f64>) -> DMatrix<f64> {
-        om * self.arch.presyn_batch(l, v)
-    }
-
-    /// Evaluates `dy = F(t, y)`.
-    pub fn eval(&self, t: f64, y: &[f64], dy: &mut [f64]) {
-        let start = Instant::now();
-        if self.fault.get().is_some() {
-            // a fault was recorded: freeze the state so the solver ends the segment quickly
-            dy.iter_mut().for_each(|v| *v = 0.0);
-            return;
-        }
-        let lay = self.layout;
+    /// The decay rate `μ_m` of plastic matrix `m` on this segment: `η_l γ` for `W_l` (0 while
+    /// forward plasticity is off), `η_Ω γ_Ω` for `Ω_l`.
+    pub fn decay(&self, m: usize) -> f64 {
         let dynm = &self.cfg.dynamics;
-        let depth = lay.depth;
-        let b = lay.replicas;
-        let inv_b = 1.0 / b as f64;
-        // indexed by layer l = 1..=L; entry 0 only pads the index (there is no W_0)
-        let w: Vec<DMatrixView<f64>> = (0..=depth).map(|l| lay.w(l.max(1)).view(y)).collect();
-        let om: Vec<Option<DMatrixView<f64>>> = (0..=depth)
-            .map(|l| (l >= 2).then(|| lay.omega(l).view(y)))
-            .collect();
-        let h: Vec<DMatrix<f64>> = (0..=depth)
-            .map(|l| {
-                if l == 0 {
-                    self.drive.x.clone()
-                } else {
-                    lay.h(l).view(y).into_owned()
-                }
-            })
-            .collect();
-        let d: Vec<DMatrix<f64>> = (0..=depth)
-            .map(|l| {
-                if l == 0 {
-                    DMatrix::zeros(0, b)
-                } else {
-                    lay.d(l).view(y).into_owned()
-                }
-            })
-            .collect();
-        let a: Vec<DMatrix<f64>> = (0..=depth)
-            .map(|l| self.arch.presyn_batch(l, &h[l]))
-            .collect();
-        let f: Vec<DMatrix<f64>> = (0..=depth)
-            .map(|l| {
-                if l == 0 {
-                    DMatrix::zeros(0, b)
-                } else {
-                    w[l] * &a[l - 1]
-                }
-            })
-            .collect();
-
-        // feedforward
-        let mut hdot: Vec<DMatrix<f64>> = vec![DMatrix::zeros(0, b)];
-        for l in 1..=depth {
-            let v = (&f[l] - &h[l]) / dynm.tau_h;
-            lay.h(l).view_mut(dy).copy_from(&v);
-            hdot.push(v);
+        let depth = self.layout.depth;
+        if m < depth {
+            self.forward_eta(m + 1) * dynm.plasticity.gamma
+        } else {
+            dynm.decoder.eta * dynm.decoder.gamma
         }
+    }
 
-        // output target
-        let mut ddot: Vec<DMatrix<f64>> = vec![DMatrix::zeros(0, b); depth + 1];
-        let grad = match self.arch.loss {
-            Loss::Mse => &h[depth] - &self.drive.y,
-            Loss::SoftmaxCe => {
-                let mut g = h[depth].clone();
-                for j in 0..b {
-                    let sm = crate::network::softmax(&h[depth].column(j).into_owned());
-                    g.column_mut(j).copy_from(&(sm - self.drive.y.column(j)));
-                }
-                g
-            }
-        };
-        ddot[depth] = (-&d[depth] - grad * (dynm.beta * self.drive.teacher)) / dynm.tau_d;
-
-        // hidden targets; g_l(H_l) is shared with decoder plasticity
-        let mut g_h: Vec<Option<DMatrix<f64>>> = vec![None; depth + 1];
-        for l in 2..=depth {
-            let omega = om[l].as_ref().expect("Ω_l exists for l ≥ 2");
-            let gh = self.decode(omega, l, &h[l]);
-            let dprev = &d[l - 1];
-            let rhs = match dynm.scheme {
-                Scheme::DecoderOutput => {
-                    let above = self.decode(omega, l, &(&h[l] + &d[l]));
-                    let z = &h[l] + self.encode(&w[l], l, &(&h[l - 1] + dprev)) - &f[l];
-                    above - self.decode(omega, l, &z) - dprev * dynm.leak
-                }
-                Scheme::Difference => self.decode(omega, l, &(&h[l] + &d[l])) - &gh - dprev,
-                Scheme::DecoderInput => {
-                    let ub = lay.u(l).expect("u_l exists for decoder_input");
-                    let u = ub.view(y).into_owned();
-                    let delta = self.decode(omega, l, &(&h[l] + &u)) - &gh;
-                    let re = self.encode(&w[l], l, &(&h[l - 1] + &delta)) - &f[l];
-                    let udot = (&d[l] - re - &u * dynm.leak) / dynm.tau_d;
-                    ub.view_mut(dy).copy_from(&udot);
-                    delta - dprev
-                }
-            };
-            ddot[l - 1] = rhs / dynm.tau_d;
-            g_h[l] = Some(gh);
+    /// `η_l` on this segment (0 during warm-up).
+    fn forward_eta(&self, l: usize) -> f64 {
+        if self.drive.forward_plastic {
+            self.cfg.dynamics.plasticity.eta.get(l)
+        } else {
+            0.0
         }
-        for l in 1..=depth {
-            lay.d(l).view_mut(dy).copy_from(&ddot[l]);
-        }
+    }
 
-        // pools and normalised rates
-        let mut n: Vec<DMatrix<f64>> = Vec::with_capacity(depth + 1);
-        for l in 0..=depth {
-            let p = row(lay.p(l), y);
-            let norms = column_norms_sq(&a[l]);
-            lay.p(l)
-                .view_mut(dy)
-                .copy_from(&((norms - &p) / dynm.tau_p));
-            let mut nl = a[l].clone();
-            scale_columns(&mut nl, &p.map(|v| 1.0 / (dynm.pool_eps + v)));
-            n.push(nl);
-        }
-
-        // delayed presynaptic traces
-        let k = lay.stages;
-        let mut nbar: Vec<DMatrix<f64>> = Vec::with_capacity(depth);
-        for l in 0..depth {
-            if k == 0 {
-                nbar.push(n[l].clone());
-                continue;
-            }
-            let rate = k as f64 / dynm.trace.delay;
-            let mut prev = n[l].clone();
-            for s in 1..=k {
-                let c = lay.stage(l, s).view(y).into_owned();
-                lay.stage(l, s)
-                    .view_mut(dy)
-                    .copy_from(&((&prev - &c) * rate));
-                prev = c;
-            }
-            nbar.push(prev);
-        }
-
-        // influence pools and scales
-        let mut scale: Vec<RowDVector<f64>> = vec![RowDVector::from_element(b, 1.0); depth + 1];
-        if dynm.influence.enabled {
-            let q: Vec<RowDVector<f64>> = (0..=depth)
-                .map(|l| {
-                    if l == 0 {
-                        RowDVector::zeros(b)
-                    } else {
-                        row(lay.q(l).expect("influence pools"), y)
-                    }
-                })
-                .collect();
-            for l in 1..=depth {
-                let qb = lay.q(l).expect("influence pools");
-                qb.view_mut(dy)
-                    .copy_from(&((column_norms_sq(&d[l]) - &q[l]) / dynm.tau_p));
-                if l < depth {
-                    scale[l] =
-                        RowDVector::from_fn(b, |_, j| q[depth][j] / (dynm.influence.eps + q[l][j]));
-                }
-            }
-        }
-
-        if let Some(fault) = self.scan_neurons(t, dy) {
-            self.fault.set(Some(fault));
+    /// Evaluates `dy = F(t, y)` on the flat state (neurons and weights), forming
+    /// `Ṁ = −μ M + E Nᵀ` for every plastic matrix: the full-state path.
+    pub fn eval(&self, t: f64, y: &[f64], dy: &mut [f64]) {
+        let neurons = self.layout.neurons();
+        let weights = FlatWeights::new(self.layout, y);
+        let mut factors = self
+            .ws
+            .borrow_mut()
+            .flat
+            .take()
+            .expect("one evaluation at a time");
+        let ok = self.eval_parts(
+            t,
+            &y[neurons.clone()],
+            &weights,
+            &mut dy[neurons.clone()],
+            &mut factors,
+        );
+        if !ok {
             dy.iter_mut().for_each(|v| *v = 0.0);
+            self.ws.borrow_mut().flat = Some(factors);
             return;
         }
+        let start = Instant::now();
+        for (m, (_, _, block)) in plastic_matrices(self.layout).into_iter().enumerate() {
+            let mu = self.decay(m);
+            let (w, dw) = (block.view(y), &mut block.view_mut(dy));
+            dw.copy_from(&w);
+            dw.scale_mut(-mu);
+            if factors.active[m] {
+                let (e, n) = (factors.e[m].as_view(), factors.n[m].as_view());
+                gemm(1.0, &e, Op::N, &n, Op::T, 1.0, dw);
+            }
+        }
+        self.add_seconds(start.elapsed().as_secs_f64());
+        self.ws.borrow_mut().flat = Some(factors);
+    }
 
-        // forward plasticity
-        let plast = &dynm.plasticity;
-        let gate = match plast.gate {
-            Gate::Teacher => self.drive.teacher,
-            Gate::Always => 1.0,
+    /// Evaluates the neuron derivatives `dx` and the plastic factors at time `t` from the
+    /// neuron state `x` (the first [`Layout::neurons`] entries of the flat state) and the
+    /// weights as `weights` presents them. Returns false, and records the [`Fault`], if a
+    /// neuron derivative is not finite; after a fault every call returns false at once with
+    /// zero derivatives, so that a solver ends the segment quickly.
+    pub fn eval_parts(
+        &self,
+        t: f64,
+        x: &[f64],
+        weights: &dyn StageWeights,
+        dx: &mut [f64],
+        plastic: &mut PlasticFactors,
+    ) -> bool {
+        if self.fault.get().is_some() {
+            dx.iter_mut().for_each(|v| *v = 0.0);
+            plastic.active.iter_mut().for_each(|a| *a = false);
+            return false;
+        }
+        let start = Instant::now();
+        let mut guard = self.ws.borrow_mut();
+        let ws = &mut *guard;
+        self.presynaptic(x, ws);
+        self.products(x, weights, ws);
+        self.targets(x, dx, ws);
+        self.pools_and_traces(x, dx, ws);
+        self.influence(x, dx, ws);
+        let ok = match self.scan_neurons(t, dx) {
+            Some(fault) => {
+                self.fault.set(Some(fault));
+                dx.iter_mut().for_each(|v| *v = 0.0);
+                plastic.active.iter_mut().for_each(|a| *a = false);
+                false
+            }
+            None => {
+                self.plasticity(x, dx, ws, plastic);
+                true
+            }
         };
-        for l in 1..=depth {
-            let eta = if self.drive.forward_plastic {
-                plast.eta.get(l)
-            } else {
-                0.0
-            };
-            let mut wdot = lay.w(l).view_mut(dy);
-            if eta == 0.0 {
-                wdot.fill(0.0);
-                continue;
-            }
-            wdot.copy_from(&w[l]);
-            wdot.scale_mut(-eta * plast.gamma);
-            if gate == 0.0 {
-                continue;
-            }
-            let mut e = match plast.rule {
-                PlasticityRule::TauDot => ddot[l].clone(),
-                PlasticityRule::TauDotFull => &ddot[l] + &hdot[l],
-                PlasticityRule::Displacement => &d[l] / self.cfg.relaxation_time(),
-            };
-            if dynm.influence.enabled && l < depth {
-                scale_columns(&mut e, &scale[l]);
-            }
-            wdot.gemm(eta * gate * inv_b, &e, &nbar[l - 1].transpose(), 1.0);
-        }
-
-        // decoder plasticity
-        let dec = &dynm.decoder;
-        for l in 2..=depth {
-            let mut odot = lay.omega(l).view_mut(dy);
-            if dec.eta == 0.0 {
-                odot.fill(0.0);
-                continue;
-            }
-            odot.copy_from(om[l].as_ref().expect("Ω_l exists"));
-            odot.scale_mut(-dec.eta * dec.gamma);
-            let err = &h[l - 1] - g_h[l].as_ref().expect("computed above");
-            odot.gemm(dec.eta * inv_b, &err, &n[l].transpose(), 1.0);
-        }
         let mut st = self.stats.get();
         st.evaluations += 1;
         st.seconds += start.elapsed().as_secs_f64();
         self.stats.set(st);
+        ok
+    }
+
+    /// `A_l = a_l(H_l)` for `l = 0..=L` (`H_0 = X`).
+    fn presynaptic(&self, x: &[f64], ws: &mut Workspace) {
+        for l in 0..=self.layout.depth {
+            let a = &mut ws.a[l].as_view_mut();
+            if l == 0 {
+                self.arch.presyn_into(0, &self.drive.x.as_view(), a);
+            } else {
+                self.arch.presyn_into(l, &self.layout.h(l).view(x), a);
+            }
+        }
+    }
+
+    /// The batched products with `W_l` and `Ω_l`, in the order the scheme needs them.
+    fn products(&self, x: &[f64], weights: &dyn StageWeights, ws: &mut Workspace) {
+        let depth = self.layout.depth;
+        match self.cfg.dynamics.scheme {
+            Scheme::DecoderOutput | Scheme::Difference => {
+                for l in 1..=depth {
+                    self.encode(l, x, weights, ws);
+                }
+                for l in 2..=depth {
+                    self.decode(l, x, weights, ws);
+                }
+            }
+            Scheme::DecoderInput => {
+                self.encode(1, x, weights, ws);
+                for l in 2..=depth {
+                    self.decode(l, x, weights, ws);
+                    self.encode(l, x, weights, ws);
+                }
+            }
+        }
+    }
+
+    /// `W_l [A_{l−1} | a_{l−1}(H_{l−1} + V)]` with `V = D_{l−1}` (`decoder_output`) or
+    /// `V = Δ_l = g_l(H_l + U_l) − g_l(H_l)` (`decoder_input`); `W_l A_{l−1}` alone for `l = 1`
+    /// and `difference`.
+    fn encode(&self, l: usize, x: &[f64], weights: &dyn StageWeights, ws: &mut Workspace) {
+        let b = self.layout.replicas;
+        let Workspace {
+            a,
+            enc,
+            dec,
+            scratch,
+            ..
+        } = ws;
+        let prod = &mut enc[l];
+        prod.input.columns_mut(0, b).copy_from(&a[l - 1]);
+        if prod.input.ncols() > b {
+            let h = self.layout.h(l - 1).view(x);
+            let v = &mut scratch[l - 1];
+            match self.cfg.dynamics.scheme {
+                Scheme::DecoderInput => {
+                    let (g_h, g_hu) = (dec[l].out(0, b), dec[l].out(1, b));
+                    v.zip_zip_apply(&g_hu, &g_h, |v, gu, g| *v = gu - g);
+                    *v += h;
+                }
+                _ => v.zip_zip_apply(&h, &self.layout.d(l - 1).view(x), |v, h, d| *v = h + d),
+            }
+            let (v, mut second) = (&scratch[l - 1], prod.input.columns_mut(b, b));
+            self.arch.presyn_into(l - 1, &v.as_view(), &mut second);
+        }
+        weights.product(
+            encoder_index(l),
+            &prod.input.as_view(),
+            &mut prod.output.as_view_mut(),
+        );
+    }
+
+    /// `Ω_l [A_l | a_l(H_l + D_l) | a_l(Z_l)]` with `Z_l = H_l + f_l(H_{l−1} + D_{l−1}) − F_l`
+    /// (`decoder_output`), `Ω_l [A_l | a_l(H_l + D_l)]` (`difference`) or
+    /// `Ω_l [A_l | a_l(H_l + U_l)]` (`decoder_input`).
+    fn decode(&self, l: usize, x: &[f64], weights: &dyn StageWeights, ws: &mut Workspace) {
+        let b = self.layout.replicas;
+        let lay = self.layout;
+        let Workspace {
+            a,
+            enc,
+            dec,
+            scratch,
+            ..
+        } = ws;
+        let prod = &mut dec[l];
+        prod.input.columns_mut(0, b).copy_from(&a[l]);
+        let h = lay.h(l).view(x);
+        let v = &mut scratch[l];
+        let second = match self.cfg.dynamics.scheme {
+            Scheme::DecoderInput => lay.u(l).expect("u_l exists for decoder_input").view(x),
+            _ => lay.d(l).view(x),
+        };
+        v.zip_zip_apply(&h, &second, |v, h, s| *v = h + s);
+        self.arch
+            .presyn_into(l, &v.as_view(), &mut prod.input.columns_mut(b, b));
+        if self.cfg.dynamics.scheme == Scheme::DecoderOutput {
+            let (f, f_shift) = (enc[l].out(0, b), enc[l].out(1, b));
+            v.zip_zip_apply(&f_shift, &f, |v, fs, f| *v = fs - f);
+            *v += h;
+            self.arch
+                .presyn_into(l, &v.as_view(), &mut prod.input.columns_mut(2 * b, b));
+        }
+        weights.product(
+            decoder_index(lay.depth, l),
+            &prod.input.as_view(),
+            &mut prod.output.as_view_mut(),
+        );
+    }
+
+    /// `Ḣ_l`, `Ḋ_l` and (`decoder_input`) `U̇_l` from the products.
+    fn targets(&self, x: &[f64], dx: &mut [f64], ws: &mut Workspace) {
+        let lay = self.layout;
+        let dynm = &self.cfg.dynamics;
+        let depth = lay.depth;
+        let b = lay.replicas;
+        for l in 1..=depth {
+            let f = ws.enc[l].out(0, b);
+            let mut hdot = lay.h(l).view_mut(dx);
+            hdot.zip_zip_apply(&f, &lay.h(l).view(x), |dh, f, h| *dh = (f - h) / dynm.tau_h);
+        }
+        self.loss_gradient(x, &mut ws.grad);
+        let nudge = dynm.beta * self.drive.teacher;
+        lay.d(depth)
+            .view_mut(dx)
+            .zip_zip_apply(&lay.d(depth).view(x), &ws.grad, |dd, d, g| {
+                *dd = (-d - g * nudge) / dynm.tau_d
+            });
+        for l in 2..=depth {
+            let dec = &ws.dec[l];
+            let d_prev = lay.d(l - 1).view(x);
+            let mut ddot = lay.d(l - 1).view_mut(dx);
+            match dynm.scheme {
+                Scheme::DecoderOutput => {
+                    ddot.zip_zip_apply(&dec.out(1, b), &dec.out(2, b), |dd, above, re| {
+                        *dd = above - re
+                    });
+                    ddot.zip_apply(&d_prev, |dd, d| *dd = (*dd - d * dynm.leak) / dynm.tau_d);
+                }
+                Scheme::Difference => {
+                    ddot.zip_zip_apply(&dec.out(1, b), &dec.out(0, b), |dd, above, g| {
+                        *dd = above - g
+                    });
+                    ddot.zip_apply(&d_prev, |dd, d| *dd = (*dd - d) / dynm.tau_d);
+                }
+                Scheme::DecoderInput => {
+                    let ub = lay.u(l).expect("u_l exists for decoder_input");
+                    let enc = &ws.enc[l];
+                    let mut udot = ub.view_mut(dx);
+                    udot.zip_zip_apply(&enc.out(1, b), &enc.out(0, b), |du, fs, f| *du = fs - f);
+                    udot.zip_zip_apply(&lay.d(l).view(x), &ub.view(x), |du, d, u| {
+                        *du = (d - *du - u * dynm.leak) / dynm.tau_d
+                    });
+                    let mut ddot = lay.d(l - 1).view_mut(dx);
+                    ddot.zip_zip_apply(&dec.out(1, b), &dec.out(0, b), |dd, gu, g| *dd = gu - g);
+                    ddot.zip_apply(&d_prev, |dd, d| *dd = (*dd - d) / dynm.tau_d);
+                }
+            }
+        }
+    }
+
+    /// `∇ℓ(H_L, Y)` per replica: `H_L − Y` (`mse`), `softmax(H_L) − Y` (`softmax_ce`).
+    fn loss_gradient(&self, x: &[f64], grad: &mut DMatrix<f64>) {
+        let out = self.layout.h(self.layout.depth).view(x);
+        grad.copy_from(&out);
+        if self.arch.loss == Loss::SoftmaxCe {
+            for mut col in grad.column_iter_mut() {
+                let max = col.max();
+                col.apply(|v| *v = (*v - max).exp());
+                let sum = col.sum();
+                col.apply(|v| *v /= sum);
+            }
+        }
+        *grad -= &self.drive.y;
+    }
+
+    /// Pools `ṗ_l`, rates `n_l = A_l/(ε + p_l)` and the trace stages `ċ_{l,k}`.
+    fn pools_and_traces(&self, x: &[f64], dx: &mut [f64], ws: &mut Workspace) {
+        let lay = self.layout;
+        let dynm = &self.cfg.dynamics;
+        for l in 0..=lay.depth {
+            let p = lay.p(l).view(x);
+            let mut pdot = lay.p(l).view_mut(dx);
+            let a = &ws.a[l];
+            for j in 0..lay.replicas {
+                pdot[j] = (a.column(j).norm_squared() - p[j]) / dynm.tau_p;
+            }
+            let rate = &mut ws.rate[l];
+            rate.copy_from(a);
+            scale_columns(&mut rate.as_view_mut(), |j| 1.0 / (dynm.pool_eps + p[j]));
+        }
+        let k = lay.stages;
+        if k == 0 {
+            return;
+        }
+        let speed = k as f64 / dynm.trace.delay;
+        for l in 0..lay.depth {
+            for s in 1..=k {
+                let c = lay.stage(l, s).view(x);
+                let mut cdot = lay.stage(l, s).view_mut(dx);
+                let drive = if s == 1 {
+                    ws.rate[l].as_view()
+                } else {
+                    lay.stage(l, s - 1).view(x)
+                };
+                cdot.zip_zip_apply(&drive, &c, |dc, prev, c| *dc = (prev - c) * speed);
+            }
+        }
+    }
+
+    /// Influence pools `q̇_l` and the scales `s_l = q_L/(ε_q + q_l)` (all 1 when off).
+    fn influence(&self, x: &[f64], dx: &mut [f64], ws: &mut Workspace) {
+        let lay = self.layout;
+        let dynm = &self.cfg.dynamics;
+        if !dynm.influence.enabled {
+            return;
+        }
+        let q = |l: usize| lay.q(l).expect("influence pools").view(x);
+        let q_top = q(lay.depth);
+        for l in 1..=lay.depth {
+            let (ql, d) = (q(l), lay.d(l).view(x));
+            let mut qdot = lay.q(l).expect("influence pools").view_mut(dx);
+            for j in 0..lay.replicas {
+                qdot[j] = (d.column(j).norm_squared() - ql[j]) / dynm.tau_p;
+                if l < lay.depth {
+                    ws.scale[l][j] = q_top[j] / (dynm.influence.eps + ql[j]);
+                }
+            }
+        }
+    }
+
+    /// The factors `E`, `N` of every plastic matrix (see [`PlasticFactors`]).
+    fn plasticity(&self, x: &[f64], dx: &[f64], ws: &Workspace, plastic: &mut PlasticFactors) {
+        let lay = self.layout;
+        let dynm = &self.cfg.dynamics;
+        let depth = lay.depth;
+        let inv_b = 1.0 / lay.replicas as f64;
+        let gate = match dynm.plasticity.gate {
+            Gate::Teacher => self.drive.teacher,
+            Gate::Always => 1.0,
+        };
+        for l in 1..=depth {
+            let m = encoder_index(l);
+            let eta = self.forward_eta(l);
+            plastic.active[m] = eta != 0.0 && gate != 0.0;
+            if !plastic.active[m] {
+                continue;
+            }
+            let e = &mut plastic.e[m];
+            let ddot = lay.d(l).view(dx);
+            match dynm.plasticity.rule {
+                PlasticityRule::TauDot => e.copy_from(&ddot),
+                PlasticityRule::TauDotFull => {
+                    e.zip_zip_apply(&ddot, &lay.h(l).view(dx), |e, dd, dh| *e = dd + dh)
+                }
+                PlasticityRule::Displacement => {
+                    e.copy_from(&lay.d(l).view(x));
+                    *e /= self.cfg.relaxation_time();
+                }
+            }
+            let scaled = dynm.influence.enabled && l < depth;
+            let s = &ws.scale[l];
+            scale_columns(&mut e.as_view_mut(), |j| {
+                eta * gate * inv_b * if scaled { s[j] } else { 1.0 }
+            });
+            if lay.stages > 0 {
+                plastic.n[m].copy_from(&lay.stage(l - 1, lay.stages).view(x));
+            } else {
+                plastic.n[m].copy_from(&ws.rate[l - 1]);
+            }
+        }
+        let eta = dynm.decoder.eta;
+        for l in 2..=depth {
+            let m = decoder_index(depth, l);
+            plastic.active[m] = eta != 0.0;
+            if eta == 0.0 {
+                continue;
+            }
+            let e = &mut plastic.e[m];
+            e.copy_from(&lay.h(l - 1).view(x));
+            *e -= ws.dec[l].out(0, lay.replicas);
+            *e *= eta * inv_b;
+            plastic.n[m].copy_from(&ws.rate[l]);
+        }
     }
 
     /// First non-finite neuron derivative, located by population and layer.
-    fn scan_neurons(&self, t: f64, dy: &[f64]) -> Option<Fault> {
-        let range = self.layout.neurons();
-        dy[range.clone()]
-            .iter()
-            .position(|v| !v.is_finite())
-            .map(|i| {
-                let (population, layer) = self.layout.locate(range.start + i);
-                Fault {
-                    time: t,
-                    population,
-                    layer,
-                }
-            })
+    fn scan_neurons(&self, t: f64, dx: &[f64]) -> Option<Fault> {
+        dx.iter().position(|v| !v.is_finite()).map(|i| {
+            let (population, layer) = self.layout.locate(i);
+            Fault {
+                time: t,
+                population,
+                layer,
+            }
+        })
     }
 
-    /// Floating-point operations of one evaluation (matrix products only, `2mnk` each).
-    pub fn flops_per_eval(&self) -> f64 {
+    /// Floating-point operations of the batched products of one evaluation (`2mnk` each),
+    /// plus, with `outer`, the products `E Nᵀ` that form `Ṁ` on the full-state path.
+    pub fn flops_per_eval(&self, outer: bool) -> f64 {
+        let ws = self.ws.borrow();
         let depth = self.layout.depth;
-        let b = self.layout.replicas as f64;
-        let wn = |l: usize| (self.arch.widths[l] * self.arch.presyn_len(l - 1)) as f64;
-        let on = |l: usize| (self.arch.widths[l - 1] * self.arch.presyn_len(l)) as f64;
-        let mut flops = 0.0;
-        for l in 1..=depth {
-            flops += 2.0 * wn(l) * b; // F_l
-            if self.drive.forward_plastic {
-                flops += 2.0 * wn(l) * b; // Ẇ_l outer products
+        let prod =
+            |p: &Product| 2.0 * (p.output.nrows() * p.input.nrows() * p.input.ncols()) as f64;
+        let mut flops: f64 = (1..=depth).map(|l| prod(&ws.enc[l])).sum::<f64>()
+            + (2..=depth).map(|l| prod(&ws.dec[l])).sum::<f64>();
+        if outer {
+            let b = self.layout.replicas as f64;
+            for (m, (_, _, block)) in plastic_matrices(self.layout).into_iter().enumerate() {
+                let active = if m < depth {
+                    self.forward_eta(m + 1) != 0.0
+                } else {
+                    self.cfg.dynamics.decoder.eta != 0.0
+                };
+                if active {
+                    flops += 2.0 * (block.rows * block.cols) as f64 * b;
+                }
             }
         }
-        for l in 2..=depth {
-            flops += 2.0 * on(l) * b; // g_l(H_l)
-            flops += 2.0 * on(l) * b; // Ω̇_l outer products
-            flops += match self.cfg.dynamics.scheme {
-                Scheme::DecoderOutput => 2.0 * (2.0 * on(l) + wn(l)) * b,
-                Scheme::Difference => 2.0 * on(l) * b,
-                Scheme::DecoderInput => 2.0 * (on(l) + wn(l)) * b,
-            };
-        }
         flops
+    }
+
+    fn add_seconds(&self, s: f64) {
+        let mut st = self.stats.get();
+        st.seconds += s;
+        self.stats.set(st);
     }
 }

@@ -1,14 +1,16 @@
 //! A running simulation: the flat state, the protocol of DESIGN §3 (trials of stimulus,
 //! teacher, gap; warm-up), divergence detection and observers.
 
-use super::config::EngineConfig;
-use super::field::{Drive, Field, FieldStats};
-use super::integrate::{integrate_segment, SolverStats};
+use super::config::{EngineConfig, Method, WeightsMode};
+use super::field::{Drive, Field, FieldStats, Workspace};
+use super::integrate::tableau::{dopri5, rk4};
+use super::integrate::{integrate_segment, DenseSample, LowRank, SolverStats};
 use super::layout::{Block, Layout, Population};
 use crate::data::Example;
 use crate::error::ConfigError;
 use crate::network::{Architecture, Network};
 use nalgebra::{DMatrix, DVector};
+use ode_solvers::dop_shared::IntegrationError;
 use thiserror::Error;
 
 /// Why a simulation stopped.
@@ -64,7 +66,11 @@ pub struct Sample<'a> {
     /// Teacher gate `m(t)` on the segment being sampled.
     pub teacher: bool,
     pub layout: &'a Layout,
+    /// The flat state, or (for a sample from dense output) its neuron part.
     pub state: &'a [f64],
+    /// The weights as a function of their flat index, for a sample from dense output (its
+    /// `state` then holds only the neurons).
+    pub weight: Option<&'a dyn Fn(usize) -> f64>,
 }
 
 impl Sample<'_> {
@@ -93,8 +99,14 @@ impl Sample<'_> {
             Population::W => (layer >= 1 && layer <= l.depth).then(|| l.w(layer)),
             Population::Omega => (layer >= 2 && layer <= l.depth).then(|| l.omega(layer)),
         }?;
-        (neuron < block.rows && replica < block.cols)
-            .then(|| self.state[block.start + replica * block.rows + neuron])
+        if neuron >= block.rows || replica >= block.cols {
+            return None;
+        }
+        let index = block.start + replica * block.rows + neuron;
+        match (population, self.weight) {
+            (Population::W | Population::Omega, Some(weight)) => Some(weight(index)),
+            _ => Some(self.state[index]),
+        }
     }
 }
 
@@ -133,6 +145,12 @@ pub struct Simulation {
     trial: usize,
     stats: EngineStats,
     flops_per_eval: f64,
+    /// The vector field's buffers, kept between segments.
+    workspace: Option<Workspace>,
+    /// The low-rank integrator's buffers, made on first use.
+    low_rank: Option<LowRank>,
+    /// The state at the start of the current chunk, restored when a check fails.
+    last_good: DVector<f64>,
 }
 
 impl Simulation {
@@ -179,6 +197,9 @@ impl Simulation {
             trial: 0,
             stats: EngineStats::default(),
             flops_per_eval: 0.0,
+            workspace: None,
+            low_rank: None,
+            last_good: DVector::zeros(0),
         })
     }
 
@@ -309,105 +330,60 @@ impl Simulation {
         }
     }
 
-    /// Integrates for `duration` under `drive`, sampling for `observer`.
+    /// Integrates for `duration` under `drive`, sampling for `observer` (at the start, every
+    /// [`Observer::interval`], and at the end). On the low-rank path with Dopri5 the samples
+    /// come from the method's dense output and the segment is one solver run; otherwise the
+    /// solver is restarted at every sample time.
     pub fn run_segment(
         &mut self,
         drive: &Drive,
         duration: f64,
         observer: &mut dyn Observer,
     ) -> Result<(), EngineError> {
-        let field = Field::new(&self.arch, &self.layout, &self.cfg, drive);
-        self.flops_per_eval = field.flops_per_eval();
-        let end = self.time + duration;
+        let ws = self
+            .workspace
+            .take()
+            .unwrap_or_else(|| Workspace::new(&self.arch, &self.layout, self.cfg.dynamics.scheme));
+        let field = Field::with_workspace(&self.arch, &self.layout, &self.cfg, drive, ws);
+        let low_rank = self.cfg.solver.weights == WeightsMode::LowRank;
+        self.flops_per_eval = field.flops_per_eval(!low_rank);
+        let (start, end) = (self.time, self.time + duration);
         let interval = observer.interval(self.trial).filter(|dt| *dt > 0.0);
-        let mut t = self.time;
-        let result = loop {
-            if let Some(_dt) = interval {
-                observer.sample(&Sample {
-                    time: t,
-                    trial: self.trial,
-                    teacher: drive.teacher > 0.0,
-                    layout: &self.layout,
-                    state: self.state.as_slice(),
-                });
-            }
-            if t >= end - 1e-12 {
-                break Ok(());
-            }
-            let next = match interval {
-                Some(dt) => (t + dt).min(end),
-                None => end,
-            };
-            let next = if end - next < 1e-9 { end } else { next };
-            let y = std::mem::replace(&mut self.state, DVector::zeros(0));
-            match integrate_segment(
-                &field,
-                y.clone(),
-                t,
-                next,
-                &self.cfg.solver,
-                &mut self.stats.solver,
-            ) {
-                Ok(new) => self.state = new,
-                Err(e) => {
-                    self.state = y;
-                    break Err(EngineError::Solver {
-                        trial: self.trial,
-                        time: t,
-                        message: e.to_string(),
-                    });
-                }
-            }
-            if let Some(f) = field.fault() {
-                break Err(EngineError::Divergence {
-                    trial: self.trial,
-                    time: f.time,
-                    population: f.population.name(),
-                    layer: f.layer,
-                    what: "has a non-finite time derivative".into(),
-                });
-            }
-            if let Some(e) = self.check_state(next) {
-                // keep the last state that passed the check (the start of this chunk)
-                self.state = y;
-                break Err(e);
-            }
-            t = next;
-            if interval.is_none() {
-                break Ok(());
-            }
+        if self.last_good.len() != self.state.len() {
+            self.last_good = self.state.clone();
+        }
+        let low_rank = low_rank.then(|| {
+            self.low_rank
+                .get_or_insert_with(|| LowRank::new(&self.layout))
+        });
+        let mut run = SegmentRun {
+            field: &field,
+            cfg: &self.cfg,
+            trial: self.trial,
+            teacher: drive.teacher > 0.0,
+            state: &mut self.state,
+            last_good: &mut self.last_good,
+            stats: &mut self.stats.solver,
+            low_rank,
+        };
+        let times = sample_times(start, end, interval);
+        let result = if run.low_rank.is_some() && self.cfg.solver.method == Method::Dopri5 {
+            run.dense(&times, start, end, observer)
+        } else {
+            run.chunked(&times, start, end, interval.is_some(), observer)
         };
         let fs = field.stats();
         self.stats.field.evaluations += fs.evaluations;
         self.stats.field.seconds += fs.seconds;
-        self.stats.time += t.max(self.time) - self.time;
-        self.time = t.max(self.time);
-        if result.is_ok() {
-            self.time = end;
+        self.workspace = Some(field.into_workspace());
+        let reached = match &result {
+            Ok(()) => end,
+            Err((_, t)) => *t,
         }
-        result
-    }
-
-    /// A non-finite or runaway entry of the state, located.
-    fn check_state(&self, time: f64) -> Option<EngineError> {
-        let limit = self.cfg.solver.runaway;
-        let i = self
-            .state
-            .iter()
-            .position(|v| !v.is_finite() || v.abs() > limit)?;
-        let (population, layer) = self.layout.locate(i);
-        let v = self.state[i];
-        Some(EngineError::Divergence {
-            trial: self.trial,
-            time,
-            population: population.name(),
-            layer,
-            what: if v.is_finite() {
-                format!("reached {v:.3e}, beyond solver.runaway = {limit:e}")
-            } else {
-                format!("became {v}")
-            },
-        })
+        .max(self.time);
+        self.stats.time += reached - self.time;
+        self.time = reached;
+        result.map_err(|(e, _)| e)
     }
 
     /// Runs one trial (DESIGN §3): stimulus for `T_stim` with the teacher on during
@@ -453,5 +429,193 @@ impl Simulation {
         } else {
             f64::NAN
         }
+    }
+}
+
+/// The sample times of a segment `[start, end]` for an observer sampling every `interval`:
+/// `start`, every `interval` after, and `end` (a last gap shorter than 1e-9 is merged into
+/// `end`). Empty without an interval.
+fn sample_times(start: f64, end: f64, interval: Option<f64>) -> Vec<f64> {
+    let Some(dt) = interval else {
+        return Vec::new();
+    };
+    let mut times = Vec::new();
+    let mut t = start;
+    loop {
+        times.push(t);
+        if t >= end - 1e-12 {
+            return times;
+        }
+        let next = (t + dt).min(end);
+        t = if end - next < 1e-9 { end } else { next };
+    }
+}
+
+/// One segment's integration: the field, the state it advances and the checks after it.
+struct SegmentRun<'s, 'f> {
+    field: &'s Field<'f>,
+    cfg: &'s EngineConfig,
+    trial: usize,
+    teacher: bool,
+    state: &'s mut DVector<f64>,
+    last_good: &'s mut DVector<f64>,
+    stats: &'s mut SolverStats,
+    low_rank: Option<&'s mut LowRank>,
+}
+
+/// An error and the time the simulation stays at.
+type SegmentError = (EngineError, f64);
+
+impl SegmentRun<'_, '_> {
+    /// One low-rank Dopri5 run over `[start, end]`, samples from its dense output.
+    fn dense(
+        &mut self,
+        times: &[f64],
+        start: f64,
+        end: f64,
+        observer: &mut dyn Observer,
+    ) -> Result<(), SegmentError> {
+        let layout = self.field.layout;
+        let (trial, teacher) = (self.trial, self.teacher);
+        let mut observe = |s: &DenseSample| {
+            observer.sample(&Sample {
+                time: s.time,
+                trial,
+                teacher,
+                layout,
+                state: s.neurons,
+                weight: Some(s.weight),
+            })
+        };
+        self.last_good.copy_from(self.state);
+        let outcome = if end > start {
+            let lr = self.low_rank.as_mut().expect("the low-rank path");
+            let solver = &self.cfg.solver;
+            lr.adaptive(
+                &dopri5(),
+                self.field,
+                self.state.as_mut_slice(),
+                start,
+                end,
+                solver.rtol,
+                solver.atol,
+                self.stats,
+                times,
+                &mut observe,
+            )
+        } else {
+            let y = self.state.as_slice();
+            for &t in times {
+                observe(&DenseSample {
+                    time: t,
+                    neurons: &y[layout.neurons()],
+                    weight: &|i| y[i],
+                });
+            }
+            Ok(())
+        };
+        let result = match outcome {
+            Err(e) => Err(self.solver_error(start, e)),
+            Ok(()) => self.checks(end),
+        };
+        result.map_err(|e| (e, start))
+    }
+
+    /// `[start, end]` in pieces between sample times, the solver restarted at each.
+    fn chunked(
+        &mut self,
+        times: &[f64],
+        start: f64,
+        end: f64,
+        sampled: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<(), SegmentError> {
+        let bounds = if sampled {
+            times.to_vec()
+        } else {
+            vec![start, end]
+        };
+        for (i, &t) in bounds.iter().enumerate() {
+            if sampled {
+                observer.sample(&Sample {
+                    time: t,
+                    trial: self.trial,
+                    teacher: self.teacher,
+                    layout: self.field.layout,
+                    state: self.state.as_slice(),
+                    weight: None,
+                });
+            }
+            let Some(&next) = bounds.get(i + 1) else {
+                break;
+            };
+            if next <= t {
+                continue;
+            }
+            self.last_good.copy_from(self.state);
+            let solver = &self.cfg.solver;
+            let step = match self.low_rank.as_mut() {
+                Some(lr) => {
+                    let y = self.state.as_mut_slice();
+                    lr.fixed(&rk4(), self.field, y, t, next, solver.step, self.stats);
+                    Ok(())
+                }
+                None => {
+                    let y = self.state.clone();
+                    integrate_segment(self.field, y, t, next, solver, self.stats)
+                        .map(|new| *self.state = new)
+                }
+            };
+            if let Err(e) = step {
+                self.state.copy_from(self.last_good);
+                return Err((self.solver_error(t, e), t));
+            }
+            self.checks(next).map_err(|e| (e, t))?;
+        }
+        Ok(())
+    }
+
+    fn solver_error(&self, time: f64, e: IntegrationError) -> EngineError {
+        EngineError::Solver {
+            trial: self.trial,
+            time,
+            message: e.to_string(),
+        }
+    }
+
+    /// A non-finite derivative seen by the field, or a non-finite or runaway state entry
+    /// (then the state is put back to the start of the chunk).
+    fn checks(&mut self, time: f64) -> Result<(), EngineError> {
+        if let Some(f) = self.field.fault() {
+            return Err(EngineError::Divergence {
+                trial: self.trial,
+                time: f.time,
+                population: f.population.name(),
+                layer: f.layer,
+                what: "has a non-finite time derivative".into(),
+            });
+        }
+        let limit = self.cfg.solver.runaway;
+        let Some(i) = self
+            .state
+            .iter()
+            .position(|v| !v.is_finite() || v.abs() > limit)
+        else {
+            return Ok(());
+        };
+        let (population, layer) = self.field.layout.locate(i);
+        let v = self.state[i];
+        self.state.copy_from(self.last_good);
+        Err(EngineError::Divergence {
+            trial: self.trial,
+            time,
+            population: population.name(),
+            layer,
+            what: if v.is_finite() {
+                format!("reached {v:.3e}, beyond solver.runaway = {limit:e}")
+            } else {
+                format!("became {v}")
+            },
+        })
     }
 }

@@ -1,19 +1,30 @@
-//! Integration of one protocol segment with `ode_solvers` (Dopri5, Dop853, Rk4).
+//! The full-state path: `ode_solvers` (Dopri5, Dop853, Rk4) on the flat state vector, weights
+//! included (`engine.solver.weights = "state"`), the reference the low-rank path is tested
+//! against.
 //!
-//! `ode_solvers` keeps every output in memory and has no step API, so a segment is integrated
-//! in chunks of at most [`CHUNK_STEPS`] steps (sparse output, `n_max` = the chunk; a chunk
-//! that runs out of steps is continued from its last accepted state with its last step size):
-//! memory stays O(CHUNK_STEPS × state) however long the run, never O(steps × state).
+//! Dopri5 integrates a whole segment in one call, so that its step-size controller runs
+//! uninterrupted, exactly as the low-rank path's. `ode_solvers` stores every output point and
+//! has no step API, so the call asks for dense output at an infinite interval (one stored
+//! point, the start) and the end state is taken from the last evaluation of the vector field,
+//! which Dopri5 (FSAL) makes at the accepted end point `y_1` of its last step. Memory stays
+//! O(state) however long the segment.
 //!
-//! Dense output is not used: in `ode_solvers` 0.6.2 the end point of a dense output whose
-//! `dx` reaches `x_end` is *extrapolated* from the first step (its "endpoint tolerance"
-//! branch); on `y' = −y` over `[0, 10]` it returns 287 instead of 4.5e-5 (see the test
-//! `dense_output_end_point_is_wrong_in_ode_solvers` below).
+//! Dop853 and Rk4 integrate in chunks of at most [`CHUNK_STEPS`] steps (sparse output; a
+//! chunk that runs out of steps is continued from its last accepted state with its last step
+//! size). For Rk4 the chunks do not change the steps.
+//!
+//! Dense output is not used for the result: in `ode_solvers` 0.6.2 the end point of a dense
+//! output whose `dx` reaches `x_end` is *extrapolated* from the first step (its "endpoint
+//! tolerance" branch); on `y' = −y` over `[0, 10]` it returns 287 instead of 4.5e-5 (see the
+//! test `dense_output_end_point_is_wrong_in_ode_solvers` below).
 
-use super::config::{Method, Solver};
-use super::field::Field;
+use super::low_rank::MAX_STEPS;
+use super::SolverStats;
+use crate::continuous::config::{Method, Solver};
+use crate::continuous::field::Field;
 use ode_solvers::dop_shared::{IntegrationError, OutputType};
 use ode_solvers::{DVector, Dop853, Dopri5, Rk4, System};
+use std::cell::RefCell;
 
 /// Steps per `ode_solvers` call: bounds the memory the crate's output vectors take.
 pub const CHUNK_STEPS: usize = 16;
@@ -25,13 +36,6 @@ impl System<f64, DVector<f64>> for Adapter<'_, '_> {
     fn system(&self, t: f64, y: &DVector<f64>, dy: &mut DVector<f64>) {
         self.0.eval(t, y.as_slice(), dy.as_mut_slice());
     }
-}
-
-/// Solver work of one or more segments.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SolverStats {
-    pub accepted_steps: u64,
-    pub rejected_steps: u64,
 }
 
 /// Integrates `field` from `t0` to `t1` starting at `y`; returns the state at `t1`.
@@ -48,7 +52,8 @@ pub fn integrate_segment(
     }
     let span = t1 - t0;
     match solver.method {
-        Method::Dopri5 | Method::Dop853 => {
+        Method::Dopri5 => dopri5_whole(field, y, t0, t1, solver, stats),
+        Method::Dop853 => {
             let mut y = y;
             let mut t = t0;
             let mut h = 0.0; // 0: let the solver choose the first step
@@ -113,7 +118,70 @@ type ChunkResult = (
     DVector<f64>,
 );
 
-/// One call of Dopri5/Dop853 with sparse output and at most [`CHUNK_STEPS`] steps; returns the
+/// Adapter that also keeps the state of the last evaluation at the end time `end`.
+struct EndCapture<'f, 'a> {
+    field: &'f Field<'a>,
+    end: f64,
+    last: &'f RefCell<Option<DVector<f64>>>,
+}
+
+impl System<f64, DVector<f64>> for EndCapture<'_, '_> {
+    fn system(&self, t: f64, y: &DVector<f64>, dy: &mut DVector<f64>) {
+        self.field.eval(t, y.as_slice(), dy.as_mut_slice());
+        if (t - self.end).abs() <= 1e-12 * self.end.abs().max(1.0) {
+            let mut last = self.last.borrow_mut();
+            match last.as_mut() {
+                Some(v) => v.copy_from(y),
+                None => *last = Some(y.clone()),
+            }
+        }
+    }
+}
+
+/// One Dopri5 call over the whole segment (see the module documentation).
+fn dopri5_whole(
+    field: &Field,
+    y: DVector<f64>,
+    t0: f64,
+    t1: f64,
+    solver: &Solver,
+    stats: &mut SolverStats,
+) -> Result<DVector<f64>, IntegrationError> {
+    let span = t1 - t0;
+    let last = RefCell::new(None);
+    let capture = EndCapture {
+        field,
+        end: t1,
+        last: &last,
+    };
+    let mut s = Dopri5::from_param(
+        capture,
+        t0,
+        t1,
+        f64::INFINITY,
+        y,
+        solver.rtol,
+        solver.atol,
+        0.9,
+        0.04,
+        0.2,
+        10.0,
+        span,
+        0.0,
+        MAX_STEPS,
+        1000,
+        OutputType::Dense,
+    );
+    let st = s.integrate()?;
+    stats.accepted_steps += st.accepted_steps as u64;
+    stats.rejected_steps += st.rejected_steps as u64;
+    drop(s);
+    Ok(last
+        .into_inner()
+        .expect("Dopri5 evaluates the field at its end point"))
+}
+
+/// One call of Dop853 with sparse output and at most [`CHUNK_STEPS`] steps; returns the
 /// outcome, the output times and the last output state.
 fn adaptive_chunk(
     field: &Field,
@@ -138,44 +206,24 @@ fn adaptive_chunk(
         }};
     }
     let span = t1 - t0;
-    match solver.method {
-        Method::Dop853 => run!(Dop853::from_param(
-            Adapter(field),
-            t0,
-            t1,
-            span,
-            y,
-            solver.rtol,
-            solver.atol,
-            0.9,
-            0.0,
-            0.333,
-            6.0,
-            span,
-            h,
-            n_max,
-            1000,
-            OutputType::Sparse
-        )),
-        _ => run!(Dopri5::from_param(
-            Adapter(field),
-            t0,
-            t1,
-            span,
-            y,
-            solver.rtol,
-            solver.atol,
-            0.9,
-            0.04,
-            0.2,
-            10.0,
-            span,
-            h,
-            n_max,
-            1000,
-            OutputType::Sparse
-        )),
-    }
+    run!(Dop853::from_param(
+        Adapter(field),
+        t0,
+        t1,
+        span,
+        y,
+        solver.rtol,
+        solver.atol,
+        0.9,
+        0.0,
+        0.333,
+        6.0,
+        span,
+        h,
+        n_max,
+        1000,
+        OutputType::Sparse
+    ))
 }
 
 #[cfg(test)]
