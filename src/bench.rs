@@ -1,18 +1,20 @@
-//! Throughput and memory measurements of the continuous engine (`dtpsim bench`): simulated
-//! trials per wall second, achieved GFLOP/s of the vector field against a matrix-multiply peak
-//! measured in the same run, time spent inside `ode_solvers` versus the vector field, and the
-//! peak memory of a long run against a short one.
+//! Throughput and memory measurements of the continuous engine (`dtpsim bench`): the same
+//! scenario through the full-state path (`ode_solvers`) and the low-rank path in one process,
+//! as ms per vector-field evaluation, evaluations per simulated time unit, trials per second
+//! and vector-field GFLOP/s against a matrix-multiply peak measured in the same process, plus
+//! the peak memory of a short and a 10× longer run.
 
 use crate::activation::Activation;
-use crate::continuous::config::EngineConfig;
-use crate::continuous::{NoObserver, Phase, Simulation};
-use crate::data::Task;
+use crate::continuous::config::{EngineConfig, Method, WeightsMode};
+use crate::continuous::{EngineError, NoObserver, Phase, Simulation};
+use crate::data::{Dataset, Task};
 use crate::network::{Architecture, Init, Loss, Network};
 use nalgebra::DMatrix;
 use serde::Serialize;
 use std::time::Instant;
 
-/// Best single-threaded GFLOP/s of `n × n` matrix products (nalgebra, as the engine uses).
+/// Best GFLOP/s of `n × n` matrix products through nalgebra (the same `matrixmultiply`
+/// kernel, with the same threads, as the engine's products).
 pub fn matmul_peak(n: usize, seconds: f64) -> f64 {
     let a = DMatrix::from_fn(n, n, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5);
     let b = DMatrix::from_fn(n, n, |i, j| ((i * 5 + j * 13) % 17) as f64 / 17.0 - 0.5);
@@ -29,35 +31,65 @@ pub fn matmul_peak(n: usize, seconds: f64) -> f64 {
     best
 }
 
-/// One throughput measurement.
+/// One engine configuration to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Case {
+    pub replicas: usize,
+    pub weights: WeightsMode,
+    pub method: Method,
+    /// Step of `rk4` (ignored by `dopri5`).
+    pub step: f64,
+}
+
+impl Case {
+    /// Short label, e.g. `low_rank dopri5`.
+    pub fn label(&self) -> String {
+        let path = match self.weights {
+            WeightsMode::LowRank => "low_rank",
+            WeightsMode::State => "state",
+        };
+        match self.method {
+            Method::Rk4 => format!("{path} rk4 h={}", self.step),
+            Method::Dopri5 => format!("{path} dopri5"),
+            Method::Dop853 => format!("{path} dop853"),
+        }
+    }
+}
+
+/// One throughput measurement (the median of the repeats; `wall_min`/`wall_max` give the
+/// spread).
 #[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
+    pub case: Case,
     pub widths: Vec<usize>,
-    pub replicas: usize,
     pub trials: usize,
+    pub repeats: usize,
     pub wall_seconds: f64,
+    pub wall_min: f64,
+    pub wall_max: f64,
     pub trials_per_second: f64,
     /// Trials × replicas per second (examples processed in continuous time).
     pub example_trials_per_second: f64,
     pub field_evaluations: u64,
     pub accepted_steps: u64,
-    /// Share of wall time spent inside the vector field (the rest is `ode_solvers` and the
-    /// protocol).
+    pub rejected_steps: u64,
+    /// Wall time per vector-field evaluation, solver work included.
+    pub ms_per_evaluation: f64,
+    /// Vector-field evaluations per unit of simulated time.
+    pub evaluations_per_time_unit: f64,
+    /// Share of wall time spent inside the vector field.
     pub field_share: f64,
-    /// Matrix-product GFLOP/s inside the vector field.
+    /// Matrix-product GFLOP/s inside the vector field (the batched products, plus the
+    /// `E Nᵀ` products on the full-state path).
     pub field_gflops: f64,
-    /// Bytes of the ODE state.
+    /// Bytes of the flat ODE state.
     pub state_bytes: usize,
 }
 
-/// Runs `trials` learning trials of the default engine on `widths` with `replicas` replicas.
-pub fn throughput(
-    widths: &[usize],
-    replicas: usize,
-    trials: usize,
-    seed: u64,
-) -> Result<Throughput, crate::continuous::EngineError> {
-    let arch = Architecture::new(widths, Activation::Tanh, Loss::SoftmaxCe).expect("valid widths");
+/// The benchmark network (tanh, softmax cross-entropy) and enough data for `trials` trials.
+fn setup(widths: &[usize], replicas: usize, trials: usize, seed: u64) -> (Network, Dataset) {
+    let arch = Architecture::new(widths, Activation::Tanh, Loss::SoftmaxCe)
+        .expect("widths checked by the caller");
     let net = Network::new(arch, Init::Gaussian { gain: 1.0 }, seed).expect("valid init");
     let task = Task::Clusters {
         dim: widths[0],
@@ -66,31 +98,68 @@ pub fn throughput(
     };
     let data = task
         .generate(replicas * trials.max(1), 1, seed)
-        .expect("valid task");
+        .expect("a valid clusters task");
+    (net, data)
+}
+
+/// One run of `trials` learning trials of the default dynamics under `case`.
+fn run_once(
+    net: &Network,
+    data: &Dataset,
+    case: &Case,
+    trials: usize,
+) -> Result<(f64, Simulation), EngineError> {
     let mut cfg = EngineConfig::default();
-    cfg.protocol.replicas = replicas;
-    let mut sim = Simulation::new(&net, cfg).expect("valid configuration");
+    cfg.protocol.replicas = case.replicas;
+    cfg.solver.weights = case.weights;
+    cfg.solver.method = case.method;
+    cfg.solver.step = case.step;
+    let mut sim = Simulation::new(net, cfg).expect("a valid default configuration");
     let start = Instant::now();
     for k in 0..trials {
-        let batch: Vec<_> = (0..replicas)
-            .map(|j| &data.train[k * replicas + j])
+        let batch: Vec<_> = (0..case.replicas)
+            .map(|j| &data.train[k * case.replicas + j])
             .collect();
-        sim.run_trial(&batch, Phase::Learn, &mut NoObserver)
-            .expect("the benchmark run stays finite");
+        sim.run_trial(&batch, Phase::Learn, &mut NoObserver)?;
     }
-    let wall = start.elapsed().as_secs_f64();
+    Ok((start.elapsed().as_secs_f64(), sim))
+}
+
+/// Measures `case` `repeats` times on `widths` and reports the median run.
+pub fn throughput(
+    widths: &[usize],
+    case: Case,
+    trials: usize,
+    repeats: usize,
+    seed: u64,
+) -> Result<Throughput, EngineError> {
+    let (net, data) = setup(widths, case.replicas, trials, seed);
+    let mut runs = Vec::new();
+    for _ in 0..repeats.max(1) {
+        runs.push(run_once(&net, &data, &case, trials)?);
+    }
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (wall_min, wall_max) = (runs[0].0, runs[runs.len() - 1].0);
+    let (wall, sim) = &runs[runs.len() / 2];
     let st = sim.stats();
+    let evals = st.field.evaluations;
     Ok(Throughput {
+        case,
         widths: widths.to_vec(),
-        replicas,
         trials,
-        wall_seconds: wall,
+        repeats: runs.len(),
+        wall_seconds: *wall,
+        wall_min,
+        wall_max,
         trials_per_second: trials as f64 / wall,
-        example_trials_per_second: (trials * replicas) as f64 / wall,
-        field_evaluations: st.field.evaluations,
+        example_trials_per_second: (trials * case.replicas) as f64 / wall,
+        field_evaluations: evals,
         accepted_steps: st.solver.accepted_steps,
+        rejected_steps: st.solver.rejected_steps,
+        ms_per_evaluation: 1e3 * wall / evals as f64,
+        evaluations_per_time_unit: evals as f64 / st.time,
         field_share: st.field.seconds / wall,
-        field_gflops: sim.flops_per_eval() * st.field.evaluations as f64 / st.field.seconds / 1e9,
+        field_gflops: sim.flops_per_eval() * evals as f64 / st.field.seconds / 1e9,
         state_bytes: std::mem::size_of_val(sim.state()),
     })
 }

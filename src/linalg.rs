@@ -10,6 +10,28 @@
 
 use nalgebra::{DMatrixView, DMatrixViewMut};
 
+/// Runs `$body` compiled for AVX2 when the processor has it, else for the baseline. Only
+/// vector width changes: no fused multiply–add is enabled and no sum is reordered, so both
+/// give bit-identical results.
+macro_rules! with_avx2 {
+    (fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $body:ident) => {
+        pub(crate) fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the processor supports AVX2 (checked just above).
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 /// Whether an operand enters the product as it is or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -72,6 +94,10 @@ pub fn gemm(
         return;
     }
     let (rsc, csc) = c.strides();
+    if op_a == Op::N && rsa == 1 && rsc == 1 && n <= THIN {
+        split_rows(alpha, a, b, op_b, beta, c);
+        return;
+    }
     // SAFETY: the pointers come from live views whose extents match the checked shapes and
     // strides; `c` is borrowed mutably, so it cannot alias `a` or `b`.
     unsafe {
@@ -94,23 +120,98 @@ pub fn gemm(
     }
 }
 
-/// Sets the number of threads the matrix products use. It must run before the first product
-/// of the process (the kernel reads `MATMUL_NUM_THREADS` once); later calls have no effect,
-/// which [`threads_in_use`] reports. 0 keeps the default (the physical cores).
-pub fn set_threads(threads: usize) {
-    if threads > 0 {
-        std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
+/// A thin product of at least this many multiply–adds is split into two halves of rows
+/// run on two threads (each entry's sum is unchanged by the split).
+const THIN_SPLIT: usize = 1 << 15;
+
+/// [`thin`], split over blocks of rows on the rayon pool when large.
+fn split_rows(
+    alpha: f64,
+    a: &DMatrixView<f64>,
+    b: &DMatrixView<f64>,
+    op_b: Op,
+    beta: f64,
+    c: &mut DMatrixViewMut<f64>,
+) {
+    let m = a.nrows();
+    if m < 64 || m * a.ncols() * c.ncols() < THIN_SPLIT || rayon::current_num_threads() < 2 {
+        thin(alpha, a, b, op_b, beta, c);
+        return;
+    }
+    let half = m / 2;
+    let (a_top, a_bottom) = (a.rows(0, half), a.rows(half, m - half));
+    let (mut c_top, mut c_bottom) = c.rows_range_pair_mut(0..half, half..m);
+    rayon::join(
+        || split_rows(alpha, &a_top, b, op_b, beta, &mut c_top),
+        || split_rows(alpha, &a_bottom, b, op_b, beta, &mut c_bottom),
+    );
+}
+
+/// Products with at most this many result columns run as [`thin`] products.
+const THIN: usize = 4;
+
+/// `C ← α A op(B) + β C` for a column-major `A` (unit row stride) and at most [`THIN`]
+/// result columns: one pass over `A`, each column `a_j` met once and added to every result
+/// column (a packing GEMM kernel would copy all of `A` on every call, which dominates a
+/// matrix–vector product). Each entry is summed over `j` in order.
+#[inline(always)]
+fn thin_body(
+    alpha: f64,
+    a: &DMatrixView<f64>,
+    b: &DMatrixView<f64>,
+    op_b: Op,
+    beta: f64,
+    c: &mut DMatrixViewMut<f64>,
+) {
+    let (m, k, n) = (a.nrows(), a.ncols(), c.ncols());
+    let (csa, csc) = (a.strides().1, c.strides().1);
+    let (a_ptr, c_ptr) = (a.as_ptr(), c.as_mut_ptr());
+    // SAFETY: the caller checked unit row strides; column j < k of `a` starts at j·csa and
+    // holds m entries inside the view, likewise column q < n of `c`. Only one slice of `c` is
+    // alive at a time, and `c` does not alias `a` or `b` (it is borrowed mutably).
+    let a_col = |j: usize| unsafe { std::slice::from_raw_parts(a_ptr.add(j * csa), m) };
+    let c_col = |q: usize| unsafe { std::slice::from_raw_parts_mut(c_ptr.add(q * csc), m) };
+    for q in 0..n {
+        let cq = c_col(q);
+        if beta == 0.0 {
+            cq.fill(0.0);
+        } else if beta != 1.0 {
+            cq.iter_mut().for_each(|v| *v *= beta);
+        }
+    }
+    for j in 0..k {
+        let aj = a_col(j);
+        for q in 0..n {
+            let x = alpha
+                * match op_b {
+                    Op::N => b[(j, q)],
+                    Op::T => b[(q, j)],
+                };
+            for (v, &w) in c_col(q).iter_mut().zip(aj) {
+                *v += x * w;
+            }
+        }
     }
 }
 
-/// The thread count the products were configured with (`MATMUL_NUM_THREADS`, else the
-/// number of logical CPUs as an upper bound of the default).
+with_avx2!(fn thin(alpha: f64, a: &DMatrixView<f64>, b: &DMatrixView<f64>, op_b: Op, beta: f64, c: &mut DMatrixViewMut<f64>) -> () = thin_body);
+
+/// Sets the number of threads the engine uses (the matrix-product kernel and the rayon pool
+/// of the fused weight passes). It must run before the first product of the process (the
+/// kernel reads `MATMUL_NUM_THREADS` once). 0 keeps the default (all cores).
+pub fn set_threads(threads: usize) {
+    if threads > 0 {
+        std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
+        // an error means the pool already exists (a second call): it keeps its size
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
+    }
+}
+
+/// Threads of the rayon pool the engine's own passes use.
 pub fn threads_in_use() -> usize {
-    std::env::var("MATMUL_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, 4)
+    rayon::current_num_threads()
 }
 
 #[cfg(test)]
@@ -166,3 +267,67 @@ mod tests {
         assert_eq!(c, DMatrix::from_element(2, 2, 6.0));
     }
 }
+
+/// `out[i] += Σ_k x[k]·e[k·rows + i]` for a column-major `e` with `x.len()` columns, four
+/// columns at a time (each `out[i]` is summed in the order `k = 0, 1, …`).
+#[inline(always)]
+fn accumulate_body(out: &mut [f64], x: &[f64], e: &[f64]) {
+    let rows = out.len();
+    let col = |k: usize| &e[k * rows..(k + 1) * rows];
+    let mut k = 0;
+    while k + 4 <= x.len() {
+        let (e0, e1, e2, e3) = (col(k), col(k + 1), col(k + 2), col(k + 3));
+        let (x0, x1, x2, x3) = (x[k], x[k + 1], x[k + 2], x[k + 3]);
+        for i in 0..rows {
+            out[i] = (((out[i] + x0 * e0[i]) + x1 * e1[i]) + x2 * e2[i]) + x3 * e3[i];
+        }
+        k += 4;
+    }
+    while k < x.len() {
+        let ek = col(k);
+        let xk = x[k];
+        for i in 0..rows {
+            out[i] += xk * ek[i];
+        }
+        k += 1;
+    }
+}
+
+with_avx2!(fn accumulate(out: &mut [f64], x: &[f64], e: &[f64]) -> () = accumulate_body);
+
+/// `Σ_i (err_i/sc_i)²` over one column of a plastic matrix, with `w_1 = c_new w_0 + g_new`,
+/// `err = c_err w_0 + g_err` and `sc = atol + rtol·max(|w_0|, |w_1|)` (the error norm of
+/// `ode_solvers`), in four interleaved partial sums.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn error_sum_body(
+    w0: &[f64],
+    g_new: &[f64],
+    g_err: &[f64],
+    c_new: f64,
+    c_err: f64,
+    rtol: f64,
+    atol: f64,
+) -> f64 {
+    let term = |i: usize| {
+        let w = w0[i];
+        let w1 = c_new * w + g_new[i];
+        let est = c_err * w + g_err[i];
+        let r = est / (atol + w.abs().max(w1.abs()) * rtol);
+        r * r
+    };
+    let n = w0.len().min(g_new.len()).min(g_err.len());
+    let mut acc = [0.0f64; 4];
+    let whole = n / 4 * 4;
+    for i in (0..whole).step_by(4) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += term(i + l);
+        }
+    }
+    for i in whole..n {
+        acc[0] += term(i);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+with_avx2!(fn error_sum(w0: &[f64], g_new: &[f64], g_err: &[f64], c_new: f64, c_err: f64, rtol: f64, atol: f64) -> f64 = error_sum_body);

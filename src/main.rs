@@ -30,6 +30,10 @@ The equations are in docs/MODEL.md; section numbers refer to the paper."
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Threads for the engine's matrix products and weight passes (default: all cores).
+    /// Results do not depend on it.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -97,8 +101,9 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Measure the continuous engine: trials per second, GFLOP/s of the vector field against a
-    /// matrix-multiply peak, time inside ode_solvers, peak memory of a 10× longer run.
+    /// Measure the continuous engine: the full-state (ode_solvers) and the low-rank path on the
+    /// same scenario, ms per evaluation, trials per second, GFLOP/s of the vector field against
+    /// a matrix-multiply peak, peak memory of a 10× longer run.
     Bench {
         /// Layer widths of the benchmark network.
         #[arg(long, value_delimiter = ',', default_value = "784,256,256,10")]
@@ -107,8 +112,11 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,32")]
         replicas: Vec<usize>,
         /// Learning trials per measurement.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 3)]
         trials: usize,
+        /// Runs per measurement (the median is reported, with min and max).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
         /// Trials of the short memory run (the long one has 10×).
         #[arg(long, default_value_t = 4)]
         memory_trials: usize,
@@ -180,19 +188,36 @@ fn bench(
     widths: &[usize],
     replicas: &[usize],
     trials: usize,
+    repeats: usize,
     memory_trials: usize,
     out: &Path,
     probe: Option<usize>,
 ) -> anyhow::Result<bool> {
-    use dtpsim::bench::{matmul_peak, peak_rss_kib, throughput};
+    use dtpsim::bench::{matmul_peak, peak_rss_kib, throughput, Case};
+    use dtpsim::continuous::config::{Method, WeightsMode};
     if widths.len() < 2 || widths.contains(&0) {
         anyhow::bail!("--widths: give at least two positive widths, e.g. 784,256,256,10");
     }
     if replicas.is_empty() || replicas.contains(&0) {
         anyhow::bail!("--replicas: give positive replica counts, e.g. 1,32");
     }
+    if trials == 0 || repeats == 0 {
+        anyhow::bail!("--trials and --repeats must be at least 1");
+    }
+    let case = |replicas, weights, method| Case {
+        replicas,
+        weights,
+        method,
+        step: 0.1,
+    };
     if let Some(n) = probe {
-        let t = throughput(widths, replicas[0], n, 1)?;
+        let t = throughput(
+            widths,
+            case(replicas[0], WeightsMode::LowRank, Method::Dopri5),
+            n,
+            1,
+            1,
+        )?;
         println!(
             "peak_rss_kib={} state_bytes={} trials={}",
             peak_rss_kib().unwrap_or(0),
@@ -202,36 +227,62 @@ fn bench(
         return Ok(true);
     }
     dtpsim::record::create_dir(out)?;
+    let threads = dtpsim::linalg::threads_in_use();
     let peak = matmul_peak(256, 1.0).max(matmul_peak(512, 2.0));
-    println!("matrix-multiply peak (nalgebra gemm, 1 thread): {peak:.2} GFLOP/s");
+    println!("matrix-multiply peak (nalgebra gemm, {threads} threads): {peak:.2} GFLOP/s");
     println!(
-        "{:>9} {:>7} {:>9} {:>10} {:>14} {:>11} {:>12} {:>10} {:>8}",
-        "replicas",
+        "{:>3} {:<22} {:>7} {:>17} {:>9} {:>9} {:>10} {:>8} {:>9} {:>7}",
+        "B",
+        "path",
         "trials",
-        "seconds",
+        "seconds (min-max)",
         "trials/s",
-        "ex-trials/s",
-        "rhs evals",
-        "rhs GFLOP/s",
+        "ms/eval",
+        "evals/unit",
+        "GFLOP/s",
         "% of peak",
         "in rhs"
     );
     let mut results = Vec::new();
+    let mut ratios = Vec::new();
     for &b in replicas {
-        let t = throughput(widths, b, trials, 1)?;
-        println!(
-            "{:>9} {:>7} {:>9.2} {:>10.3} {:>14.2} {:>11} {:>12.2} {:>9.1}% {:>7.1}%",
-            b,
-            t.trials,
-            t.wall_seconds,
-            t.trials_per_second,
-            t.example_trials_per_second,
-            t.field_evaluations,
-            t.field_gflops,
-            100.0 * t.field_gflops / peak,
-            100.0 * t.field_share
-        );
-        results.push(t);
+        let cases = [
+            case(b, WeightsMode::State, Method::Dopri5),
+            case(b, WeightsMode::LowRank, Method::Dopri5),
+            case(b, WeightsMode::State, Method::Rk4),
+            case(b, WeightsMode::LowRank, Method::Rk4),
+        ];
+        let mut rows = Vec::new();
+        for c in cases {
+            let t = throughput(widths, c, trials, repeats, 1)?;
+            println!(
+                "{:>3} {:<22} {:>7} {:>6.2} ({:.2}-{:.2}) {:>9.3} {:>9.3} {:>10.1} {:>8.2} {:>8.1}% {:>6.1}%",
+                b,
+                c.label(),
+                t.trials,
+                t.wall_seconds,
+                t.wall_min,
+                t.wall_max,
+                t.trials_per_second,
+                t.ms_per_evaluation,
+                t.evaluations_per_time_unit,
+                t.field_gflops,
+                100.0 * t.field_gflops / peak,
+                100.0 * t.field_share
+            );
+            rows.push(t);
+        }
+        for (name, state, fast) in [
+            ("dopri5", &rows[0], &rows[1]),
+            ("rk4 h=0.1", &rows[2], &rows[3]),
+        ] {
+            let ratio = fast.trials_per_second / state.trials_per_second;
+            println!("    B = {b}, {name}: low_rank / state = {ratio:.2}x trials per second");
+            ratios.push(
+                serde_json::json!({"replicas": b, "method": name, "low_rank_over_state": ratio}),
+            );
+        }
+        results.extend(rows);
     }
     let exe = std::env::current_exe()?;
     let widths_arg = widths
@@ -259,15 +310,17 @@ fn bench(
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("memory probe printed no peak: {text}"))?;
         println!(
-            "peak resident memory, {n} trials at B = 1: {:.1} MiB",
+            "peak resident memory, low_rank dopri5, {n} trials at B = 1: {:.1} MiB",
             kib as f64 / 1024.0
         );
         memory.push(serde_json::json!({"trials": n, "peak_rss_kib": kib}));
     }
     let summary = serde_json::json!({
         "dtpsim_version": env!("CARGO_PKG_VERSION"),
+        "threads": threads,
         "matmul_peak_gflops": peak,
         "throughput": results,
+        "ratios": ratios,
         "memory": memory,
     });
     let path = out.join("bench.json");
@@ -457,6 +510,9 @@ fn theory(out: &Path) -> anyhow::Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        dtpsim::linalg::set_threads(threads);
+    }
     let result = match &cli.command {
         None => dtpsim::scenario::parse_scenario(QUICKSTART, &[])
             .context("embedded quick-start scenario")
@@ -506,6 +562,7 @@ fn main() -> ExitCode {
             widths,
             replicas,
             trials,
+            repeats,
             memory_trials,
             out,
             memory_probe,
@@ -513,6 +570,7 @@ fn main() -> ExitCode {
             widths,
             replicas,
             *trials,
+            *repeats,
             *memory_trials,
             out,
             *memory_probe,

@@ -10,7 +10,7 @@
 
 use crate::activation::Activation;
 use crate::error::ModelError;
-use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector};
+use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector, DVectorView, DVectorViewMut};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -176,17 +176,26 @@ impl Architecture {
 
     /// [`Architecture::presyn_batch`] into a caller's buffer (`presyn_len(l) × V.ncols()`), so
     /// that the vector field allocates nothing per evaluation.
+    /// Columns run in parallel on the rayon pool when there are many entries (each column's
+    /// values do not depend on the split).
     pub fn presyn_into(&self, l: usize, v: &DMatrixView<f64>, a: &mut DMatrixViewMut<f64>) {
+        use rayon::prelude::*;
         let act = self.activations[l];
-        let n = v.nrows();
-        for j in 0..v.ncols() {
-            let (src, mut dst) = (v.column(j), a.column_mut(j));
+        let (n, bias) = (v.nrows(), self.bias);
+        let column = |(mut dst, src): (DVectorViewMut<f64>, DVectorView<f64>)| {
             for i in 0..n {
                 dst[i] = act.apply(src[i]);
             }
-            if self.bias {
+            if bias {
                 dst[n] = 1.0;
             }
+        };
+        if act == Activation::Linear || n * v.ncols() < 4096 {
+            a.column_iter_mut().zip(v.column_iter()).for_each(column);
+        } else {
+            a.par_column_iter_mut()
+                .zip(v.par_column_iter())
+                .for_each(column);
         }
     }
 

@@ -123,6 +123,10 @@ pub struct PlasticFactors {
     pub e: Vec<DMatrix<f64>>,
     pub n: Vec<DMatrix<f64>>,
     pub active: Vec<bool>,
+    /// Whether `N_m` is the same at every evaluation of a segment. It holds for `W_1` without
+    /// a trace delay: its presynaptic rates `n_0 = a_0(x)/(ε + p_0)` are the clamped input's
+    /// `a_0(x)` times a per-replica scalar, which is then moved into `E` (`E Nᵀ` unchanged).
+    pub shared: Vec<bool>,
 }
 
 impl PlasticFactors {
@@ -134,6 +138,7 @@ impl PlasticFactors {
             e: mats.iter().map(|p| DMatrix::zeros(p.2.rows, b)).collect(),
             n: mats.iter().map(|p| DMatrix::zeros(p.2.cols, b)).collect(),
             active: vec![false; mats.len()],
+            shared: vec![false; mats.len()],
         }
     }
 }
@@ -476,13 +481,21 @@ impl<'a> Field<'a> {
         prod.input.columns_mut(0, b).copy_from(&a[l]);
         let h = lay.h(l).view(x);
         let v = &mut scratch[l];
-        let second = match self.cfg.dynamics.scheme {
-            Scheme::DecoderInput => lay.u(l).expect("u_l exists for decoder_input").view(x),
-            _ => lay.d(l).view(x),
-        };
-        v.zip_zip_apply(&h, &second, |v, h, s| *v = h + s);
-        self.arch
-            .presyn_into(l, &v.as_view(), &mut prod.input.columns_mut(b, b));
+        let scheme = self.cfg.dynamics.scheme;
+        if scheme == Scheme::DecoderOutput && l < lay.depth {
+            // a_l(H_l + D_l) is also W_{l+1}'s second input: computed once, in `encode`
+            prod.input
+                .columns_mut(b, b)
+                .copy_from(&enc[l + 1].input.columns(b, b));
+        } else {
+            let second = match scheme {
+                Scheme::DecoderInput => lay.u(l).expect("u_l exists for decoder_input").view(x),
+                _ => lay.d(l).view(x),
+            };
+            v.zip_zip_apply(&h, &second, |v, h, s| *v = h + s);
+            self.arch
+                .presyn_into(l, &v.as_view(), &mut prod.input.columns_mut(b, b));
+        }
         if self.cfg.dynamics.scheme == Scheme::DecoderOutput {
             let (f, f_shift) = (enc[l].out(0, b), enc[l].out(1, b));
             v.zip_zip_apply(&f_shift, &f, |v, fs, f| *v = fs - f);
@@ -649,10 +662,22 @@ impl<'a> Field<'a> {
             }
             let scaled = dynm.influence.enabled && l < depth;
             let s = &ws.scale[l];
-            scale_columns(&mut e.as_view_mut(), |j| {
-                eta * gate * inv_b * if scaled { s[j] } else { 1.0 }
+            // n_0 = a_0(x) diag(1/(ε + p_0)): the diagonal moves into E (see `shared`)
+            plastic.shared[m] = l == 1 && lay.stages == 0;
+            let p0 = lay.p(0).view(x);
+            let pool = |j: usize| {
+                if plastic.shared[m] {
+                    1.0 / (dynm.pool_eps + p0[j])
+                } else {
+                    1.0
+                }
+            };
+            scale_columns(&mut plastic.e[m].as_view_mut(), |j| {
+                eta * gate * inv_b * if scaled { s[j] } else { 1.0 } * pool(j)
             });
-            if lay.stages > 0 {
+            if plastic.shared[m] {
+                plastic.n[m].copy_from(&ws.a[0]);
+            } else if lay.stages > 0 {
                 plastic.n[m].copy_from(&lay.stage(l - 1, lay.stages).view(x));
             } else {
                 plastic.n[m].copy_from(&ws.rate[l - 1]);

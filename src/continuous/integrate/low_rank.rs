@@ -23,10 +23,11 @@ use super::tableau::{dopri5_dense_weights, Tableau, MAX_STAGES};
 use super::SolverStats;
 use crate::continuous::field::{plastic_matrices, Field, PlasticFactors, StageWeights};
 use crate::continuous::layout::{Block, Layout};
-use crate::linalg::{gemm, Op};
+use crate::linalg::{accumulate, error_sum, gemm, Op};
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use ode_solvers::controller::Controller;
 use ode_solvers::dop_shared::IntegrationError;
+use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Most steps one segment may take (as `ode_solvers`' default `n_max`).
@@ -69,25 +70,131 @@ impl Combination {
 
 /// One plastic matrix: where it lives in the flat state, its decay rate, the stages' factors
 /// (stage `j` in columns `jB..(j+1)B`) and work buffers.
+///
+/// A low-rank combination `Σ_j ρ_j E_j N_jᵀ` is formed as `L Rᵀ` with `L = [ρ_0 E_0 | ρ_1 E_1
+/// | …]` and `R = [N_0 | N_1 | …]`, or, when `N` is the same at every evaluation of the
+/// segment (`shared`: the input layer's `a_0(x)` under a clamped stimulus), exactly as
+/// `L = Σ_j ρ_j E_j` and `R = N` of rank `B` instead of `S·B`.
 struct Plastic {
     block: Block,
     mu: f64,
+    shared: bool,
     e: DMatrix<f64>,
     n: DMatrix<f64>,
-    scaled: DMatrix<f64>,
+    /// `L` of the stage being evaluated, and its width.
+    left: DMatrix<f64>,
+    left_width: usize,
+    /// `L` of the step's solution and error.
+    left_new: DMatrix<f64>,
+    left_err: DMatrix<f64>,
     projection: RefCell<DMatrix<f64>>,
+    /// `M_0 a` (and, for a `shared` matrix, `Nᵀ a`) for the last input `a` of a matrix whose
+    /// input is the clamped stimulus (`W_1`): it is the same at every stage of a step.
+    clamped: Option<RefCell<ProductCache>>,
     solution: DMatrix<f64>,
     error: DMatrix<f64>,
-    /// One column of `Σ_j ρ_j E_j N_jᵀ` for the solution and the error (small-rank kernel).
-    column_new: Vec<f64>,
-    column_error: Vec<f64>,
 }
 
-/// Up to this many factor columns (stages × `B`), the step's weight work runs as one fused
-/// pass per matrix; above, as matrix–matrix products.
+/// See [`Plastic::clamped`].
+struct ProductCache {
+    valid: bool,
+    /// `Nᵀ a` is formed on first use in a step (after stage 0 has stored this segment's `N`).
+    projection_valid: bool,
+    input: DMatrix<f64>,
+    product: DMatrix<f64>,
+    projection: DMatrix<f64>,
+}
+
+/// Buffers of the fused kernel for one column of a plastic matrix.
+struct ColumnScratch {
+    /// Column `j` of `L Rᵀ` for the solution and the error.
+    new: Vec<f64>,
+    error: Vec<f64>,
+    /// Row `j` of `R`.
+    coef: Vec<f64>,
+}
+
+impl ColumnScratch {
+    fn new(rows: usize, width: usize) -> Self {
+        ColumnScratch {
+            new: vec![0.0; rows],
+            error: vec![0.0; rows],
+            coef: vec![0.0; width],
+        }
+    }
+
+    /// Column `j` of `L_new Rᵀ` and, with `l_err`, of `L_err Rᵀ`.
+    fn form(&mut self, l_new: &[f64], l_err: Option<&[f64]>, r: &DMatrix<f64>, j: usize) {
+        for (k, c) in self.coef.iter_mut().enumerate() {
+            *c = r[(j, k)];
+        }
+        self.new.fill(0.0);
+        accumulate(&mut self.new, &self.coef, l_new);
+        if let Some(l_err) = l_err {
+            self.error.fill(0.0);
+            accumulate(&mut self.error, &self.coef, l_err);
+        }
+    }
+}
+
+/// Columns per task of the fused kernel: the error sum is added up per block of this many
+/// columns, then over blocks in order, so it does not depend on the thread count.
+const FUSED_COLUMNS: usize = 8;
+
+/// Up to this many factor columns, the step's weight work runs as one fused pass per matrix
+/// ([`ColumnScratch`]); above, as matrix–matrix products.
 const FUSED_RANK: usize = 16;
 
+/// `L` of `Σ_{j<stages} ρ_j E_j N_jᵀ = L Rᵀ` into `out` (see [`Plastic`]); returns its width.
+fn form_left(
+    e: &DMatrix<f64>,
+    shared: bool,
+    comb: &Combination,
+    stages: usize,
+    b: usize,
+    out: &mut DMatrix<f64>,
+) -> usize {
+    if stages == 0 {
+        return 0;
+    }
+    if shared {
+        let mut l = out.columns_mut(0, b);
+        l.fill(0.0);
+        for j in 0..stages {
+            let rho = comb.rho[j];
+            if rho != 0.0 {
+                l.zip_apply(&e.columns(j * b, b), |x, e| *x += rho * e);
+            }
+        }
+        b
+    } else {
+        for j in 0..stages {
+            let rho = comb.rho[j];
+            out.columns_mut(j * b, b)
+                .zip_apply(&e.columns(j * b, b), |x, e| *x = rho * e);
+        }
+        stages * b
+    }
+}
+
 impl Plastic {
+    /// Forgets the cached product (the weights `M_0` changed).
+    fn invalidate(&self) {
+        if let Some(cache) = &self.clamped {
+            let mut cache = cache.borrow_mut();
+            cache.valid = false;
+            cache.projection_valid = false;
+        }
+    }
+
+    fn width(&self, stages: usize, b: usize) -> usize {
+        match (stages, self.shared) {
+            (0, _) => 0,
+            (_, true) => b,
+            (_, false) => stages * b,
+        }
+    }
+
     /// `Σ_i (err_i/sc_i)²` over this matrix's entries, with the solution `new` and the error
     /// `err` over the first `stages` stages. Leaves what [`Plastic::commit`] needs.
     #[allow(clippy::too_many_arguments)]
@@ -101,117 +208,126 @@ impl Plastic {
         rtol: f64,
         atol: f64,
     ) -> f64 {
+        let width = form_left(&self.e, self.shared, new, stages, b, &mut self.left_new);
+        form_left(&self.e, self.shared, err, stages, b, &mut self.left_err);
         let w0 = &y[self.block.range()];
-        let sc = |w: f64, w1: f64| atol + w.abs().max(w1.abs()) * rtol;
-        if stages * b > FUSED_RANK {
-            self.materialize(y, new, stages, b, false);
-            self.materialize(y, err, stages, b, true);
-            return w0
-                .iter()
-                .zip(self.solution.iter())
-                .zip(self.error.iter())
-                .map(|((&w, &w1), &est)| (est / sc(w, w1)).powi(2))
-                .sum();
+        if width > FUSED_RANK {
+            self.materialize(y, new.c, width, false);
+            self.materialize(y, err.c, width, true);
+            return error_sum(
+                w0,
+                self.solution.as_slice(),
+                self.error.as_slice(),
+                0.0,
+                0.0,
+                rtol,
+                atol,
+            );
         }
         let rows = self.block.rows;
-        let mut sum = 0.0;
-        for (j, w0_col) in w0.chunks_exact(rows).enumerate() {
-            self.columns_of(j, new, err, stages, b);
-            for ((&w, &gn), &ge) in w0_col.iter().zip(&self.column_new).zip(&self.column_error) {
-                let (w1, est) = (new.c * w + gn, err.c * w + ge);
-                sum += (est / sc(w, w1)).powi(2);
-            }
-        }
-        sum
+        let l_new = &self.left_new.as_slice()[..width * rows];
+        let l_err = &self.left_err.as_slice()[..width * rows];
+        let r = &self.n;
+        let partial: Vec<f64> = w0
+            .par_chunks(rows * FUSED_COLUMNS)
+            .enumerate()
+            .map_init(
+                || ColumnScratch::new(rows, width),
+                |scratch, (block, columns)| {
+                    let mut sum = 0.0;
+                    for (jj, w0_col) in columns.chunks_exact(rows).enumerate() {
+                        scratch.form(l_new, Some(l_err), r, block * FUSED_COLUMNS + jj);
+                        sum += error_sum(
+                            w0_col,
+                            &scratch.new,
+                            &scratch.error,
+                            new.c,
+                            err.c,
+                            rtol,
+                            atol,
+                        );
+                    }
+                    sum
+                },
+            )
+            .collect();
+        partial.iter().sum()
     }
 
-    /// Column `j` of `Σ_k ρ_k E_k N_kᵀ` for the solution (and, with `err`, the error).
-    fn columns_of(
+    /// Writes the solution `new` into the flat state; `prepared` when
+    /// [`Plastic::error_share`] has just formed it.
+    fn commit(
         &mut self,
-        j: usize,
+        y: &mut [f64],
         new: &Combination,
-        err: &Combination,
         stages: usize,
         b: usize,
+        prepared: bool,
     ) {
-        self.column_new.iter_mut().for_each(|v| *v = 0.0);
-        self.column_error.iter_mut().for_each(|v| *v = 0.0);
-        for k in 0..stages * b {
-            let nk = self.n[(j, k)];
-            let (cn, ce) = (new.rho[k / b] * nk, err.rho[k / b] * nk);
-            let e = self.e.column(k);
-            for ((gn, ge), &ek) in self
-                .column_new
-                .iter_mut()
-                .zip(self.column_error.iter_mut())
-                .zip(e.iter())
-            {
-                *gn += cn * ek;
-                *ge += ce * ek;
+        self.invalidate();
+        let width = if prepared {
+            self.width(stages, b)
+        } else {
+            form_left(&self.e, self.shared, new, stages, b, &mut self.left_new)
+        };
+        if width > FUSED_RANK {
+            if !prepared {
+                self.materialize(y, new.c, width, false);
             }
-        }
-    }
-
-    /// Writes the solution `new` into the flat state.
-    fn commit(&mut self, y: &mut [f64], new: &Combination, stages: usize, b: usize) {
-        let rows = self.block.rows;
-        let w = &mut y[self.block.range()];
-        if stages * b > FUSED_RANK {
-            w.copy_from_slice(self.solution.as_slice());
+            y[self.block.range()].copy_from_slice(self.solution.as_slice());
             return;
         }
-        let none = Combination {
-            c: 0.0,
-            rho: [0.0; MAX_STAGES],
-        };
-        for (j, col) in w.chunks_exact_mut(rows).enumerate() {
-            self.columns_of(j, new, &none, stages, b);
-            for (v, gn) in col.iter_mut().zip(&self.column_new) {
-                *v = new.c * *v + gn;
-            }
-        }
+        let rows = self.block.rows;
+        let l_new = &self.left_new.as_slice()[..width * rows];
+        let r = &self.n;
+        let w = &mut y[self.block.range()];
+        w.par_chunks_mut(rows * FUSED_COLUMNS)
+            .enumerate()
+            .for_each_init(
+                || ColumnScratch::new(rows, width),
+                |scratch, (block, columns)| {
+                    for (jj, col) in columns.chunks_exact_mut(rows).enumerate() {
+                        scratch.form(l_new, None, r, block * FUSED_COLUMNS + jj);
+                        for (v, gn) in col.iter_mut().zip(&scratch.new) {
+                            *v = new.c * *v + gn;
+                        }
+                    }
+                },
+            );
     }
 
-    /// `out ← comb` over the first `stages` stages' factors and `M_0` from the flat state `y`.
-    fn materialize(
-        &mut self,
-        y: &[f64],
-        comb: &Combination,
-        stages: usize,
-        b: usize,
-        to_error: bool,
-    ) {
-        let out = if to_error {
-            &mut self.error
+    /// `solution` (or `error`) `← c M_0 + L Rᵀ` with `L` the first `width` columns of
+    /// `left_new` (or `left_err`).
+    fn materialize(&mut self, y: &[f64], c: f64, width: usize, to_error: bool) {
+        let (out, left) = if to_error {
+            (&mut self.error, &self.left_err)
         } else {
-            &mut self.solution
+            (&mut self.solution, &self.left_new)
         };
-        out.copy_from(&self.block.view(y));
-        *out *= comb.c;
-        let r = stages * b;
-        for j in 0..stages {
-            let mut dst = self.scaled.columns_mut(j * b, b);
-            dst.copy_from(&self.e.columns(j * b, b));
-            dst *= comb.rho[j];
-        }
+        out.zip_apply(&self.block.view(y), |o, w| *o = c * w);
         gemm(
             1.0,
-            &self.scaled.columns(0, r),
+            &left.columns(0, width),
             Op::N,
-            &self.n.columns(0, r),
+            &self.n.columns(0, width),
             Op::T,
             1.0,
             &mut out.as_view_mut(),
         );
     }
+
+    /// `c M_0 + Σ_j ρ_j E_j N_jᵀ` for an arbitrary combination, into `error`.
+    fn materialize_combination(&mut self, y: &[f64], comb: &Combination, stages: usize, b: usize) {
+        let width = form_left(&self.e, self.shared, comb, stages, b, &mut self.left_err);
+        self.materialize(y, comb.c, width, true);
+    }
 }
 
-/// Products with the weights of one stage.
+/// Products with the weights of one stage (`left` of every matrix formed for it).
 struct StageProducts<'a> {
     plastic: &'a [Plastic],
     y: &'a [f64],
     combinations: &'a [Combination],
-    stages: usize,
     b: usize,
 }
 
@@ -219,20 +335,53 @@ impl StageWeights for StageProducts<'_> {
     fn product(&self, m: usize, a: &DMatrixView<f64>, out: &mut DMatrixViewMut<f64>) {
         let p = &self.plastic[m];
         let comb = &self.combinations[m];
-        gemm(comb.c, &p.block.view(self.y), Op::N, a, Op::N, 0.0, out);
-        let r = self.stages * self.b;
-        if r == 0 || comb.rho[..self.stages].iter().all(|v| *v == 0.0) {
+        let width = p.left_width;
+        if let Some(cache) = &p.clamped {
+            let mut cache = cache.borrow_mut();
+            let fits = cache.input.shape() == a.shape();
+            if !(cache.valid && fits && cache.input == *a) {
+                let ProductCache {
+                    input,
+                    product,
+                    projection,
+                    valid,
+                    projection_valid,
+                } = &mut *cache;
+                *projection_valid = false;
+                if !fits {
+                    *input = DMatrix::zeros(a.nrows(), a.ncols());
+                    *product = DMatrix::zeros(p.block.rows, a.ncols());
+                    *projection = DMatrix::zeros(self.b, a.ncols());
+                }
+                input.copy_from(a);
+                let w0 = p.block.view(self.y);
+                gemm(1.0, &w0, Op::N, a, Op::N, 0.0, &mut product.as_view_mut());
+                *valid = true;
+            }
+            out.zip_apply(&cache.product, |o, pa| *o = comb.c * pa);
+            if width > 0 && p.shared {
+                if !cache.projection_valid {
+                    let r = p.n.columns(0, self.b);
+                    let projection = &mut cache.projection.as_view_mut();
+                    gemm(1.0, &r, Op::T, a, Op::N, 0.0, projection);
+                    cache.projection_valid = true;
+                }
+                let l = p.left.columns(0, width);
+                gemm(1.0, &l, Op::N, &cache.projection.as_view(), Op::N, 1.0, out);
+                return;
+            }
+        } else {
+            gemm(comb.c, &p.block.view(self.y), Op::N, a, Op::N, 0.0, out);
+        }
+        if width == 0 {
             return;
         }
         let mut projection = p.projection.borrow_mut();
-        let mut nta = projection.view_mut((0, 0), (r, a.ncols()));
-        gemm(1.0, &p.n.columns(0, r), Op::T, a, Op::N, 0.0, &mut nta);
-        for j in 0..self.stages {
-            nta.rows_mut(j * self.b, self.b).scale_mut(comb.rho[j]);
-        }
+        let mut nta = projection.view_mut((0, 0), (width, a.ncols()));
+        gemm(1.0, &p.n.columns(0, width), Op::T, a, Op::N, 0.0, &mut nta);
         gemm(
             1.0,
-            &p.e.columns(0, r),
+            &p.left.columns(0, width),
             Op::N,
             &nta.as_view(),
             Op::N,
@@ -262,6 +411,8 @@ pub struct LowRank {
     stiff_input: Vec<f64>,
     dense: Vec<f64>,
     factors: PlasticFactors,
+    /// `c` of each matrix's dense-output combination.
+    dense_c: Vec<f64>,
     /// Stage weights of the current step, per stage and matrix.
     combinations: Vec<Vec<Combination>>,
 }
@@ -274,17 +425,29 @@ impl LowRank {
         let nx = layout.neurons().len();
         let plastic = plastic_matrices(layout)
             .into_iter()
-            .map(|(_, _, block)| Plastic {
+            .enumerate()
+            .map(|(m, (_, _, block))| Plastic {
                 block,
                 mu: 0.0,
+                shared: false,
                 e: DMatrix::zeros(block.rows, s * b),
                 n: DMatrix::zeros(block.cols, s * b),
-                scaled: DMatrix::zeros(block.rows, s * b),
+                left: DMatrix::zeros(block.rows, s * b),
+                left_width: 0,
+                left_new: DMatrix::zeros(block.rows, s * b),
+                left_err: DMatrix::zeros(block.rows, s * b),
                 projection: RefCell::new(DMatrix::zeros(s * b, 3 * b)),
+                clamped: (m == 0).then(|| {
+                    RefCell::new(ProductCache {
+                        valid: false,
+                        projection_valid: false,
+                        input: DMatrix::zeros(block.cols, b),
+                        product: DMatrix::zeros(block.rows, b),
+                        projection: DMatrix::zeros(b, b),
+                    })
+                }),
                 solution: DMatrix::zeros(block.rows, block.cols),
                 error: DMatrix::zeros(block.rows, block.cols),
-                column_new: vec![0.0; block.rows],
-                column_error: vec![0.0; block.rows],
             })
             .collect::<Vec<_>>();
         let count = plastic.len();
@@ -297,6 +460,7 @@ impl LowRank {
             stiff_input: vec![0.0; nx],
             dense: vec![0.0; nx],
             factors: PlasticFactors::new(layout),
+            dense_c: vec![1.0; count],
             combinations: vec![vec![Combination::START; count]; s],
         }
     }
@@ -315,11 +479,13 @@ impl LowRank {
     ) {
         let b = self.layout.replicas;
         let nx = self.stage_input.len();
+        for (p, comb) in self.plastic.iter_mut().zip(&self.combinations[slot]) {
+            p.left_width = form_left(&p.e, p.shared, comb, stages, b, &mut p.left);
+        }
         let products = StageProducts {
             plastic: &self.plastic,
             y,
             combinations: &self.combinations[slot],
-            stages,
             b,
         };
         let input = if at_start {
@@ -329,6 +495,7 @@ impl LowRank {
         };
         field.eval_parts(t, input, &products, &mut self.k[slot], &mut self.factors);
         for (m, p) in self.plastic.iter_mut().enumerate() {
+            p.shared = self.factors.shared[m];
             let (mut e, mut n) = (p.e.columns_mut(slot * b, b), p.n.columns_mut(slot * b, b));
             if self.factors.active[m] {
                 e.copy_from(&self.factors.e[m]);
@@ -389,6 +556,7 @@ impl LowRank {
         let span = t1 - t0;
         for (m, p) in self.plastic.iter_mut().enumerate() {
             p.mu = field.decay(m);
+            p.invalidate();
         }
         // ode_solvers' Dopri5 controller: β = 0.04, α = 0.2 − 0.75β, fac ∈ [0.2, 10], safety 0.9
         let mut controller = Controller::new(0.2 - 0.04 * 0.75, 0.04, 10.0, 0.2, span, 0.9, 1.0);
@@ -514,9 +682,9 @@ impl LowRank {
             dk.rho[s_last] += 1.0;
             dk.rho[s_last - 1] -= 1.0;
             let p = &mut self.plastic[m];
-            p.materialize(y, &dk, s_last + 1, b, true);
+            p.materialize_combination(y, &dk, s_last + 1, b);
             num += p.error.norm_squared();
-            p.materialize(y, &diff, s_last + 1, b, true);
+            p.materialize_combination(y, &diff, s_last + 1, b);
             den += p.error.norm_squared();
         }
         if den > 0.0 {
@@ -546,11 +714,16 @@ impl LowRank {
                 }
             }
         }
-        let combs: Vec<Combination> = (0..self.plastic.len())
-            .map(|m| self.combination(m, 1.0, &w, h))
-            .collect();
         let b = self.layout.replicas;
+        let stages = MAX_STAGES;
+        for m in 0..self.plastic.len() {
+            let comb = self.combination(m, 1.0, &w, h);
+            let p = &mut self.plastic[m];
+            p.left_width = form_left(&p.e, p.shared, &comb, stages, b, &mut p.left);
+            self.dense_c[m] = comb.c;
+        }
         let plastic = &self.plastic;
+        let dense_c = &self.dense_c;
         let weight = |index: usize| -> f64 {
             let Some(m) = plastic
                 .iter()
@@ -561,14 +734,10 @@ impl LowRank {
             let p = &plastic[m];
             let local = index - p.block.start;
             let (row, col) = (local % p.block.rows, local / p.block.rows);
-            let comb = &combs[m];
-            let mut v = comb.c * y[index];
-            for j in 0..MAX_STAGES {
-                for r in 0..b {
-                    v += comb.rho[j] * p.e[(row, j * b + r)] * p.n[(col, j * b + r)];
-                }
-            }
-            v
+            let low_rank: f64 = (0..p.left_width)
+                .map(|k| p.left[(row, k)] * p.n[(col, k)])
+                .sum();
+            dense_c[m] * y[index] + low_rank
         };
         observe(&DenseSample {
             time: t,
@@ -586,7 +755,7 @@ impl LowRank {
         for m in 0..self.plastic.len() {
             let new = self.combination(m, 1.0, &tab.b[..tab.stages], h);
             let p = &mut self.plastic[m];
-            p.commit(y, &new, tab.stages, b);
+            p.commit(y, &new, tab.stages, b, true);
             let (e, n) = (&mut p.e, &mut p.n);
             for r in 0..b {
                 e.swap_columns(r, s_last * b + r);
@@ -630,7 +799,7 @@ impl LowRank {
             };
             f0.rho[0] = 1.0;
             let p = &mut self.plastic[m];
-            p.materialize(y, &f0, 1, b, true);
+            p.materialize_combination(y, &f0, 1, b);
             for (w, f) in y[p.block.range()].iter().zip(p.error.iter()) {
                 let sc = atol + w.abs() * rtol;
                 d0 += (w / sc).powi(2);
@@ -662,7 +831,7 @@ impl LowRank {
             diff.rho[0] = -mu * m1.rho[0] - 1.0;
             diff.rho[1] = 1.0;
             let p = &mut self.plastic[m];
-            p.materialize(y, &diff, 2, b, true);
+            p.materialize_combination(y, &diff, 2, b);
             for (w, f) in y[p.block.range()].iter().zip(p.error.iter()) {
                 let sc = atol + w.abs() * rtol;
                 d2 += (f / sc).powi(2);
@@ -705,6 +874,7 @@ impl LowRank {
     ) {
         for (m, p) in self.plastic.iter_mut().enumerate() {
             p.mu = field.decay(m);
+            p.invalidate();
         }
         let n_steps = ((t1 - t0) / step).ceil().max(1.0) as usize;
         let h = (t1 - t0) / n_steps as f64;
@@ -730,11 +900,7 @@ impl LowRank {
             y[..nx].copy_from_slice(&self.solution);
             for m in 0..self.plastic.len() {
                 let new = self.combination(m, 1.0, &tab.b[..tab.stages], h);
-                let p = &mut self.plastic[m];
-                if tab.stages * b > FUSED_RANK {
-                    p.materialize(y, &new, tab.stages, b, false);
-                }
-                p.commit(y, &new, tab.stages, b);
+                self.plastic[m].commit(y, &new, tab.stages, b, false);
             }
             stats.accepted_steps += 1;
         }
