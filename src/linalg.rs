@@ -98,6 +98,10 @@ pub fn gemm(
         split_rows(alpha, a, b, op_b, beta, c);
         return;
     }
+    if op_a == Op::T && csa == 1 && op_b == Op::N && rsb == 1 && n <= THIN {
+        dots(alpha, a, b, beta, c);
+        return;
+    }
     // SAFETY: the pointers come from live views whose extents match the checked shapes and
     // strides; `c` is borrowed mutably, so it cannot alias `a` or `b`.
     unsafe {
@@ -195,6 +199,29 @@ fn thin_body(
 }
 
 with_avx2!(fn thin(alpha: f64, a: &DMatrixView<f64>, b: &DMatrixView<f64>, op_b: Op, beta: f64, c: &mut DMatrixViewMut<f64>) -> () = thin_body);
+
+/// `C ← α Aᵀ B + β C` for column-major `A` and `B` and at most [`THIN`] result columns: each
+/// entry is the dot product of a column of `A` with a column of `B`, summed in order.
+#[inline(always)]
+fn dots_body(
+    alpha: f64,
+    a: &DMatrixView<f64>,
+    b: &DMatrixView<f64>,
+    beta: f64,
+    c: &mut DMatrixViewMut<f64>,
+) {
+    for q in 0..c.ncols() {
+        let bq = b.column(q);
+        for i in 0..c.nrows() {
+            let ai = a.column(i);
+            let dot: f64 = ai.iter().zip(bq.iter()).map(|(x, y)| x * y).sum();
+            let old = if beta == 0.0 { 0.0 } else { beta * c[(i, q)] };
+            c[(i, q)] = old + alpha * dot;
+        }
+    }
+}
+
+with_avx2!(fn dots(alpha: f64, a: &DMatrixView<f64>, b: &DMatrixView<f64>, beta: f64, c: &mut DMatrixViewMut<f64>) -> () = dots_body);
 
 /// Sets the number of threads the engine uses (the matrix-product kernel and the rayon pool
 /// of the fused weight passes). It must run before the first product of the process (the

@@ -94,24 +94,30 @@ pub trait StageWeights {
     fn product(&self, m: usize, a: &DMatrixView<f64>, out: &mut DMatrixViewMut<f64>);
 }
 
+/// Where plastic matrix `m` (index into [`plastic_matrices`]) lives in the flat state.
+pub fn plastic_block(layout: &Layout, m: usize) -> Block {
+    if m < layout.depth {
+        layout.w(m + 1)
+    } else {
+        layout.omega(m + 2 - layout.depth)
+    }
+}
+
 /// Weights read from the flat state (the full-state path).
 pub struct FlatWeights<'a> {
-    blocks: Vec<Block>,
+    layout: &'a Layout,
     y: &'a [f64],
 }
 
 impl<'a> FlatWeights<'a> {
-    pub fn new(layout: &Layout, y: &'a [f64]) -> Self {
-        FlatWeights {
-            blocks: plastic_matrices(layout).into_iter().map(|p| p.2).collect(),
-            y,
-        }
+    pub fn new(layout: &'a Layout, y: &'a [f64]) -> Self {
+        FlatWeights { layout, y }
     }
 }
 
 impl StageWeights for FlatWeights<'_> {
     fn product(&self, m: usize, a: &DMatrixView<f64>, out: &mut DMatrixViewMut<f64>) {
-        let w = self.blocks[m].view(self.y);
+        let w = plastic_block(self.layout, m).view(self.y);
         gemm(1.0, &w, Op::N, a, Op::N, 0.0, out);
     }
 }
@@ -336,8 +342,8 @@ impl<'a> Field<'a> {
             return;
         }
         let start = Instant::now();
-        for (m, (_, _, block)) in plastic_matrices(self.layout).into_iter().enumerate() {
-            let mu = self.decay(m);
+        for m in 0..factors.active.len() {
+            let (block, mu) = (plastic_block(self.layout, m), self.decay(m));
             let (w, dw) = (block.view(y), &mut block.view_mut(dy));
             dw.copy_from(&w);
             dw.scale_mut(-mu);

@@ -93,6 +93,10 @@ struct Plastic {
     clamped: Option<RefCell<ProductCache>>,
     solution: DMatrix<f64>,
     error: DMatrix<f64>,
+    /// The fused kernel's error sum per block of [`FUSED_COLUMNS`] columns.
+    partial: Vec<f64>,
+    /// Row `j` of `R` for [`Plastic::materialize`] at small width.
+    coef: Vec<f64>,
 }
 
 /// See [`Plastic::clamped`].
@@ -114,14 +118,29 @@ struct ColumnScratch {
     coef: Vec<f64>,
 }
 
+thread_local! {
+    /// Each thread's [`ColumnScratch`], grown on first use and then reused.
+    static SCRATCH: RefCell<ColumnScratch> = const {
+        RefCell::new(ColumnScratch {
+            new: Vec::new(),
+            error: Vec::new(),
+            coef: Vec::new(),
+        })
+    };
+}
+
+/// Runs `f` with this thread's scratch sized for `rows` × `width`.
+fn with_scratch<T>(rows: usize, width: usize, f: impl FnOnce(&mut ColumnScratch) -> T) -> T {
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        scratch.new.resize(rows, 0.0);
+        scratch.error.resize(rows, 0.0);
+        scratch.coef.resize(width, 0.0);
+        f(&mut scratch)
+    })
+}
+
 impl ColumnScratch {
-    fn new(rows: usize, width: usize) -> Self {
-        ColumnScratch {
-            new: vec![0.0; rows],
-            error: vec![0.0; rows],
-            coef: vec![0.0; width],
-        }
-    }
 
     /// Column `j` of `L_new Rᵀ` and, with `l_err`, of `L_err Rᵀ`.
     fn form(&mut self, l_new: &[f64], l_err: Option<&[f64]>, r: &DMatrix<f64>, j: usize) {
@@ -228,12 +247,11 @@ impl Plastic {
         let l_new = &self.left_new.as_slice()[..width * rows];
         let l_err = &self.left_err.as_slice()[..width * rows];
         let r = &self.n;
-        let partial: Vec<f64> = w0
-            .par_chunks(rows * FUSED_COLUMNS)
+        w0.par_chunks(rows * FUSED_COLUMNS)
+            .zip(self.partial.par_iter_mut())
             .enumerate()
-            .map_init(
-                || ColumnScratch::new(rows, width),
-                |scratch, (block, columns)| {
+            .for_each(|(block, (columns, partial))| {
+                with_scratch(rows, width, |scratch| {
                     let mut sum = 0.0;
                     for (jj, w0_col) in columns.chunks_exact(rows).enumerate() {
                         scratch.form(l_new, Some(l_err), r, block * FUSED_COLUMNS + jj);
@@ -247,11 +265,10 @@ impl Plastic {
                             atol,
                         );
                     }
-                    sum
-                },
-            )
-            .collect();
-        partial.iter().sum()
+                    *partial = sum;
+                })
+            });
+        self.partial.iter().sum()
     }
 
     /// Writes the solution `new` into the flat state; `prepared` when
@@ -283,17 +300,16 @@ impl Plastic {
         let w = &mut y[self.block.range()];
         w.par_chunks_mut(rows * FUSED_COLUMNS)
             .enumerate()
-            .for_each_init(
-                || ColumnScratch::new(rows, width),
-                |scratch, (block, columns)| {
+            .for_each(|(block, columns)| {
+                with_scratch(rows, width, |scratch| {
                     for (jj, col) in columns.chunks_exact_mut(rows).enumerate() {
                         scratch.form(l_new, None, r, block * FUSED_COLUMNS + jj);
                         for (v, gn) in col.iter_mut().zip(&scratch.new) {
                             *v = new.c * *v + gn;
                         }
                     }
-                },
-            );
+                })
+            });
     }
 
     /// `solution` (or `error`) `← c M_0 + L Rᵀ` with `L` the first `width` columns of
@@ -305,6 +321,18 @@ impl Plastic {
             (&mut self.solution, &self.left_new)
         };
         out.zip_apply(&self.block.view(y), |o, w| *o = c * w);
+        if width <= FUSED_RANK {
+            let rows = self.block.rows;
+            let l = &left.as_slice()[..width * rows];
+            let coef = &mut self.coef[..width];
+            for (j, col) in out.as_mut_slice().chunks_exact_mut(rows).enumerate() {
+                for (k, x) in coef.iter_mut().enumerate() {
+                    *x = self.n[(j, k)];
+                }
+                accumulate(col, coef, l);
+            }
+            return;
+        }
         gemm(
             1.0,
             &left.columns(0, width),
@@ -448,6 +476,8 @@ impl LowRank {
                 }),
                 solution: DMatrix::zeros(block.rows, block.cols),
                 error: DMatrix::zeros(block.rows, block.cols),
+                partial: vec![0.0; block.cols.div_ceil(FUSED_COLUMNS)],
+                coef: vec![0.0; FUSED_RANK],
             })
             .collect::<Vec<_>>();
         let count = plastic.len();
@@ -512,8 +542,10 @@ impl LowRank {
     fn prepare_stage(&mut self, tab: &Tableau, y: &[f64], s: usize, h: f64) {
         let row = &tab.a[s][..s];
         for m in 0..self.plastic.len() {
-            let stages: Vec<Combination> = (0..s).map(|j| self.combinations[j][m]).collect();
-            self.combinations[s][m] = Combination::of(1.0, row, h, self.plastic[m].mu, &stages);
+            let stages: [Combination; MAX_STAGES] =
+                std::array::from_fn(|j| self.combinations[j][m]);
+            self.combinations[s][m] =
+                Combination::of(1.0, row, h, self.plastic[m].mu, &stages[..s]);
         }
         let nx = self.stage_input.len();
         self.stage_input.copy_from_slice(&y[..nx]);
@@ -529,8 +561,8 @@ impl LowRank {
 
     /// Combination of `base·M_0 + h Σ_j β_j k_j` for matrix `m` over the step's stages.
     fn combination(&self, m: usize, base: f64, beta: &[f64], h: f64) -> Combination {
-        let stages: Vec<Combination> = (0..beta.len()).map(|j| self.combinations[j][m]).collect();
-        Combination::of(base, beta, h, self.plastic[m].mu, &stages)
+        let stages: [Combination; MAX_STAGES] = std::array::from_fn(|j| self.combinations[j][m]);
+        Combination::of(base, beta, h, self.plastic[m].mu, &stages[..beta.len()])
     }
 
     /// Integrates `field` from `t0` to `t1` with the adaptive embedded method `tab`
