@@ -368,7 +368,11 @@ fn a_diverging_relaxation_is_reported_for_the_same_example_as_per_example() {
                 let head = |s: &str| s.split("increment norm").next().unwrap().to_string();
                 assert_eq!(head(&got), head(&want), "B = {batch_size}");
                 reported += 1;
-                if !reference.diverged_example.unwrap().is_multiple_of(batch_size) {
+                if !reference
+                    .diverged_example
+                    .unwrap()
+                    .is_multiple_of(batch_size)
+                {
                     inside_a_batch += 1;
                 }
             }

@@ -1,4 +1,4 @@
-//! Damped Gauss–Newton directions (DESIGN §4, seed paper Sec. 4), used to measure how closely
+//! Damped Gauss–Newton directions (docs/MODEL.md §5, the paper's Sec. 4), used to measure how closely
 //! DTP1 follows Gauss–Newton and how far it is from BP.
 //!
 //! With `J_l = ∂h_L/∂h_l` and output gradient `∇ = ∂ℓ/∂h_Lᵀ`, the paper's Gauss–Newton step in

@@ -1,4 +1,5 @@
-//! Discrete target computation (DESIGN §4; seed paper Sec. 3, 5, 6.2, 8, 9).
+//! Discrete target computation (docs/MODEL.md §2–§3; the paper's Sec. 3, 5, 6.2, 8, 9), for
+//! a whole mini-batch at once: column `b` of every matrix is example `b`.
 //!
 //! Targets are kept in *differential form*: displacements `d_l = τ_l − h_l` from the forward
 //! pass, with the output target `d_L = −β ∇ℓ(h_L, y)` (Sec. 3). Every scheme starts from
@@ -16,10 +17,16 @@
 //!
 //! [`Order::Sequential`] relaxes layer `L−1` to completion before starting layer `L−2`;
 //! [`Order::Parallel`] (Sec. 9) updates every layer at once from the previous sweep's values.
+//!
+//! Each example relaxes as if it were alone (docs/MODEL.md §3): its own early stop on
+//! `tolerance`, its own first increment for the divergence check. A step computes the
+//! increments of all examples with one product per encoder or decoder, and applies them to
+//! the examples still iterating; an example that has stopped keeps its targets.
 
+use crate::discrete::batch::{column_matrix, columns, loss_gradients, BatchPass};
 use crate::error::TargetError;
 use crate::network::{ForwardPass, Network};
-use nalgebra::DVector;
+use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 /// Which relaxation produces the hidden targets.
@@ -58,7 +65,7 @@ pub struct Relaxation {
     pub order: Order,
     /// Iterations per layer (sequential) or sweeps (parallel); at least 1.
     pub iterations: usize,
-    /// Leak `λ ≥ 0` (a regularised inverse; DESIGN §2.3).
+    /// Leak `λ ≥ 0` (a regularised inverse; docs/MODEL.md §3).
     pub leak: f64,
     /// Stop early once an iteration's increment norm is at most this (0: never).
     pub tolerance: f64,
@@ -88,7 +95,7 @@ impl Relaxation {
     }
 }
 
-/// Result of a relaxation.
+/// Result of a single-example relaxation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Targets {
     /// `d_l = τ_l − h_l` for `l = 0..=L` (`d_0 = 0`: the input is never a target).
@@ -106,6 +113,23 @@ impl Targets {
     }
 }
 
+/// Result of a mini-batch relaxation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchTargets {
+    /// `D_l`, whose column `b` is example `b`'s `d_l = τ_l − h_l`, for `l = 0..=L`.
+    pub d: Vec<DMatrix<f64>>,
+    /// Per example, the norm of each of its serial steps' increments; their count is the
+    /// example's number of serial steps.
+    pub increments: Vec<Vec<f64>>,
+}
+
+/// A mini-batch relaxation that diverged: the first example (column) that did, and its error.
+#[derive(Debug, PartialEq)]
+pub struct Diverged {
+    pub example: usize,
+    pub error: TargetError,
+}
+
 /// Output target displacement `d_L = τ_L − h_L = −β ∇ℓ(h_L, y)` (Sec. 3).
 pub fn output_displacement(
     net: &Network,
@@ -116,57 +140,36 @@ pub fn output_displacement(
     net.arch().loss.gradient(fwd.output(), y) * (-beta)
 }
 
-/// One decoder-output step on layer `l` (updates `d_{l−1}`): returns the increment
-/// `g_l(h_l + d_l) − g_l(f_l(h_{l−1} + d_{l−1})) − λ d_{l−1}` (Sec. 6.2, Eq. iterative-tau-out-update).
-pub fn decoder_output_increment(
+/// Output target displacements of a mini-batch, `D_L = −β ∇ℓ(H_L, Y)` column by column
+/// (Sec. 3).
+pub fn output_displacements(
     net: &Network,
-    fwd: &ForwardPass,
-    d: &[DVector<f64>],
-    l: usize,
-    leak: f64,
-) -> DVector<f64> {
-    let above = net.decode(l, &(&fwd.h[l] + &d[l]));
-    let reencoded = net.encode(l, &(&fwd.h[l - 1] + &d[l - 1]));
-    let mut inc = above - net.decode(l, &reencoded);
-    if leak != 0.0 {
-        inc.axpy(-leak, &d[l - 1], 1.0);
-    }
-    inc
-}
-
-/// One decoder-input step on layer `l`: returns the increment of `u_l`,
-/// `d_l − [f_l(h_{l−1} + g_l(h_l + u_l) − g_l(h_l)) − h_l] − λ u_l` (Sec. 5, Eq. u-recurrence).
-pub fn decoder_input_increment(
-    net: &Network,
-    fwd: &ForwardPass,
-    d: &[DVector<f64>],
-    u: &DVector<f64>,
-    l: usize,
-    leak: f64,
-) -> DVector<f64> {
-    let below = decoder_input_target(net, fwd, u, l);
-    let reencoded = net.encode(l, &(&fwd.h[l - 1] + below)) - &fwd.h[l];
-    let mut inc = &d[l] - reencoded;
-    if leak != 0.0 {
-        inc.axpy(-leak, u, 1.0);
-    }
-    inc
-}
-
-/// `d_{l−1} = g_l(h_l + u_l) − g_l(h_l)`: the target the corrected decoder input gives below.
-pub fn decoder_input_target(
-    net: &Network,
-    fwd: &ForwardPass,
-    u: &DVector<f64>,
-    l: usize,
-) -> DVector<f64> {
-    net.decode(l, &(&fwd.h[l] + u)) - net.decode(l, &fwd.h[l])
+    pass: &BatchPass,
+    y: &DMatrix<f64>,
+    beta: f64,
+) -> DMatrix<f64> {
+    loss_gradients(net.arch().loss, pass.output(), y) * (-beta)
 }
 
 /// Increments larger than this multiple of the first one count as divergence.
 const DIVERGENCE_RATIO: f64 = 1e8;
 
-/// Computes hidden targets from the output displacement `d_L` (see the module docs).
+/// The divergence test of docs/MODEL.md §3: an increment norm that is not finite, or larger
+/// than `10⁸ ×` the first one.
+fn check(norm: f64, first: f64, layer: usize, iteration: usize) -> Result<(), TargetError> {
+    if !norm.is_finite() || (first > 0.0 && norm > DIVERGENCE_RATIO * first.max(1e-300)) {
+        Err(TargetError::Diverged {
+            layer,
+            iteration,
+            norm,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Computes hidden targets of one example from the output displacement `d_L` (see the module
+/// docs): the one-column [`relax_batch`].
 pub fn relax(
     net: &Network,
     fwd: &ForwardPass,
@@ -184,111 +187,51 @@ pub fn relax_observed(
     relax: &Relaxation,
     observer: &mut dyn FnMut(usize, &[DVector<f64>]),
 ) -> Result<Targets, TargetError> {
-    let depth = net.depth();
-    let mut d: Vec<DVector<f64>> = (0..=depth).map(|l| DVector::zeros(net.width(l))).collect();
-    d[depth] = d_out.clone();
-    let mut u: Vec<DVector<f64>> = (0..=depth).map(|l| DVector::zeros(net.width(l))).collect();
-    let iterations = match relax.scheme {
-        Scheme::Difference => 1,
-        _ => relax.iterations.max(1),
-    };
-    let order = match relax.scheme {
-        Scheme::Difference => Order::Sequential,
-        _ => relax.order,
-    };
-    let input_side = relax.scheme == Scheme::DecoderInput;
-    let mut increments = Vec::new();
-    let mut steps = 0usize;
-    let check = |norm: f64, first: f64, layer: usize, iteration: usize| {
-        if !norm.is_finite() || (first > 0.0 && norm > DIVERGENCE_RATIO * first.max(1e-300)) {
-            Err(TargetError::Diverged {
-                layer,
-                iteration,
-                norm,
-            })
-        } else {
-            Ok(())
-        }
-    };
-    match order {
-        Order::Sequential => {
-            for l in (2..=depth).rev() {
-                let mut first = 0.0;
-                for it in 1..=iterations {
-                    let norm = if input_side {
-                        let inc = decoder_input_increment(net, fwd, &d, &u[l], l, relax.leak);
-                        u[l] += &inc;
-                        d[l - 1] = decoder_input_target(net, fwd, &u[l], l);
-                        inc.norm()
-                    } else {
-                        let inc = decoder_output_increment(net, fwd, &d, l, relax.leak);
-                        d[l - 1] += &inc;
-                        inc.norm()
-                    };
-                    if it == 1 {
-                        first = norm;
-                    }
-                    check(norm, first, l - 1, it)?;
-                    steps += 1;
-                    increments.push(norm);
-                    observer(steps, &d);
-                    if norm <= relax.tolerance {
-                        break;
-                    }
-                }
-            }
-        }
-        Order::Parallel => {
-            let mut first = 0.0;
-            for it in 1..=iterations {
-                let mut total = 0.0;
-                let mut worst = (0.0, 0usize);
-                // every increment from the previous sweep's state, then all applied at once
-                let incs: Vec<DVector<f64>> = (2..=depth)
-                    .map(|l| {
-                        if input_side {
-                            decoder_input_increment(net, fwd, &d, &u[l], l, relax.leak)
-                        } else {
-                            decoder_output_increment(net, fwd, &d, l, relax.leak)
-                        }
-                    })
-                    .collect();
-                for (l, inc) in (2..=depth).zip(incs) {
-                    let n2 = inc.norm_squared();
-                    total += n2;
-                    if n2 >= worst.0 {
-                        worst = (n2, l - 1);
-                    }
-                    if input_side {
-                        u[l] += inc;
-                    } else {
-                        d[l - 1] += inc;
-                    }
-                }
-                if input_side {
-                    for l in 2..=depth {
-                        d[l - 1] = decoder_input_target(net, fwd, &u[l], l);
-                    }
-                }
-                let norm = total.sqrt();
-                if it == 1 {
-                    first = norm;
-                }
-                check(norm, first, worst.1, it)?;
-                steps += 1;
-                increments.push(norm);
-                observer(steps, &d);
-                if norm <= relax.tolerance && it > depth {
-                    break;
-                }
-            }
-        }
-    }
+    let pass = BatchPass::of_one(fwd);
+    let mut column_observer = |step: usize, d: &[DMatrix<f64>]| observer(step, &columns(d, 0));
+    let t = relax_batch_observed(
+        net,
+        &pass,
+        column_matrix(d_out),
+        relax,
+        &mut column_observer,
+    )
+    .map_err(|e| e.error)?;
+    let increments = t.increments.into_iter().next().unwrap_or_default();
     Ok(Targets {
-        d,
-        steps,
+        d: columns(&t.d, 0),
+        steps: increments.len(),
         increments,
     })
+}
+
+/// Hidden targets of every example of a mini-batch from the output displacements `D_L` (see
+/// the module docs). If any example diverges, the error is that of the first such example,
+/// as if the examples had been relaxed one after the other.
+pub fn relax_batch(
+    net: &Network,
+    pass: &BatchPass,
+    d_out: DMatrix<f64>,
+    relax: &Relaxation,
+) -> Result<BatchTargets, Diverged> {
+    relax_batch_observed(net, pass, d_out, relax, &mut |_, _| {})
+}
+
+/// [`relax_batch`] with an observer called after every serial step in which some example
+/// iterated, with `(step, D)`.
+pub fn relax_batch_observed(
+    net: &Network,
+    pass: &BatchPass,
+    d_out: DMatrix<f64>,
+    relax: &Relaxation,
+    observer: &mut dyn FnMut(usize, &[DMatrix<f64>]),
+) -> Result<BatchTargets, Diverged> {
+    let mut state = Relaxer::new(net, pass, d_out, relax);
+    match state.order {
+        Order::Sequential => state.sequential(observer),
+        Order::Parallel => state.parallel(observer),
+    }
+    state.finish()
 }
 
 /// Influence scales of Sec. 8: `s_l = ‖τ_L − h_L‖² / ‖τ_l − h_l‖²` (`s_L = 1`; 0 where the
@@ -296,13 +239,269 @@ pub fn relax_observed(
 pub fn influence_scales(d: &[DVector<f64>]) -> Vec<f64> {
     let out = d.last().map_or(0.0, |v| v.norm_squared());
     d.iter()
+        .map(|dl| influence(out, dl.norm_squared()))
+        .collect()
+}
+
+/// Influence scales of Sec. 8 for every example of a mini-batch: `s[l][b]` is example `b`'s
+/// `‖d_L‖²/‖d_l‖²` (0 where `d_l = 0`).
+pub fn influence_scales_batch(d: &[DMatrix<f64>]) -> Vec<Vec<f64>> {
+    let out: Vec<f64> = d.last().map_or(Vec::new(), column_norms2);
+    d.iter()
         .map(|dl| {
-            let n = dl.norm_squared();
-            if n > 0.0 {
-                out / n
-            } else {
-                0.0
-            }
+            let norms = column_norms2(dl);
+            out.iter()
+                .zip(norms)
+                .map(|(o, n)| influence(*o, n))
+                .collect()
         })
         .collect()
+}
+
+/// `s = ‖d_L‖²/‖d_l‖²`, or 0 when `d_l = 0` (Sec. 8).
+fn influence(out_norm2: f64, norm2: f64) -> f64 {
+    if norm2 > 0.0 {
+        out_norm2 / norm2
+    } else {
+        0.0
+    }
+}
+
+/// `‖m_b‖²` of every column.
+fn column_norms2(m: &DMatrix<f64>) -> Vec<f64> {
+    m.column_iter().map(|c| c.norm_squared()).collect()
+}
+
+/// The state of a mini-batch relaxation (docs/MODEL.md §3).
+struct Relaxer<'a> {
+    net: &'a Network,
+    pass: &'a BatchPass,
+    order: Order,
+    iterations: usize,
+    leak: f64,
+    tolerance: f64,
+    input_side: bool,
+    /// `D_l`, `l = 0..=L`.
+    d: Vec<DMatrix<f64>>,
+    /// Decoder-input corrections `U_l`, `l = 0..=L` (used for `l ≥ 2`, decoder_input only).
+    u: Vec<DMatrix<f64>>,
+    /// `a_l(H_l + D_l)`, the presynaptic vectors of the targets, while `D_l` is unchanged.
+    target_presyn: Vec<Option<DMatrix<f64>>>,
+    /// Per example: its increment norms, and its error once it has diverged.
+    increments: Vec<Vec<f64>>,
+    failed: Vec<Option<TargetError>>,
+    /// Serial steps of the batch.
+    steps: usize,
+}
+
+impl<'a> Relaxer<'a> {
+    fn new(net: &'a Network, pass: &'a BatchPass, d_out: DMatrix<f64>, relax: &Relaxation) -> Self {
+        let (depth, batch) = (net.depth(), pass.size());
+        let zeros = |l: usize| DMatrix::zeros(net.width(l), batch);
+        let mut d: Vec<DMatrix<f64>> = (0..=depth).map(zeros).collect();
+        d[depth] = d_out;
+        let (iterations, order) = match relax.scheme {
+            Scheme::Difference => (1, Order::Sequential),
+            _ => (relax.iterations.max(1), relax.order),
+        };
+        Relaxer {
+            net,
+            pass,
+            order,
+            iterations,
+            leak: relax.leak,
+            tolerance: relax.tolerance,
+            input_side: relax.scheme == Scheme::DecoderInput,
+            u: (0..=depth).map(zeros).collect(),
+            d,
+            target_presyn: vec![None; depth + 1],
+            increments: vec![Vec::new(); batch],
+            failed: (0..batch).map(|_| None).collect(),
+            steps: 0,
+        }
+    }
+
+    /// The examples that have not diverged.
+    fn alive(&self) -> Vec<bool> {
+        self.failed.iter().map(Option::is_none).collect()
+    }
+
+    /// Layer `L`, then `L−1`, …: each relaxes `d_{l−1}` for `N` iterations, an example
+    /// stopping early once its increment is at most `tolerance` (docs/MODEL.md §3).
+    fn sequential(&mut self, observer: &mut dyn FnMut(usize, &[DMatrix<f64>])) {
+        for l in (2..=self.net.depth()).rev() {
+            let mut running = self.alive();
+            let mut first = vec![0.0; running.len()];
+            for it in 1..=self.iterations {
+                if !running.contains(&true) {
+                    break;
+                }
+                let inc = self.increment(l);
+                self.apply(l, &inc, &running);
+                if self.input_side {
+                    self.decode_correction(l, &running);
+                }
+                let mut took = false;
+                for b in iterating(&running) {
+                    let norm = inc.column(b).norm();
+                    let ok = self.record(b, norm, &mut first[b], l - 1, it);
+                    took |= ok;
+                    running[b] = ok && norm > self.tolerance;
+                }
+                self.observe(took, observer);
+            }
+        }
+    }
+
+    /// Sweeps of every layer at once from the previous sweep's values (Sec. 9); an example
+    /// may stop on `tolerance` only from sweep `L + 1` on, once `d_L` has reached `d_1`
+    /// (docs/MODEL.md §3). A sweep's norm is taken over all layers together.
+    fn parallel(&mut self, observer: &mut dyn FnMut(usize, &[DMatrix<f64>])) {
+        let depth = self.net.depth();
+        let mut running = self.alive();
+        let mut first = vec![0.0; running.len()];
+        for it in 1..=self.iterations {
+            if !running.contains(&true) {
+                break;
+            }
+            let incs: Vec<DMatrix<f64>> = (2..=depth).map(|l| self.increment(l)).collect();
+            // every increment is from the previous sweep's state; now all are applied
+            for (l, inc) in (2..=depth).zip(&incs) {
+                self.apply(l, inc, &running);
+            }
+            if self.input_side {
+                for l in 2..=depth {
+                    self.decode_correction(l, &running);
+                }
+            }
+            let mut took = false;
+            for b in iterating(&running) {
+                let (norm, worst) = sweep_norm(&incs, b);
+                let ok = self.record(b, norm, &mut first[b], worst, it);
+                took |= ok;
+                running[b] = ok && !(norm <= self.tolerance && it > depth);
+            }
+            self.observe(took, observer);
+        }
+    }
+
+    /// The increment of layer `l` for every example: of `U_l` (decoder_input) or of `D_{l−1}`.
+    /// Both re-encode the targets below, `f_l(τ_{l−1}) = W_l a_{l−1}(H_{l−1} + D_{l−1})`.
+    fn increment(&mut self, l: usize) -> DMatrix<f64> {
+        let net = self.net;
+        let reencoded = net.w(l) * self.target_presyn(l - 1);
+        let leak = self.leak;
+        if self.input_side {
+            // Sec. 5: d_l − [f_l(h_{l−1} + d_{l−1}) − h_l] − λ u_l, where
+            // d_{l−1} = g_l(h_l + u_l) − g_l(h_l) is kept by `decode_correction`
+            let mut inc = &self.d[l] - (reencoded - &self.pass.h[l]);
+            if leak != 0.0 {
+                inc.zip_apply(&self.u[l], |i, u| *i -= leak * u);
+            }
+            inc
+        } else {
+            // Sec. 6.2: g_l(τ_l) − g_l(f_l(τ_{l−1})) − λ d_{l−1}
+            //         = Ω_l [a_l(τ_l) − a_l(f_l(τ_{l−1}))] − λ d_{l−1}
+            let below = net.arch().presyn_batch(l, &reencoded);
+            let mut inc = net.omega(l) * (self.target_presyn(l) - below);
+            if leak != 0.0 {
+                inc.zip_apply(&self.d[l - 1], |i, d| *i -= leak * d);
+            }
+            inc
+        }
+    }
+
+    /// `a_l(τ_l) = a_l(H_l + D_l)`, computed once per change of `D_l`: in a parallel sweep
+    /// layer `l` both decodes it (as the target above `l − 1`) and re-encodes it.
+    fn target_presyn(&mut self, l: usize) -> &DMatrix<f64> {
+        let (arch, h, d) = (self.net.arch(), &self.pass.h[l], &self.d[l]);
+        self.target_presyn[l].get_or_insert_with(|| arch.presyn_batch(l, &(h + d)))
+    }
+
+    /// Adds the increment of layer `l` to the examples still iterating.
+    fn apply(&mut self, l: usize, inc: &DMatrix<f64>, running: &[bool]) {
+        let target = if self.input_side {
+            &mut self.u[l]
+        } else {
+            self.target_presyn[l - 1] = None;
+            &mut self.d[l - 1]
+        };
+        for b in iterating(running) {
+            let mut col = target.column_mut(b);
+            col += inc.column(b);
+        }
+    }
+
+    /// `d_{l−1} = g_l(h_l + u_l) − g_l(h_l) = Ω_l [a_l(h_l + u_l) − a_l(h_l)]` for the examples
+    /// still iterating (Sec. 5).
+    fn decode_correction(&mut self, l: usize, running: &[bool]) {
+        let (net, pass) = (self.net, self.pass);
+        let code = net.arch().presyn_batch(l, &(&pass.h[l] + &self.u[l]));
+        let below = net.omega(l) * (code - &pass.a[l]);
+        for b in iterating(running) {
+            self.d[l - 1].set_column(b, &below.column(b));
+        }
+        self.target_presyn[l - 1] = None;
+    }
+
+    /// Records example `b`'s step with increment norm `norm` on target layer `layer`; returns
+    /// whether the example goes on (false once it has diverged).
+    fn record(&mut self, b: usize, norm: f64, first: &mut f64, layer: usize, it: usize) -> bool {
+        if it == 1 {
+            *first = norm;
+        }
+        match check(norm, *first, layer, it) {
+            Ok(()) => {
+                self.increments[b].push(norm);
+                true
+            }
+            Err(e) => {
+                self.failed[b] = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Counts a serial step and shows it to `observer`, if some example took it.
+    fn observe(&mut self, took: bool, observer: &mut dyn FnMut(usize, &[DMatrix<f64>])) {
+        if took {
+            self.steps += 1;
+            observer(self.steps, &self.d);
+        }
+    }
+
+    fn finish(self) -> Result<BatchTargets, Diverged> {
+        if let Some((example, error)) = self
+            .failed
+            .into_iter()
+            .enumerate()
+            .find_map(|(b, e)| e.map(|e| (b, e)))
+        {
+            return Err(Diverged { example, error });
+        }
+        Ok(BatchTargets {
+            d: self.d,
+            increments: self.increments,
+        })
+    }
+}
+
+/// The examples still iterating.
+fn iterating(running: &[bool]) -> Vec<usize> {
+    (0..running.len()).filter(|&b| running[b]).collect()
+}
+
+/// Example `b`'s sweep norm `√(Σ_l ‖ε_l‖²)` and the target layer `l − 1` of its largest
+/// increment (the last one on ties).
+fn sweep_norm(incs: &[DMatrix<f64>], b: usize) -> (f64, usize) {
+    let mut total = 0.0;
+    let mut worst = (0.0, 0usize);
+    for (i, inc) in incs.iter().enumerate() {
+        let n2 = inc.column(b).norm_squared();
+        total += n2;
+        if n2 >= worst.0 {
+            worst = (n2, i + 1); // incs[i] is layer l = i + 2, its target layer l − 1
+        }
+    }
+    (total.sqrt(), worst.1)
 }

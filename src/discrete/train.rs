@@ -1,24 +1,30 @@
-//! Training with the discrete reference algorithms (DESIGN §4) on a built-in task, online
-//! (`batch_size = 1`) or in mini-batches, with evaluation on held-out data.
+//! Training with the discrete reference algorithms (docs/MODEL.md §3–§4) on a built-in task,
+//! online (`batch_size = 1`) or in mini-batches, with evaluation on held-out data.
 //!
-//! Per step and example `(x, y)`: forward pass; for target-propagation algorithms the
-//! decoders are updated first on the regular auto-encoder loss (Sec. 10.2), then targets are
-//! computed with the updated decoders from `d_L = −β∇ℓ` and the encoders move:
+//! Per mini-batch of `B` examples (the columns of `X`, `Y`): one forward pass
+//! `H_l = W_l A_{l−1}` (Sec. 2); for target-propagation algorithms the decoders are updated
+//! first on the regular auto-encoder loss (Sec. 9, 10.2), then targets are computed with the
+//! updated decoders from `d_L = −β∇ℓ` (Sec. 3) and the encoders move:
 //!
 //! * `bp`: `W_l ← W_l − lr ∂ℓ/∂W_l` (SGD) or Adam;
 //! * `dtp` (Lee et al. 2015): difference targets, `ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ`;
 //! * `dtp1` (Sec. 3): `ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`, targets from any
 //!   [`Relaxation`], `s_l` the influence scale of Sec. 8 or 1.
 //!
-//! Updates are averaged over the mini-batch.
+//! Updates are averaged over the mini-batch, each as one matrix–matrix product per layer
+//! ([`crate::discrete::updates`]). The results are those of processing the examples one by
+//! one, up to rounding: each example relaxes on its own, and a diverging one is reported as
+//! the first that diverged.
 
 use crate::activation::Activation;
 use crate::data::{evaluate, Dataset, EpochSampler, Example, Task};
+use crate::discrete::batch::{loss_sum, stack, BatchPass};
 use crate::discrete::targets::{
-    influence_scales, output_displacement, relax, Order, Relaxation, Scheme,
+    influence_scales_batch, output_displacements, relax_batch, BatchTargets, Order, Relaxation,
+    Scheme,
 };
 use crate::discrete::updates::{
-    bp_gradients, decoder_delta, decoder_delta_noisy, dtp1_delta, dtp_delta, Adam,
+    bp_gradients, corrupted, decoder_noise, decoder_update, dtp1_update, dtp_update, Adam,
 };
 use crate::error::{check_at_least, check_positive, ConfigError};
 use crate::network::{Architecture, Init, Network};
@@ -529,36 +535,137 @@ pub fn mean_squared_error(net: &Network, examples: &[Example]) -> f64 {
     total / (examples.len().max(1) as f64 * n_out)
 }
 
-/// Applies one decoder update averaged over `batch`.
+/// Applies one decoder update averaged over the mini-batch of `pass` (Sec. 9, 10.2;
+/// docs/MODEL.md §4): `Ω_l += rate/B Σ_b (x_b − Ω_l a_b) a_bᵀ/‖a_b‖²` for `l = 2..=L`, with
+/// `x = h_{l−1}`, `a = a_l(h_l)`, or with noise `x = h̃ = h_{l−1} + ξ`, `a = a_l(f_l(h̃))`.
+/// All decoders change from the same `Ω`.
 fn train_decoders(
     net: &mut Network,
-    batch: &[&Example],
+    pass: &BatchPass,
     dec: &DecoderTraining,
     rng: &mut ChaCha8Rng,
 ) {
     if dec.rate == 0.0 || net.depth() < 2 {
         return;
     }
-    let mut deltas: Vec<DMatrix<f64>> = net
-        .decoders()
-        .iter()
-        .map(|m| DMatrix::zeros(m.nrows(), m.ncols()))
+    let rate = dec.rate / pass.size() as f64;
+    let noise = (dec.noise > 0.0).then(|| decoder_noise(net, pass.size(), rng));
+    let deltas: Vec<DMatrix<f64>> = (2..=net.depth())
+        .map(|l| match &noise {
+            None => decoder_update(net.omega(l), &pass.h[l - 1], &pass.a[l], rate),
+            Some(xi) => {
+                let (x, a) = corrupted(net, pass, l, &xi[l - 2], dec.noise);
+                decoder_update(net.omega(l), &x, &a, rate)
+            }
+        })
         .collect();
-    for ex in batch {
-        let fwd = net.forward(&ex.x);
-        for l in 2..=net.depth() {
-            let d = if dec.noise > 0.0 {
-                decoder_delta_noisy(net, &fwd, l, dec.noise, rng)
-            } else {
-                decoder_delta(net, &fwd, l)
-            };
-            deltas[l - 2] += d;
+    for (l, delta) in (2..).zip(deltas) {
+        *net.omega_mut(l) += delta;
+    }
+}
+
+/// The targets of a mini-batch for the encoder updates (Sec. 3), or the error of its first
+/// example that failed: a non-finite output, or a diverging relaxation (docs/MODEL.md §3).
+fn batch_targets(
+    net: &Network,
+    pass: &BatchPass,
+    y: &DMatrix<f64>,
+    beta: f64,
+    relaxation: &Relaxation,
+    seen: usize,
+) -> Result<BatchTargets, String> {
+    let d_out = output_displacements(net, pass, y, beta);
+    let targets = relax_batch(net, pass, d_out, relaxation);
+    if let Some(b) = pass.first_non_finite_output() {
+        // example by example, an output is checked before that example relaxes
+        if targets.as_ref().err().is_none_or(|e| e.example >= b) {
+            return Err(non_finite_output(seen));
         }
     }
-    let scale = dec.rate / batch.len() as f64;
-    for l in 2..=net.depth() {
-        *net.omega_mut(l) += &deltas[l - 2] * scale;
+    targets.map_err(|e| format!("after {seen} examples: {}", e.error))
+}
+
+fn non_finite_output(seen: usize) -> String {
+    format!("the network output became non-finite after {seen} examples; lower the learning rate")
+}
+
+/// The encoder changes `ΔW_1..ΔW_L` of one mini-batch (docs/MODEL.md §4), already averaged,
+/// or the error message. Adds DTP1's relaxation residuals `‖ε_last‖/‖ε_1‖` to `residual`.
+fn encoder_steps(
+    net: &Network,
+    algorithm: &Algorithm,
+    pass: &BatchPass,
+    y: &DMatrix<f64>,
+    adam: Option<&mut Adam>,
+    residual: &mut (f64, usize),
+    seen: usize,
+) -> Result<Vec<DMatrix<f64>>, String> {
+    let (depth, batch) = (net.depth(), pass.size() as f64);
+    match algorithm {
+        Algorithm::Bp { lr, .. } => {
+            if pass.first_non_finite_output().is_some() {
+                return Err(non_finite_output(seen));
+            }
+            let grads = bp_gradients(net, pass, y);
+            Ok(match adam {
+                Some(adam) => adam.step(&grads),
+                None => grads.iter().map(|g| g * -lr).collect(),
+            })
+        }
+        Algorithm::Dtp { beta, lr, .. } => {
+            // Lee et al.: difference targets, ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ
+            let t = batch_targets(net, pass, y, *beta, &Relaxation::difference(), seen)?;
+            let step = |l: usize| dtp_update(&t.d[l], &pass.a[l - 1], lr / batch);
+            Ok((1..=depth).map(step).collect())
+        }
+        Algorithm::Dtp1 {
+            beta,
+            eta,
+            relaxation,
+            influence,
+            ..
+        } => {
+            // Sec. 3: ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²
+            let t = batch_targets(net, pass, y, *beta, relaxation, seen)?;
+            for inc in &t.increments {
+                if inc.len() > 1 && inc[0] > 0.0 {
+                    residual.0 += inc[inc.len() - 1] / inc[0];
+                    residual.1 += 1;
+                }
+            }
+            let mut scales = match influence {
+                true => influence_scales_batch(&t.d),
+                false => vec![vec![1.0; pass.size()]; depth + 1],
+            };
+            for s in scales.iter_mut().flatten() {
+                *s *= eta / batch;
+            }
+            let step = |l: usize| dtp1_update(&t.d[l], &pass.a[l - 1], &scales[l]);
+            Ok((1..=depth).map(step).collect())
+        }
     }
+}
+
+/// `W_l ← W_l + ΔW_l` for every layer, unless some updated `W_l` is not finite: then the
+/// weights stay as they were (the last finite ones are saved with the partial metrics) and
+/// the first such `l` is returned.
+fn apply_encoder_steps(net: &mut Network, steps: &[DMatrix<f64>]) -> Result<(), usize> {
+    let updated: Vec<DMatrix<f64>> = net
+        .encoders()
+        .iter()
+        .zip(steps)
+        .map(|(w, s)| w + s)
+        .collect();
+    if let Some(i) = updated
+        .iter()
+        .position(|w| w.iter().any(|v| !v.is_finite()))
+    {
+        return Err(i + 1);
+    }
+    for (l, w) in (1..).zip(updated) {
+        *net.w_mut(l) = w;
+    }
+    Ok(())
 }
 
 /// Trains one algorithm on `data` with the schedule of `cfg`; calls `progress(examples)`
@@ -582,8 +689,8 @@ pub fn train_one(
     if let Some(dec) = &decoder {
         let mut noise_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0);
         for _ in 0..cfg.warmup {
-            let ex = next(&mut rng);
-            train_decoders(&mut net, &[ex], dec, &mut noise_rng);
+            let pass = net.forward_batch(stack(&[next(&mut rng)]).0);
+            train_decoders(&mut net, &pass, dec, &mut noise_rng);
         }
     }
     let mut noise_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec1);
@@ -630,115 +737,38 @@ pub fn train_one(
             }
         };
     rows.push(evaluate_now(&net, 0, 0, 0.0, (0.0, 0)));
-    let depth = net.depth();
     let mut error = None;
     while seen < cfg.examples {
         let b = cfg.batch_size.min(cfg.examples - seen);
         let batch: Vec<&Example> = (0..b).map(|_| next(&mut rng)).collect();
-        let loss = net.arch().loss;
-        for ex in &batch {
-            loss_acc += loss.value(&net.predict(&ex.x), &ex.y);
-        }
+        let (x, y) = stack(&batch);
+        // one pass serves the loss, the decoders and the targets: decoder training leaves W as it is
+        let pass = net.forward_batch(x);
+        loss_acc += loss_sum(net.arch().loss, pass.output(), &y);
         if let Some(dec) = &decoder {
-            train_decoders(&mut net, &batch, dec, &mut noise_rng);
+            train_decoders(&mut net, &pass, dec, &mut noise_rng);
         }
-        let mut deltas: Vec<DMatrix<f64>> = net
-            .encoders()
-            .iter()
-            .map(|m| DMatrix::zeros(m.nrows(), m.ncols()))
-            .collect();
-        for ex in &batch {
-            let fwd = net.forward(&ex.x);
-            if fwd.output().iter().any(|v| !v.is_finite()) {
-                error = Some(format!("{}: the network output became non-finite after {seen} examples; lower the learning rate", named.name));
+        let steps = match encoder_steps(
+            &net,
+            algorithm,
+            &pass,
+            &y,
+            adam.as_mut(),
+            &mut residual,
+            seen,
+        ) {
+            Ok(steps) => steps,
+            Err(message) => {
+                error = Some(format!("{}: {message}", named.name));
                 break;
             }
-            match algorithm {
-                Algorithm::Bp { .. } => {
-                    for (acc, g) in deltas.iter_mut().zip(bp_gradients(&net, &fwd, &ex.y)) {
-                        *acc += g;
-                    }
-                }
-                Algorithm::Dtp { beta, lr, .. } => {
-                    // Lee et al.: difference targets, ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ
-                    let d_out = output_displacement(&net, &fwd, &ex.y, *beta);
-                    match relax(&net, &fwd, &d_out, &Relaxation::difference()) {
-                        Ok(t) => {
-                            for l in 1..=depth {
-                                deltas[l - 1] += dtp_delta(&fwd, &t.d[l], l) * *lr;
-                            }
-                        }
-                        Err(e) => {
-                            error = Some(format!("{}: after {seen} examples: {e}", named.name));
-                            break;
-                        }
-                    }
-                }
-                Algorithm::Dtp1 {
-                    beta,
-                    eta,
-                    relaxation,
-                    influence,
-                    ..
-                } => {
-                    // Sec. 3: ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²
-                    let d_out = output_displacement(&net, &fwd, &ex.y, *beta);
-                    let t = match relax(&net, &fwd, &d_out, relaxation) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            error = Some(format!("{}: after {seen} examples: {e}", named.name));
-                            break;
-                        }
-                    };
-                    if let (Some(first), Some(last)) = (t.increments.first(), t.increments.last()) {
-                        if t.increments.len() > 1 && *first > 0.0 {
-                            residual.0 += last / first;
-                            residual.1 += 1;
-                        }
-                    }
-                    let s = if *influence {
-                        influence_scales(&t.d)
-                    } else {
-                        vec![1.0; depth + 1]
-                    };
-                    for l in 1..=depth {
-                        deltas[l - 1] += dtp1_delta(&fwd, &t.d[l], l) * (*eta * s[l]);
-                    }
-                }
-            }
-        }
-        if error.is_some() {
-            break;
-        }
-        let inv_b = 1.0 / b as f64;
-        let steps: Vec<DMatrix<f64>> = match (algorithm, adam.as_mut()) {
-            (Algorithm::Bp { .. }, Some(adam)) => {
-                let grads: Vec<_> = deltas.iter().map(|g| g * inv_b).collect();
-                adam.step(&grads)
-            }
-            (Algorithm::Bp { lr, .. }, None) => deltas.iter().map(|g| g * (-lr * inv_b)).collect(),
-            _ => deltas.iter().map(|d| d * inv_b).collect(),
         };
-        let updated: Vec<DMatrix<f64>> = net
-            .encoders()
-            .iter()
-            .zip(&steps)
-            .map(|(w, s)| w + s)
-            .collect();
-        if let Some(l) = updated
-            .iter()
-            .position(|w| w.iter().any(|v| !v.is_finite()))
-        {
-            // keep the last finite weights: they are saved with the partial metrics
+        if let Err(l) = apply_encoder_steps(&mut net, &steps) {
             error = Some(format!(
-                "{}: the update of W_{} became non-finite after {seen} examples; lower the learning rate",
+                "{}: the update of W_{l} became non-finite after {seen} examples; lower the learning rate",
                 named.name,
-                l + 1
             ));
             break;
-        }
-        for (l, w) in updated.into_iter().enumerate() {
-            *net.w_mut(l + 1) = w;
         }
         seen += b;
         since_eval += b;

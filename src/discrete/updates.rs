@@ -1,13 +1,59 @@
-//! Weight updates of the discrete references (DESIGN §4): BP (SGD, Adam), DTP of Lee et al.,
-//! DTP1 (Sec. 3, Eq. delta-dtp-regular) with optional influence scaling (Sec. 8), and decoder
-//! training on the regular auto-encoder loss (Sec. 9, 10.2).
+//! Weight updates of the discrete references (docs/MODEL.md §4): BP (SGD, Adam), DTP of
+//! Lee et al., DTP1 (Sec. 3, Eq. delta-dtp-regular) with optional influence scaling (Sec. 8),
+//! and decoder training on the regular auto-encoder loss (Sec. 9, 10.2).
+//!
+//! Every rule is an average of outer products over the `B` examples of a mini-batch,
+//! `ΔM = Σ_b c_b e_b a_bᵀ`, with an error column `e_b`, a presynaptic column `a_b` and a
+//! per-example factor `c_b` (the mini-batch mean `1/B`, the pool normalisation `1/‖a_b‖²`,
+//! the influence `s_{l,b}`, a rate). It is computed as one matrix–matrix product,
+//! `ΔM = (E diag(c)) Aᵀ`, with the factors folded into the columns of `E`.
 
+use crate::discrete::batch::{column_matrix, loss_gradients, BatchPass};
 use crate::network::{ForwardPass, Network};
 use nalgebra::{DMatrix, DVector};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-/// DTP1 update of Sec. 3: `ΔW_l = (τ_l − h_l) a_{l−1}ᵀ / ‖a_{l−1}‖²`.
+/// `Σ_b c_b e_b a_bᵀ = (E diag(c)) Aᵀ`: the outer products of the columns of `E` and `A`
+/// weighted by `c`, as one matrix–matrix product (docs/MODEL.md §4).
+pub fn weighted_outer(e: &DMatrix<f64>, c: &[f64], a: &DMatrix<f64>) -> DMatrix<f64> {
+    let mut scaled = e.clone();
+    for (b, cb) in c.iter().enumerate() {
+        scaled.column_mut(b).scale_mut(*cb);
+    }
+    scaled * a.transpose()
+}
+
+/// The pool normalisation `1/‖a_b‖²` of every column of `A` (docs/MODEL.md §4, §6: the pool
+/// neuron of a layer sums its squared activity), times `scale`; 0 where `a_b = 0`, which only
+/// happens without the bias unit.
+pub fn inverse_pools(a: &DMatrix<f64>, scale: f64) -> Vec<f64> {
+    a.column_iter()
+        .map(|col| {
+            let pool = col.norm_squared();
+            if pool > 0.0 {
+                scale / pool.max(f64::MIN_POSITIVE)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// DTP1 update of a mini-batch (Sec. 3, Eq. delta-dtp-regular, averaged as in docs/MODEL.md
+/// §4): `ΔW_l = Σ_b c_b d_{l,b} a_{l−1,b}ᵀ / ‖a_{l−1,b}‖²`, with `D_l = T_l − H_l` the target
+/// displacements and `A_{l−1}` the presynaptic vectors as columns. The trainer passes
+/// `c_b = η s_{l,b}/B` (influence `s_{l,b}` of Sec. 8, or 1).
+pub fn dtp1_update(d_l: &DMatrix<f64>, a_prev: &DMatrix<f64>, c: &[f64]) -> DMatrix<f64> {
+    let mut factors = inverse_pools(a_prev, 1.0);
+    for (f, cb) in factors.iter_mut().zip(c) {
+        *f *= cb;
+    }
+    weighted_outer(d_l, &factors, a_prev)
+}
+
+/// DTP1 update of one example (Sec. 3): `ΔW_l = (τ_l − h_l) a_{l−1}ᵀ / ‖a_{l−1}‖²`, the
+/// one-column [`dtp1_update`].
 ///
 /// Applying it alone moves `h_l` exactly to `τ_l` (T1), since `f_l` is linear in `W_l`:
 /// `(W_l + ΔW_l) a_{l−1} = h_l + (τ_l − h_l) ‖a_{l−1}‖²/‖a_{l−1}‖²`.
@@ -26,66 +72,88 @@ use rand_distr::{Distribution, StandardNormal};
 /// assert!((h1 - (&fwd.h[1] + &d1)).norm() < 1e-14);
 /// ```
 pub fn dtp1_delta(fwd: &ForwardPass, d_l: &DVector<f64>, l: usize) -> DMatrix<f64> {
-    let a = &fwd.a[l - 1];
-    let n2 = a.norm_squared();
-    if n2 == 0.0 {
-        return DMatrix::zeros(d_l.len(), a.len());
-    }
-    d_l * a.transpose() / n2
+    dtp1_update(&column_matrix(d_l), &column_matrix(&fwd.a[l - 1]), &[1.0])
 }
 
-/// DTP update of Lee et al. (2015): minus the gradient of `½‖τ_l − h_l‖²` with respect to
-/// `W_l` (τ held fixed), `ΔW_l = (τ_l − h_l) a_{l−1}ᵀ`.
-pub fn dtp_delta(fwd: &ForwardPass, d_l: &DVector<f64>, l: usize) -> DMatrix<f64> {
-    d_l * fwd.a[l - 1].transpose()
+/// DTP update of Lee et al. (2015) for a mini-batch (docs/MODEL.md §4, Sec. 3): minus the
+/// gradient of `½‖τ_l − h_l‖²` with respect to `W_l` (τ held fixed),
+/// `ΔW_l = rate Σ_b d_{l,b} a_{l−1,b}ᵀ`; the trainer passes `rate = lr/B`.
+pub fn dtp_update(d_l: &DMatrix<f64>, a_prev: &DMatrix<f64>, rate: f64) -> DMatrix<f64> {
+    weighted_outer(d_l, &vec![rate; d_l.ncols()], a_prev)
 }
 
-/// Back-propagated gradients `∂ℓ/∂W_l = δ_l a_{l−1}ᵀ` for `l = 1..=L` (index `l − 1`), with
-/// `δ_L = ∇ℓ` and `δ_{l−1} = f_l'(h_{l−1})ᵀ δ_l`.
-pub fn bp_gradients(net: &Network, fwd: &ForwardPass, y: &DVector<f64>) -> Vec<DMatrix<f64>> {
+/// Back-propagated gradients of the mini-batch mean loss, `(1/B) Σ_b δ_{l,b} a_{l−1,b}ᵀ` for
+/// `l = 1..=L` (index `l − 1`), with `δ_L = ∇ℓ` and
+/// `δ_{l−1} = f_l′(h_{l−1})ᵀ δ_l = σ′_{l−1}(h_{l−1}) ⊙ W_l[:, :n_{l−1}]ᵀ δ_l` (docs/MODEL.md §4,
+/// the chain rule of Sec. 4): one product per layer and pass for all examples.
+pub fn bp_gradients(net: &Network, pass: &BatchPass, y: &DMatrix<f64>) -> Vec<DMatrix<f64>> {
     let depth = net.depth();
-    let mut delta = net.arch().loss.gradient(fwd.output(), y);
+    let mean = vec![1.0 / pass.size() as f64; pass.size()];
+    let mut delta = loss_gradients(net.arch().loss, pass.output(), y);
     let mut grads = vec![DMatrix::zeros(0, 0); depth];
     for l in (1..=depth).rev() {
-        grads[l - 1] = &delta * fwd.a[l - 1].transpose();
+        grads[l - 1] = weighted_outer(&delta, &mean, &pass.a[l - 1]);
         if l > 1 {
-            delta = net.encoder_jacobian(l, &fwd.h[l - 1]).transpose() * &delta;
+            let n = net.width(l - 1);
+            let act = net.arch().activations[l - 1];
+            let back = net.w(l).columns(0, n).tr_mul(&delta);
+            delta = back.zip_map(&pass.h[l - 1], |g, h| act.derivative(h) * g);
         }
     }
     grads
 }
 
-/// Decoder update on the regular auto-encoder loss with the normalised rule of Sec. 9/10.2:
-/// `ΔΩ_l = (h_{l−1} − g_l(h_l)) a_lᵀ / ‖a_l‖²`. Applied with rate 1 it makes `g_l(h_l) = h_{l−1}`
-/// exactly on this example (the decoder twin of T1).
-pub fn decoder_delta(net: &Network, fwd: &ForwardPass, l: usize) -> DMatrix<f64> {
-    let a = &fwd.a[l];
-    let err = &fwd.h[l - 1] - net.omega(l) * a;
-    err * a.transpose() / a.norm_squared().max(f64::MIN_POSITIVE)
+/// Decoder update on the regular auto-encoder loss with the normalised rule of Sec. 9/10.2
+/// (docs/MODEL.md §4), for a mini-batch:
+/// `ΔΩ_l = rate Σ_b (x_b − Ω_l a_b) a_bᵀ / ‖a_b‖²`, where `a_b` is what the decoder reads and
+/// `x_b` what it should reconstruct. The plain rule has `X = H_{l−1}`, `A = A_l`; the
+/// noise-corrupted one of Lee et al. has `X = H̃`, `A = a_l(f_l(H̃))` ([`corrupted`]). With
+/// `rate = 1` and one example it makes `g_l(h_l) = h_{l−1}` exactly (the decoder twin of T1).
+pub fn decoder_update(
+    omega: &DMatrix<f64>,
+    x: &DMatrix<f64>,
+    a: &DMatrix<f64>,
+    rate: f64,
+) -> DMatrix<f64> {
+    let err = x - omega * a;
+    weighted_outer(&err, &inverse_pools(a, rate), a)
 }
 
-/// Noise-corrupted decoder update of Lee et al. (2015): with `h̃ = h_{l−1} + ξ`,
-/// `ξ ~ N(0, σ²I)`, train `g_l(f_l(h̃))` to reconstruct `h̃` with the same normalised rule.
-pub fn decoder_delta_noisy(
+/// Standard normal noise `ξ` for the decoder inputs `h_{l−1}`, `l = 2..=L` (index `l − 2`), of
+/// `batch` examples, drawn example by example, layer by layer, unit by unit: the order of the
+/// per-example trainer, so a seed gives the same noise as before.
+pub fn decoder_noise(net: &Network, batch: usize, rng: &mut ChaCha8Rng) -> Vec<DMatrix<f64>> {
+    let mut xi: Vec<DMatrix<f64>> = (2..=net.depth())
+        .map(|l| DMatrix::zeros(net.width(l - 1), batch))
+        .collect();
+    for b in 0..batch {
+        for layer in xi.iter_mut() {
+            for v in layer.column_mut(b).iter_mut() {
+                *v = StandardNormal.sample(rng);
+            }
+        }
+    }
+    xi
+}
+
+/// The noise-corrupted pair of Lee et al. (2015) for decoder `l` (Sec. 10.2):
+/// `H̃ = H_{l−1} + σ_ξ Ξ` and what the decoder reads of it, `a_l(f_l(H̃))`, with `xi` from
+/// [`decoder_noise`].
+pub fn corrupted(
     net: &Network,
-    fwd: &ForwardPass,
+    pass: &BatchPass,
     l: usize,
+    xi: &DMatrix<f64>,
     noise_std: f64,
-    rng: &mut ChaCha8Rng,
-) -> DMatrix<f64> {
-    let corrupted = fwd.h[l - 1].map(|v| {
-        let z: f64 = StandardNormal.sample(rng);
-        v + noise_std * z
-    });
-    let code = net.encode(l, &corrupted);
-    let a = net.presyn(l, &code);
-    let err = corrupted - net.omega(l) * &a;
-    err * a.transpose() / a.norm_squared().max(f64::MIN_POSITIVE)
+) -> (DMatrix<f64>, DMatrix<f64>) {
+    let noisy = pass.h[l - 1].zip_map(xi, |v, z| v + noise_std * z);
+    let a = net.arch().presyn_batch(l, &net.encode_batch(l, &noisy));
+    (noisy, a)
 }
 
 /// Fits every decoder by ridge regression on the regular auto-encoder loss (Sec. 10.2):
 /// `Ω_l = argmin Σ_x ‖h_{l−1}(x) − Ω a_l(h_l(x))‖² + ridge‖Ω‖²`, i.e. the point the normalised
-/// online rule [`decoder_delta`] drifts towards. Used by the theory suite for "well-fitted"
+/// online rule [`decoder_update`] drifts towards. Used by the theory suite for "well-fitted"
 /// decoders.
 pub fn fit_decoders_least_squares(net: &mut Network, inputs: &[DVector<f64>], ridge: f64) {
     let passes: Vec<ForwardPass> = inputs.iter().map(|x| net.forward(x)).collect();
@@ -161,20 +229,24 @@ mod tests {
     use crate::network::{Architecture, Init, Loss};
 
     #[test]
-    fn bp_gradients_match_finite_differences() {
+    fn bp_gradients_match_finite_differences_of_the_mean_loss() {
         for loss in [Loss::Mse, Loss::SoftmaxCe] {
             let arch = Architecture::new(&[3, 4, 3], Activation::Tanh, loss).unwrap();
             let net = Network::new(arch, Init::Gaussian { gain: 1.3 }, 5).unwrap();
-            let x = DVector::from_vec(vec![0.2, -0.4, 1.1]);
-            let y = DVector::from_vec(vec![0.0, 1.0, 0.0]);
-            let grads = bp_gradients(&net, &net.forward(&x), &y);
+            let x = DMatrix::from_row_slice(3, 2, &[0.2, -1.0, -0.4, 0.3, 1.1, 0.7]);
+            let y = DMatrix::from_row_slice(3, 2, &[0.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+            let grads = bp_gradients(&net, &net.forward_batch(x.clone()), &y);
+            let mean_loss = |net: &Network| {
+                let out = net.forward_batch(x.clone());
+                crate::discrete::batch::loss_sum(loss, out.output(), &y) / 2.0
+            };
             for l in 1..=2 {
                 for (r, c) in [(0, 0), (1, 2), (2, 3)] {
                     let mut p = net.clone();
                     let mut m = net.clone();
                     p.w_mut(l)[(r, c)] += 1e-6;
                     m.w_mut(l)[(r, c)] -= 1e-6;
-                    let fd = (p.loss(&x, &y) - m.loss(&x, &y)) / 2e-6;
+                    let fd = (mean_loss(&p) - mean_loss(&m)) / 2e-6;
                     assert!((fd - grads[l - 1][(r, c)]).abs() < 1e-8, "{loss:?} l={l}");
                 }
             }
@@ -182,13 +254,23 @@ mod tests {
     }
 
     #[test]
-    fn decoder_delta_reconstructs_exactly_at_rate_one() {
+    fn decoder_update_reconstructs_exactly_at_rate_one() {
         let arch = Architecture::new(&[3, 4, 4], Activation::Tanh, Loss::Mse).unwrap();
         let mut net = Network::new(arch, Init::default(), 2).unwrap();
-        let fwd = net.forward(&DVector::from_vec(vec![1.0, 0.5, -0.3]));
-        let dw = decoder_delta(&net, &fwd, 2);
+        let pass = net.forward_batch(DMatrix::from_column_slice(3, 1, &[1.0, 0.5, -0.3]));
+        let dw = decoder_update(net.omega(2), &pass.h[1], &pass.a[2], 1.0);
         *net.omega_mut(2) += dw;
-        assert!((net.decode(2, &fwd.h[2]) - &fwd.h[1]).norm() < 1e-13);
+        let h2 = pass.h[2].column(0).into_owned();
+        assert!((net.decode(2, &h2) - pass.h[1].column(0)).norm() < 1e-13);
+    }
+
+    #[test]
+    fn a_zero_presynaptic_vector_contributes_nothing() {
+        let e = DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 3.0, 4.0]);
+        let a = DMatrix::from_row_slice(2, 2, &[0.0, 1.0, 0.0, 1.0]);
+        let dw = dtp1_update(&e, &a, &[1.0, 1.0]);
+        // column 0 of A vanishes: only example 1 counts, d_1 a_1ᵀ/‖a_1‖² = d_1 [½, ½]
+        assert_eq!(dw, DMatrix::from_row_slice(2, 2, &[1.0, 1.0, 2.0, 2.0]));
     }
 
     #[test]
