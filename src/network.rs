@@ -1,4 +1,4 @@
-//! The layered network of DESIGN §1 (seed paper Sec. 2–3): encoders `f_l`, decoders `g_l`,
+//! The layered network of docs/MODEL.md §1 (seed paper Sec. 2–3): encoders `f_l`, decoders `g_l`,
 //! the presynaptic vector `a_l(v) = [σ_l(v); 1]` and the output loss.
 //!
 //! Layers are numbered `l = 0..=L` with widths `n_l`; `h_0 = x` is the input.
@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-/// Output loss `ℓ(h_L, y)` (DESIGN §1).
+/// Output loss `ℓ(h_L, y)` (docs/MODEL.md §1).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
 )]
@@ -421,7 +421,7 @@ impl Network {
         &self.decoders
     }
 
-    /// Presynaptic vector `a_l(v) = [σ_l(v); 1]` (DESIGN §1).
+    /// Presynaptic vector `a_l(v) = [σ_l(v); 1]` (docs/MODEL.md §1).
     pub fn presyn(&self, l: usize, v: &DVector<f64>) -> DVector<f64> {
         let act = self.arch.activations[l];
         let n = v.len();

@@ -3,6 +3,7 @@
 //! steps.
 
 use dtpsim::continuous::config::{EngineConfig, Method, PlasticityRule, WeightsMode};
+use dtpsim::continuous::integrate::StageForm;
 use dtpsim::continuous::{Observer, Phase, Population, Sample, Simulation};
 use dtpsim::data::Example;
 use dtpsim::discrete::targets::Scheme;
@@ -30,6 +31,14 @@ impl Observer for Traces {
     }
 }
 
+/// The full-state path, and the low-rank path with every matrix's stages factored or explicit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path {
+    State,
+    Factored,
+    Explicit,
+}
+
 struct Outcome {
     net: Network,
     state: Vec<f64>,
@@ -40,12 +49,20 @@ struct Outcome {
 }
 
 /// One warm-up and five learning trials on a 4-5-5-3 tanh net with fitted decoders.
-fn run(cfg: &EngineConfig, weights: WeightsMode, trace_dt: Option<f64>) -> Outcome {
+fn run(cfg: &EngineConfig, path: Path, trace_dt: Option<f64>) -> Outcome {
     let net = fitted_tanh(5, 3, 0.8, 95, 200);
     let mut cfg = cfg.clone();
-    cfg.solver.weights = weights;
+    cfg.solver.weights = match path {
+        Path::State => WeightsMode::State,
+        Path::Factored | Path::Explicit => WeightsMode::LowRank,
+    };
     let b = cfg.protocol.replicas;
     let mut sim = Simulation::new(&net, cfg).unwrap();
+    match path {
+        Path::Factored => sim.set_stage_form(StageForm::Factored),
+        Path::Explicit => sim.set_stage_form(StageForm::Explicit),
+        Path::State => {}
+    }
     let examples: Vec<Example> = (0..6 * b as u64)
         .map(|s| noisy_example(&net, 300 + s, 0.2))
         .collect();
@@ -123,33 +140,38 @@ fn both_paths_give_the_same_weights_and_neurons_at_tight_tolerance() {
     for (name, mut cfg) in configurations() {
         cfg.solver.rtol = 1e-10;
         cfg.solver.atol = 1e-12;
-        let state = run(&cfg, WeightsMode::State, None);
-        let fast = run(&cfg, WeightsMode::LowRank, None);
-        for l in 1..=3 {
-            let e = rel(fast.net.w(l).as_slice(), state.net.w(l).as_slice());
-            assert!(e <= 1e-9, "{name}: W_{l} differs by {e:e}");
-            let change = rel(
-                fast.net.w(l).as_slice(),
-                fitted_tanh(5, 3, 0.8, 95, 200).w(l).as_slice(),
-            );
-            assert!(change > 1e-4, "{name}: W_{l} did not learn ({change:e})");
+        let state = run(&cfg, Path::State, None);
+        for form in [Path::Factored, Path::Explicit] {
+            let fast = run(&cfg, form, None);
+            let name = format!("{name}, {form:?}");
+            for l in 1..=3 {
+                let e = rel(fast.net.w(l).as_slice(), state.net.w(l).as_slice());
+                assert!(e <= 1e-9, "{name}: W_{l} differs by {e:e}");
+                let change = rel(
+                    fast.net.w(l).as_slice(),
+                    fitted_tanh(5, 3, 0.8, 95, 200).w(l).as_slice(),
+                );
+                assert!(change > 1e-4, "{name}: W_{l} did not learn ({change:e})");
+            }
+            for l in 2..=3 {
+                let e = rel(fast.net.omega(l).as_slice(), state.net.omega(l).as_slice());
+                assert!(e <= 1e-9, "{name}: Ω_{l} differs by {e:e}");
+            }
+            let e = rel(&fast.state, &state.state);
+            eprintln!("{name}: state relative difference {e:.2e} at rtol 1e-10");
+            assert!(e <= 1e-9, "{name}: state differs by {e:e}");
         }
-        for l in 2..=3 {
-            let e = rel(fast.net.omega(l).as_slice(), state.net.omega(l).as_slice());
-            assert!(e <= 1e-9, "{name}: Ω_{l} differs by {e:e}");
-        }
-        let e = rel(&fast.state, &state.state);
-        eprintln!("{name}: state relative difference {e:.2e} at rtol 1e-10");
-        assert!(e <= 1e-9, "{name}: state differs by {e:e}");
     }
 }
 
 #[test]
 fn both_paths_take_the_same_steps_at_the_default_tolerance() {
     for (name, cfg) in configurations() {
-        let state = run(&cfg, WeightsMode::State, None);
-        let fast = run(&cfg, WeightsMode::LowRank, None);
-        eprintln!(
+        let state = run(&cfg, Path::State, None);
+        for form in [Path::Factored, Path::Explicit] {
+            let fast = run(&cfg, form, None);
+            let name = format!("{name}, {form:?}");
+            eprintln!(
             "{name}: accepted {} / {}, rejected {} / {}, evaluations {} / {} (low-rank / state)",
             fast.accepted,
             state.accepted,
@@ -158,21 +180,22 @@ fn both_paths_take_the_same_steps_at_the_default_tolerance() {
             fast.evaluations,
             state.evaluations
         );
-        let close = |a: u64, b: u64| (a as f64 - b as f64).abs() <= 0.01 * a.max(b) as f64;
-        assert!(
-            close(fast.accepted, state.accepted),
-            "{name}: accepted {} vs {}",
-            fast.accepted,
-            state.accepted
-        );
-        assert!(
-            close(fast.rejected, state.rejected),
-            "{name}: rejected {} vs {}",
-            fast.rejected,
-            state.rejected
-        );
-        let e = rel(&fast.state, &state.state);
-        assert!(e <= 1e-5, "{name}: state differs by {e:e}");
+            let close = |a: u64, b: u64| (a as f64 - b as f64).abs() <= 0.01 * a.max(b) as f64;
+            assert!(
+                close(fast.accepted, state.accepted),
+                "{name}: accepted {} vs {}",
+                fast.accepted,
+                state.accepted
+            );
+            assert!(
+                close(fast.rejected, state.rejected),
+                "{name}: rejected {} vs {}",
+                fast.rejected,
+                state.rejected
+            );
+            let e = rel(&fast.state, &state.state);
+            assert!(e <= 1e-5, "{name}: state differs by {e:e}");
+        }
     }
 }
 
@@ -181,21 +204,23 @@ fn traces_from_dense_output_match_the_restarted_reference_and_cost_no_extra_step
     let mut cfg = configurations().remove(1).1;
     cfg.solver.rtol = 1e-10;
     cfg.solver.atol = 1e-12;
-    let reference = run(&cfg, WeightsMode::State, Some(0.25));
-    let fast = run(&cfg, WeightsMode::LowRank, Some(0.25));
-    let untraced = run(&cfg, WeightsMode::LowRank, None);
-    assert_eq!(fast.traces.len(), reference.traces.len());
-    eprintln!(
-        "traced: {} evaluations (reference path restarted at samples: {}), untraced {}",
-        fast.evaluations, reference.evaluations, untraced.evaluations
-    );
-    for (a, b) in fast.traces.iter().zip(&reference.traces) {
-        assert_eq!(a[0], b[0], "sample times");
-        let e = rel(&a[1..], &b[1..]);
-        assert!(e <= 1e-9, "trace at t = {} differs by {e:e}", a[0]);
+    let reference = run(&cfg, Path::State, Some(0.25));
+    for form in [Path::Factored, Path::Explicit] {
+        let fast = run(&cfg, form, Some(0.25));
+        let untraced = run(&cfg, form, None);
+        assert_eq!(fast.traces.len(), reference.traces.len());
+        eprintln!(
+            "traced: {} evaluations (reference path restarted at samples: {}), untraced {}",
+            fast.evaluations, reference.evaluations, untraced.evaluations
+        );
+        for (a, b) in fast.traces.iter().zip(&reference.traces) {
+            assert_eq!(a[0], b[0], "sample times");
+            let e = rel(&a[1..], &b[1..]);
+            assert!(e <= 1e-9, "trace at t = {} differs by {e:e}", a[0]);
+        }
+        assert_eq!(fast.evaluations, untraced.evaluations);
+        assert_eq!(fast.state, untraced.state, "sampling changes nothing");
     }
-    assert_eq!(fast.evaluations, untraced.evaluations);
-    assert_eq!(fast.state, untraced.state, "sampling changes nothing");
 }
 
 #[test]
@@ -203,9 +228,11 @@ fn rk4_paths_agree() {
     let mut cfg = configurations().remove(2).1;
     cfg.solver.method = Method::Rk4;
     cfg.solver.step = 0.05;
-    let state = run(&cfg, WeightsMode::State, None);
-    let fast = run(&cfg, WeightsMode::LowRank, None);
-    assert_eq!(fast.accepted, state.accepted);
-    let e = rel(&fast.state, &state.state);
-    assert!(e <= 1e-10, "rk4 state differs by {e:e}");
+    let state = run(&cfg, Path::State, None);
+    for form in [Path::Factored, Path::Explicit] {
+        let fast = run(&cfg, form, None);
+        assert_eq!(fast.accepted, state.accepted);
+        let e = rel(&fast.state, &state.state);
+        assert!(e <= 1e-10, "rk4 {form:?}: state differs by {e:e}");
+    }
 }

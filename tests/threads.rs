@@ -32,7 +32,15 @@ fn one_and_two_threads_give_identical_results() {
     std::fs::write(dir.join("threads.json"), SCENARIO).unwrap();
     for (threads, out) in [("1", "one"), ("2", "two")] {
         let o = dtpsim(
-            &["run", "threads.json", "--out", out, "--threads", threads, "--quiet"],
+            &[
+                "run",
+                "threads.json",
+                "--out",
+                out,
+                "--threads",
+                threads,
+                "--quiet",
+            ],
             &dir,
         );
         assert!(o.status.success(), "{}", common::stderr(&o));

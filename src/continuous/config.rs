@@ -1,4 +1,4 @@
-//! Settings of the continuous-time engine (DESIGN §2–3; seed paper Sec. 5, 6.2, 7.1, 8, 10.2),
+//! Settings of the continuous-time engine (docs/MODEL.md §6, §9; seed paper Sec. 5, 6.2, 7.1, 8, 10.2),
 //! parsed from JSON with defaults for everything and checked into a validated form whose
 //! errors name the JSON path and the fix.
 
@@ -6,7 +6,7 @@ use crate::discrete::targets::Scheme;
 use crate::error::{check_at_least, check_positive, ConfigError};
 use serde::{Deserialize, Serialize};
 
-/// Forward plasticity rule (DESIGN §2.7).
+/// Forward plasticity rule (docs/MODEL.md §6).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
 )]
@@ -21,7 +21,7 @@ pub enum PlasticityRule {
     Displacement,
 }
 
-/// Plasticity gate `m_p(t)` (DESIGN §2.7).
+/// Plasticity gate `m_p(t)` (docs/MODEL.md §6).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
 )]
@@ -67,7 +67,7 @@ impl PerLayer {
     }
 }
 
-/// Forward plasticity (DESIGN §2.7).
+/// Forward plasticity (docs/MODEL.md §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Plasticity {
@@ -140,7 +140,7 @@ impl Default for InfluenceConfig {
     }
 }
 
-/// Every constant of the vector field (DESIGN §2).
+/// Every constant of the vector field (docs/MODEL.md §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dynamics {
@@ -182,7 +182,7 @@ impl Default for Dynamics {
     }
 }
 
-/// Trial protocol (DESIGN §3).
+/// Trial protocol (docs/MODEL.md §6, Protocol).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Protocol {

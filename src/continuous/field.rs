@@ -94,6 +94,12 @@ pub trait StageWeights {
     fn product(&self, m: usize, a: &DMatrixView<f64>, out: &mut DMatrixViewMut<f64>);
 }
 
+/// Whether plastic matrix `m` has a factor `N` that is the same at every evaluation of a
+/// segment (see [`PlasticFactors::shared`]): `W_1` without a trace delay.
+pub fn input_factor_shared(layout: &Layout, m: usize) -> bool {
+    m == encoder_index(1) && layout.stages == 0
+}
+
 /// Where plastic matrix `m` (index into [`plastic_matrices`]) lives in the flat state.
 pub fn plastic_block(layout: &Layout, m: usize) -> Block {
     if m < layout.depth {
@@ -669,7 +675,7 @@ impl<'a> Field<'a> {
             let scaled = dynm.influence.enabled && l < depth;
             let s = &ws.scale[l];
             // n_0 = a_0(x) diag(1/(ε + p_0)): the diagonal moves into E (see `shared`)
-            plastic.shared[m] = l == 1 && lay.stages == 0;
+            plastic.shared[m] = input_factor_shared(lay, m);
             let p0 = lay.p(0).view(x);
             let pool = |j: usize| {
                 if plastic.shared[m] {

@@ -1,4 +1,4 @@
-//! Layout of the flat ODE state (DESIGN §2): for `B` replicas with shared weights, every
+//! Layout of the flat ODE state (docs/MODEL.md §6): for `B` replicas with shared weights, every
 //! population is a column-major block `rows × B`, followed by the weights `W_l` and `Ω_l`.
 //!
 //! | block | rows × cols | present |

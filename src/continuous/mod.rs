@@ -1,5 +1,7 @@
-//! The continuous-time engine (DESIGN §2–3; seed paper Sec. 7, 7.1): every population of the
-//! network and the weights are ODE state, integrated with `ode_solvers`.
+//! The continuous-time engine (docs/MODEL.md §6, §9; seed paper Sec. 7, 7.1): every population
+//! of the network and the weights are ODE state, integrated by an explicit Runge–Kutta method
+//! either on one flat state vector (`ode_solvers`) or with the weights kept as low-rank stage
+//! factors ([`integrate`]).
 
 pub mod config;
 pub mod field;

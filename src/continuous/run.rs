@@ -1,4 +1,4 @@
-//! The protocol of DESIGN §3 end to end: warm-up trials, learning trials, evaluation with the
+//! The protocol of docs/MODEL.md §6 end to end: warm-up trials, learning trials, evaluation with the
 //! exact discrete forward pass every `eval_every` learning trials, and per-trial diagnostics
 //! (training loss before the trial, relaxation residual at teacher offset and, on request,
 //! the cosine of the trial's weight change with the fully relaxed DTP1 update).

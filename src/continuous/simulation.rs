@@ -1,10 +1,10 @@
-//! A running simulation: the flat state, the protocol of DESIGN §3 (trials of stimulus,
+//! A running simulation: the flat state, the protocol of docs/MODEL.md §6 (trials of stimulus,
 //! teacher, gap; warm-up), divergence detection and observers.
 
 use super::config::{EngineConfig, Method, WeightsMode};
 use super::field::{Drive, Field, FieldStats, Workspace};
 use super::integrate::tableau::{dopri5, rk4};
-use super::integrate::{integrate_segment, DenseSample, LowRank, SolverStats};
+use super::integrate::{integrate_segment, DenseSample, LowRank, SolverStats, StageForm};
 use super::layout::{Block, Layout, Population};
 use crate::data::Example;
 use crate::error::ConfigError;
@@ -110,7 +110,7 @@ impl Sample<'_> {
     }
 }
 
-/// Receives samples during a run (DESIGN §6: traces are sampled, never the whole trajectory).
+/// Receives samples during a run (docs/MODEL.md §9: traces are sampled, never the whole trajectory).
 pub trait Observer {
     /// Sampling interval in simulated time during trial `trial` (`None`: no samples; the
     /// segment is then integrated in one go).
@@ -151,6 +151,8 @@ pub struct Simulation {
     low_rank: Option<LowRank>,
     /// The state at the start of the current chunk, restored when a check fails.
     last_good: DVector<f64>,
+    /// How the low-rank path holds each matrix's stages.
+    stage_form: StageForm,
 }
 
 impl Simulation {
@@ -200,7 +202,15 @@ impl Simulation {
             workspace: None,
             low_rank: None,
             last_good: DVector::zeros(0),
+            stage_form: StageForm::Auto,
         })
+    }
+
+    /// Chooses how the low-rank path holds each matrix's stages (the default, `Auto`, picks by
+    /// rank; the forms agree up to rounding). For tests and benchmarks.
+    pub fn set_stage_form(&mut self, form: StageForm) {
+        self.stage_form = form;
+        self.low_rank = None;
     }
 
     /// The state layout.
@@ -353,8 +363,9 @@ impl Simulation {
             self.last_good = self.state.clone();
         }
         let low_rank = low_rank.then(|| {
+            let form = self.stage_form;
             self.low_rank
-                .get_or_insert_with(|| LowRank::new(&self.layout))
+                .get_or_insert_with(|| LowRank::new(&self.layout, form))
         });
         let mut run = SegmentRun {
             field: &field,
@@ -386,7 +397,7 @@ impl Simulation {
         result.map_err(|(e, _)| e)
     }
 
-    /// Runs one trial (DESIGN §3): stimulus for `T_stim` with the teacher on during
+    /// Runs one trial (docs/MODEL.md §6, Protocol): stimulus for `T_stim` with the teacher on during
     /// `[t_on, T_stim)` (learning phase only), then `T_gap` of blank input. Returns the
     /// relaxation residual at teacher offset (see [`Simulation::relaxation_residual`]).
     pub fn run_trial(

@@ -21,7 +21,9 @@
 
 use super::tableau::{dopri5_dense_weights, Tableau, MAX_STAGES};
 use super::SolverStats;
-use crate::continuous::field::{plastic_matrices, Field, PlasticFactors, StageWeights};
+use crate::continuous::field::{
+    input_factor_shared, plastic_matrices, Field, PlasticFactors, StageWeights,
+};
 use crate::continuous::layout::{Block, Layout};
 use crate::linalg::{accumulate, error_sum, gemm, Op};
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
@@ -97,6 +99,43 @@ struct Plastic {
     partial: Vec<f64>,
     /// Row `j` of `R` for [`Plastic::materialize`] at small width.
     coef: Vec<f64>,
+    /// Explicit stage derivatives, for a matrix whose stage factors have nearly full rank.
+    explicit: Option<Explicit>,
+}
+
+/// A matrix whose `S·B` stage factors have nearly full rank keeps each stage's plastic term
+/// `F_j = E_j N_jᵀ` as a matrix (one product of rank `B` per evaluation), forms the stage
+/// weights `M_s = c_s M_0 + Σ_j ρ_{sj} F_j` in one pass, and multiplies with `M_s` directly:
+/// the same combinations, fewer operations than the factored form when `S·B` approaches
+/// `min(rows, cols)`.
+struct Explicit {
+    f: Vec<DMatrix<f64>>,
+    active: [bool; MAX_STAGES],
+    stage: DMatrix<f64>,
+}
+
+/// Use [`Explicit`] when the stage factors' total rank `S·B` is at least this fraction of
+/// `min(rows, cols)`.
+const EXPLICIT_RANK: f64 = 0.25;
+
+/// `out ← c·w0 + Σ_j ρ_j F_j` over the active stages `j < stages`, in parallel blocks (each
+/// entry summed in the order `j = 0, 1, …`).
+fn combine_explicit(out: &mut [f64], w0: &[f64], comb: &Combination, ex: &Explicit, stages: usize) {
+    const BLOCK: usize = 4096;
+    out.par_chunks_mut(BLOCK).enumerate().for_each(|(i, o)| {
+        let range = i * BLOCK..i * BLOCK + o.len();
+        for (v, w) in o.iter_mut().zip(&w0[range.clone()]) {
+            *v = comb.c * w;
+        }
+        for j in 0..stages {
+            let rho = comb.rho[j];
+            if ex.active[j] && rho != 0.0 {
+                for (v, f) in o.iter_mut().zip(&ex.f[j].as_slice()[range.clone()]) {
+                    *v += rho * f;
+                }
+            }
+        }
+    });
 }
 
 /// See [`Plastic::clamped`].
@@ -141,7 +180,6 @@ fn with_scratch<T>(rows: usize, width: usize, f: impl FnOnce(&mut ColumnScratch)
 }
 
 impl ColumnScratch {
-
     /// Column `j` of `L_new Rᵀ` and, with `l_err`, of `L_err Rᵀ`.
     fn form(&mut self, l_new: &[f64], l_err: Option<&[f64]>, r: &DMatrix<f64>, j: usize) {
         for (k, c) in self.coef.iter_mut().enumerate() {
@@ -227,9 +265,15 @@ impl Plastic {
         rtol: f64,
         atol: f64,
     ) -> f64 {
+        let w0 = &y[self.block.range()];
+        if let Some(ex) = &self.explicit {
+            combine_explicit(self.solution.as_mut_slice(), w0, new, ex, stages);
+            combine_explicit(self.error.as_mut_slice(), w0, err, ex, stages);
+            let (w1, est) = (self.solution.as_slice(), self.error.as_slice());
+            return error_sum(w0, w1, est, 0.0, 0.0, rtol, atol);
+        }
         let width = form_left(&self.e, self.shared, new, stages, b, &mut self.left_new);
         form_left(&self.e, self.shared, err, stages, b, &mut self.left_err);
-        let w0 = &y[self.block.range()];
         if width > FUSED_RANK {
             self.materialize(y, new.c, width, false);
             self.materialize(y, err.c, width, true);
@@ -282,6 +326,19 @@ impl Plastic {
         prepared: bool,
     ) {
         self.invalidate();
+        if let Some(ex) = &self.explicit {
+            if !prepared {
+                combine_explicit(
+                    self.solution.as_mut_slice(),
+                    &y[self.block.range()],
+                    new,
+                    ex,
+                    stages,
+                );
+            }
+            y[self.block.range()].copy_from_slice(self.solution.as_slice());
+            return;
+        }
         let width = if prepared {
             self.width(stages, b)
         } else {
@@ -346,6 +403,16 @@ impl Plastic {
 
     /// `c M_0 + Σ_j ρ_j E_j N_jᵀ` for an arbitrary combination, into `error`.
     fn materialize_combination(&mut self, y: &[f64], comb: &Combination, stages: usize, b: usize) {
+        if let Some(ex) = &self.explicit {
+            combine_explicit(
+                self.error.as_mut_slice(),
+                &y[self.block.range()],
+                comb,
+                ex,
+                stages,
+            );
+            return;
+        }
         let width = form_left(&self.e, self.shared, comb, stages, b, &mut self.left_err);
         self.materialize(y, comb.c, width, true);
     }
@@ -362,6 +429,10 @@ struct StageProducts<'a> {
 impl StageWeights for StageProducts<'_> {
     fn product(&self, m: usize, a: &DMatrixView<f64>, out: &mut DMatrixViewMut<f64>) {
         let p = &self.plastic[m];
+        if let Some(ex) = &p.explicit {
+            gemm(1.0, &ex.stage.as_view(), Op::N, a, Op::N, 0.0, out);
+            return;
+        }
         let comb = &self.combinations[m];
         let width = p.left_width;
         if let Some(cache) = &p.clamped {
@@ -439,15 +510,27 @@ pub struct LowRank {
     stiff_input: Vec<f64>,
     dense: Vec<f64>,
     factors: PlasticFactors,
-    /// `c` of each matrix's dense-output combination.
-    dense_c: Vec<f64>,
+    /// Each matrix's dense-output combination.
+    dense_comb: Vec<Combination>,
     /// Stage weights of the current step, per stage and matrix.
     combinations: Vec<Vec<Combination>>,
 }
 
+/// How the low-rank path holds each matrix's stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StageForm {
+    /// Factored unless the stage factors have nearly full rank (then [`Explicit`]).
+    #[default]
+    Auto,
+    /// Always factored (`c M_0 + L Rᵀ`).
+    Factored,
+    /// Always explicit, except a shared input factor (rank `B` in any case).
+    Explicit,
+}
+
 impl LowRank {
     /// Buffers for `layout` (the inputs of one product have at most `3B` columns).
-    pub fn new(layout: &Layout) -> Self {
+    pub fn new(layout: &Layout, form: StageForm) -> Self {
         let b = layout.replicas;
         let s = MAX_STAGES;
         let nx = layout.neurons().len();
@@ -478,6 +561,19 @@ impl LowRank {
                 error: DMatrix::zeros(block.rows, block.cols),
                 partial: vec![0.0; block.cols.div_ceil(FUSED_COLUMNS)],
                 coef: vec![0.0; FUSED_RANK],
+                explicit: (!input_factor_shared(layout, m)
+                    && match form {
+                        StageForm::Auto => {
+                            (s * b) as f64 >= EXPLICIT_RANK * block.rows.min(block.cols) as f64
+                        }
+                        StageForm::Factored => false,
+                        StageForm::Explicit => true,
+                    })
+                .then(|| Explicit {
+                    f: vec![DMatrix::zeros(block.rows, block.cols); s],
+                    active: [false; MAX_STAGES],
+                    stage: DMatrix::zeros(block.rows, block.cols),
+                }),
             })
             .collect::<Vec<_>>();
         let count = plastic.len();
@@ -490,7 +586,7 @@ impl LowRank {
             stiff_input: vec![0.0; nx],
             dense: vec![0.0; nx],
             factors: PlasticFactors::new(layout),
-            dense_c: vec![1.0; count],
+            dense_comb: vec![Combination::START; count],
             combinations: vec![vec![Combination::START; count]; s],
         }
     }
@@ -510,7 +606,14 @@ impl LowRank {
         let b = self.layout.replicas;
         let nx = self.stage_input.len();
         for (p, comb) in self.plastic.iter_mut().zip(&self.combinations[slot]) {
-            p.left_width = form_left(&p.e, p.shared, comb, stages, b, &mut p.left);
+            match &mut p.explicit {
+                Some(ex) => {
+                    let mut stage = std::mem::replace(&mut ex.stage, DMatrix::zeros(0, 0));
+                    combine_explicit(stage.as_mut_slice(), &y[p.block.range()], comb, ex, stages);
+                    ex.stage = stage;
+                }
+                None => p.left_width = form_left(&p.e, p.shared, comb, stages, b, &mut p.left),
+            }
         }
         let products = StageProducts {
             plastic: &self.plastic,
@@ -533,6 +636,21 @@ impl LowRank {
             } else {
                 e.fill(0.0);
                 n.fill(0.0);
+            }
+            if let Some(ex) = &mut p.explicit {
+                ex.active[slot] = self.factors.active[m];
+                if ex.active[slot] {
+                    let (e, n) = (self.factors.e[m].as_view(), self.factors.n[m].as_view());
+                    gemm(
+                        1.0,
+                        &e,
+                        Op::N,
+                        &n,
+                        Op::T,
+                        0.0,
+                        &mut ex.f[slot].as_view_mut(),
+                    );
+                }
             }
         }
     }
@@ -751,11 +869,13 @@ impl LowRank {
         for m in 0..self.plastic.len() {
             let comb = self.combination(m, 1.0, &w, h);
             let p = &mut self.plastic[m];
-            p.left_width = form_left(&p.e, p.shared, &comb, stages, b, &mut p.left);
-            self.dense_c[m] = comb.c;
+            if p.explicit.is_none() {
+                p.left_width = form_left(&p.e, p.shared, &comb, stages, b, &mut p.left);
+            }
+            self.dense_comb[m] = comb;
         }
         let plastic = &self.plastic;
-        let dense_c = &self.dense_c;
+        let dense_comb = &self.dense_comb;
         let weight = |index: usize| -> f64 {
             let Some(m) = plastic
                 .iter()
@@ -766,10 +886,17 @@ impl LowRank {
             let p = &plastic[m];
             let local = index - p.block.start;
             let (row, col) = (local % p.block.rows, local / p.block.rows);
-            let low_rank: f64 = (0..p.left_width)
-                .map(|k| p.left[(row, k)] * p.n[(col, k)])
-                .sum();
-            dense_c[m] * y[index] + low_rank
+            let comb = &dense_comb[m];
+            let plastic_part: f64 = match &p.explicit {
+                Some(ex) => (0..MAX_STAGES)
+                    .filter(|&j| ex.active[j])
+                    .map(|j| comb.rho[j] * ex.f[j][local])
+                    .sum(),
+                None => (0..p.left_width)
+                    .map(|k| p.left[(row, k)] * p.n[(col, k)])
+                    .sum(),
+            };
+            comb.c * y[index] + plastic_part
         };
         observe(&DenseSample {
             time: t,
@@ -792,6 +919,10 @@ impl LowRank {
             for r in 0..b {
                 e.swap_columns(r, s_last * b + r);
                 n.swap_columns(r, s_last * b + r);
+            }
+            if let Some(ex) = &mut p.explicit {
+                ex.f.swap(0, s_last);
+                ex.active.swap(0, s_last);
             }
         }
         self.k.swap(0, s_last);

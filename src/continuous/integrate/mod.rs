@@ -12,7 +12,7 @@ pub mod low_rank;
 pub mod state;
 pub mod tableau;
 
-pub use low_rank::{DenseSample, LowRank};
+pub use low_rank::{DenseSample, LowRank, StageForm};
 pub use state::{integrate_segment, CHUNK_STEPS};
 
 /// Solver work of one or more segments.
