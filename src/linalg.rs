@@ -98,6 +98,10 @@ pub fn gemm(
         split_rows(alpha, a, b, op_b, beta, c);
         return;
     }
+    if op_a == Op::N && rsa == 1 && csa == m as isize && rsc == 1 && k <= LOW_INNER {
+        low_inner(alpha, a, b, op_b, beta, c);
+        return;
+    }
     if op_a == Op::T && csa == 1 && op_b == Op::N && rsb == 1 && n <= THIN {
         dots(alpha, a, b, beta, c);
         return;
@@ -149,6 +153,44 @@ fn split_rows(
         || split_rows(alpha, &a_top, b, op_b, beta, &mut c_top),
         || split_rows(alpha, &a_bottom, b, op_b, beta, &mut c_bottom),
     );
+}
+
+/// Products with at most this many terms per entry (a rank-`k` update such as `E Nᵀ` with
+/// few replicas) run column by column through [`accumulate`]: no packing, no allocation.
+const LOW_INNER: usize = 16;
+
+/// `C ← α A op(B) + β C` for a column-major `A` with contiguous columns and `k ≤ 16`: column
+/// `q` of `C` gets `Σ_j (α b_{jq}) a_j`, summed in order `j = 0, 1, …`.
+fn low_inner(
+    alpha: f64,
+    a: &DMatrixView<f64>,
+    b: &DMatrixView<f64>,
+    op_b: Op,
+    beta: f64,
+    c: &mut DMatrixViewMut<f64>,
+) {
+    let (m, k) = (a.nrows(), a.ncols());
+    // SAFETY: unit row stride and column stride m (checked by the caller): `a` is one
+    // contiguous block of m·k entries.
+    let a_all = unsafe { std::slice::from_raw_parts(a.as_ptr(), m * k) };
+    let mut x = [0.0; LOW_INNER];
+    for q in 0..c.ncols() {
+        for (j, xj) in x.iter_mut().enumerate().take(k) {
+            *xj = alpha
+                * match op_b {
+                    Op::N => b[(j, q)],
+                    Op::T => b[(q, j)],
+                };
+        }
+        let mut col = c.column_mut(q);
+        if beta == 0.0 {
+            col.fill(0.0);
+        } else if beta != 1.0 {
+            col.scale_mut(beta);
+        }
+        let out = col.as_mut_slice();
+        accumulate(out, &x[..k], a_all);
+    }
 }
 
 /// Products with at most this many result columns run as [`thin`] products.

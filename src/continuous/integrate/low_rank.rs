@@ -122,20 +122,23 @@ const EXPLICIT_RANK: f64 = 0.25;
 /// entry summed in the order `j = 0, 1, …`).
 fn combine_explicit(out: &mut [f64], w0: &[f64], comb: &Combination, ex: &Explicit, stages: usize) {
     const BLOCK: usize = 4096;
-    out.par_chunks_mut(BLOCK).enumerate().for_each(|(i, o)| {
-        let range = i * BLOCK..i * BLOCK + o.len();
-        for (v, w) in o.iter_mut().zip(&w0[range.clone()]) {
-            *v = comb.c * w;
-        }
-        for j in 0..stages {
-            let rho = comb.rho[j];
-            if ex.active[j] && rho != 0.0 {
-                for (v, f) in o.iter_mut().zip(&ex.f[j].as_slice()[range.clone()]) {
-                    *v += rho * f;
+    out.par_chunks_mut(BLOCK)
+        .with_min_len(TASK_ENTRIES / BLOCK)
+        .enumerate()
+        .for_each(|(i, o)| {
+            let range = i * BLOCK..i * BLOCK + o.len();
+            for (v, w) in o.iter_mut().zip(&w0[range.clone()]) {
+                *v = comb.c * w;
+            }
+            for j in 0..stages {
+                let rho = comb.rho[j];
+                if ex.active[j] && rho != 0.0 {
+                    for (v, f) in o.iter_mut().zip(&ex.f[j].as_slice()[range.clone()]) {
+                        *v += rho * f;
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// See [`Plastic::clamped`].
@@ -197,6 +200,15 @@ impl ColumnScratch {
 /// Columns per task of the fused kernel: the error sum is added up per block of this many
 /// columns, then over blocks in order, so it does not depend on the thread count.
 const FUSED_COLUMNS: usize = 8;
+
+/// Entries of a plastic matrix one parallel task handles at least: smaller tasks cost more
+/// in scheduling than they save.
+const TASK_ENTRIES: usize = 1 << 15;
+
+/// Blocks of [`FUSED_COLUMNS`] columns per parallel task.
+fn min_blocks(rows: usize) -> usize {
+    (TASK_ENTRIES / (rows * FUSED_COLUMNS).max(1)).max(1)
+}
 
 /// Up to this many factor columns, the step's weight work runs as one fused pass per matrix
 /// ([`ColumnScratch`]); above, as matrix–matrix products.
@@ -293,6 +305,7 @@ impl Plastic {
         let r = &self.n;
         w0.par_chunks(rows * FUSED_COLUMNS)
             .zip(self.partial.par_iter_mut())
+            .with_min_len(min_blocks(rows))
             .enumerate()
             .for_each(|(block, (columns, partial))| {
                 with_scratch(rows, width, |scratch| {
@@ -356,6 +369,7 @@ impl Plastic {
         let r = &self.n;
         let w = &mut y[self.block.range()];
         w.par_chunks_mut(rows * FUSED_COLUMNS)
+            .with_min_len(min_blocks(rows))
             .enumerate()
             .for_each(|(block, columns)| {
                 with_scratch(rows, width, |scratch| {
