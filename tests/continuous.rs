@@ -256,3 +256,14 @@ fn drive_without_stimulus_is_blank() {
     assert_eq!(d.x.norm(), 0.0);
     assert_eq!(d.y.column(0), ex.y.column(0));
 }
+
+#[test]
+fn dop853_on_the_low_rank_path_is_refused_naming_the_field_and_the_fix() {
+    let mut cfg = EngineConfig::default();
+    cfg.solver.method = Method::Dop853;
+    let err = cfg.validate(3).unwrap_err().to_string();
+    assert!(err.contains("solver.weights"), "{err}");
+    assert!(err.contains("\"state\""), "{err}");
+    cfg.solver.weights = WeightsMode::State;
+    assert!(cfg.validate(3).is_ok());
+}
