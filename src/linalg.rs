@@ -130,7 +130,7 @@ pub fn gemm(
 
 /// A thin product of at least this many multiply–adds is split into two halves of rows
 /// run on two threads (each entry's sum is unchanged by the split).
-const THIN_SPLIT: usize = 1 << 15;
+const THIN_SPLIT: usize = 1 << 18;
 
 /// [`thin`], split over blocks of rows on the rayon pool when large.
 fn split_rows(
@@ -345,18 +345,21 @@ fn accumulate_body(out: &mut [f64], x: &[f64], e: &[f64]) {
     let col = |k: usize| &e[k * rows..(k + 1) * rows];
     let mut k = 0;
     while k + 4 <= x.len() {
-        let (e0, e1, e2, e3) = (col(k), col(k + 1), col(k + 2), col(k + 3));
         let (x0, x1, x2, x3) = (x[k], x[k + 1], x[k + 2], x[k + 3]);
-        for i in 0..rows {
-            out[i] = (((out[i] + x0 * e0[i]) + x1 * e1[i]) + x2 * e2[i]) + x3 * e3[i];
+        let columns = col(k)
+            .iter()
+            .zip(col(k + 1))
+            .zip(col(k + 2))
+            .zip(col(k + 3));
+        for (v, (((e0, e1), e2), e3)) in out.iter_mut().zip(columns) {
+            *v = (((*v + x0 * e0) + x1 * e1) + x2 * e2) + x3 * e3;
         }
         k += 4;
     }
     while k < x.len() {
-        let ek = col(k);
         let xk = x[k];
-        for i in 0..rows {
-            out[i] += xk * ek[i];
+        for (v, ek) in out.iter_mut().zip(col(k)) {
+            *v += xk * ek;
         }
         k += 1;
     }
@@ -378,23 +381,26 @@ fn error_sum_body(
     rtol: f64,
     atol: f64,
 ) -> f64 {
-    let term = |i: usize| {
-        let w = w0[i];
-        let w1 = c_new * w + g_new[i];
-        let est = c_err * w + g_err[i];
+    let term = |w: f64, gn: f64, ge: f64| {
+        let w1 = c_new * w + gn;
+        let est = c_err * w + ge;
         let r = est / (atol + w.abs().max(w1.abs()) * rtol);
         r * r
     };
-    let n = w0.len().min(g_new.len()).min(g_err.len());
     let mut acc = [0.0f64; 4];
-    let whole = n / 4 * 4;
-    for i in (0..whole).step_by(4) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += term(i + l);
+    let quads = w0
+        .chunks_exact(4)
+        .zip(g_new.chunks_exact(4))
+        .zip(g_err.chunks_exact(4));
+    for ((w, gn), ge) in quads {
+        for l in 0..4 {
+            acc[l] += term(w[l], gn[l], ge[l]);
         }
     }
-    for i in whole..n {
-        acc[0] += term(i);
+    let whole = w0.len().min(g_new.len()).min(g_err.len()) / 4 * 4;
+    let rest = w0[whole..].iter().zip(&g_new[whole..]).zip(&g_err[whole..]);
+    for ((&w, &gn), &ge) in rest {
+        acc[0] += term(w, gn, ge);
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
