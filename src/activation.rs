@@ -1,5 +1,5 @@
 //! Pointwise non-linearities `σ_l` of the presynaptic vector `a_l(v) = [σ_l(v); 1]`
-//! (DESIGN §1; seed paper Sec. 2–3, where `f_l(h_{l-1}) = W_l σ(h_{l-1})`).
+//! (docs/MODEL.md §1; seed paper Sec. 2–3, where `f_l(h_{l-1}) = W_l σ(h_{l-1})`).
 
 use serde::{Deserialize, Serialize};
 

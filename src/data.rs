@@ -1,5 +1,5 @@
 //! Built-in synthetic tasks, seeded: teacher–student regression and a Gaussian-cluster
-//! classification task (DESIGN §3–4: "same networks, same data").
+//! classification task (the discrete references and the continuous engine run on the same networks and data).
 
 use crate::activation::Activation;
 use crate::error::ModelError;

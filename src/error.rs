@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use thiserror::Error;
 
-/// Invalid network architecture or weights (DESIGN §1).
+/// Invalid network architecture or weights (docs/MODEL.md §1).
 #[derive(Debug, Error, PartialEq)]
 pub enum ModelError {
     #[error("network.widths: need at least 2 layers (input and output), got {0}; give e.g. [20, 20, 20]")]

@@ -188,7 +188,7 @@ pub struct Scenario {
     pub task: Task,
     pub data: DataSizes,
     pub network: NetworkConfig,
-    /// The continuous-time engine (DESIGN §2–3).
+    /// The continuous-time engine (docs/MODEL.md §6, §9).
     pub engine: EngineConfig,
     /// Discrete reference algorithms trained on the same data with the same schedule
     /// (`trials × replicas` examples, mini-batches of `replicas`).

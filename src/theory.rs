@@ -1,4 +1,4 @@
-//! The theory suite T1–T5 (DESIGN §5): each claim of the seed paper checked numerically. Each
+//! The theory suite T1–T8 (docs/MODEL.md §7): each claim of the seed paper checked numerically. Each
 //! function returns measured numbers that the tests hold against the paper and that
 //! `dtpsim theory` prints as a row (claim, measured, expected, pass).
 //!

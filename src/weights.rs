@@ -1,4 +1,4 @@
-//! Weights as JSON: a network with its encoders `W_l` and decoders `Ω_l` (DESIGN §6).
+//! Weights as JSON: a network with its encoders `W_l` and decoders `Ω_l` (format in the README, "Output formats").
 //!
 //! Schema (`format = "dtpsim-weights"`, `version = 1`); matrices are row-major nested arrays:
 //!
