@@ -236,3 +236,17 @@ fn rk4_paths_agree() {
         assert!(e <= 1e-10, "rk4 {form:?}: state differs by {e:e}");
     }
 }
+
+#[test]
+fn dense_output_samples_every_time_the_restarted_reference_samples() {
+    // times that are not binary fractions: the last step ends at t1 only up to rounding
+    let mut cfg = configurations().remove(0).1;
+    cfg.protocol.t_on = 2.1;
+    cfg.protocol.t_stim = 6.3;
+    cfg.protocol.t_gap = 0.7;
+    let reference = run(&cfg, Path::State, Some(0.3));
+    let fast = run(&cfg, Path::Factored, Some(0.3));
+    let times = |o: &Outcome| o.traces.iter().map(|r| r[0]).collect::<Vec<f64>>();
+    assert_eq!(times(&fast), times(&reference));
+    assert!(fast.traces.len() > 100);
+}

@@ -770,7 +770,9 @@ impl LowRank {
                         }
                     }
                 }
-                while next_sample < samples.len() && samples[next_sample] <= x + h {
+                // the last step ends at t1 up to rounding: it takes every sample left
+                let reach = if last { f64::INFINITY } else { x + h };
+                while next_sample < samples.len() && samples[next_sample] <= reach {
                     let t = samples[next_sample];
                     self.observe_dense(y, x, h, t, observe);
                     next_sample += 1;
