@@ -228,8 +228,12 @@ fn bench(
     }
     dtpsim::record::create_dir(out)?;
     let threads = dtpsim::linalg::threads_in_use();
+    let product_threads =
+        std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
     let peak = matmul_peak(256, 1.0).max(matmul_peak(512, 2.0));
-    println!("matrix-multiply peak (nalgebra gemm, {threads} threads): {peak:.2} GFLOP/s");
+    println!(
+        "matrix-multiply peak (nalgebra gemm; product threads: {product_threads}; weight-pass threads: {threads}): {peak:.2} GFLOP/s"
+    );
     println!(
         "{:>3} {:<22} {:>7} {:>17} {:>9} {:>9} {:>10} {:>8} {:>9} {:>7}",
         "B",
@@ -318,6 +322,7 @@ fn bench(
     let summary = serde_json::json!({
         "dtpsim_version": env!("CARGO_PKG_VERSION"),
         "threads": threads,
+        "product_threads": product_threads,
         "matmul_peak_gflops": peak,
         "throughput": results,
         "ratios": ratios,
