@@ -109,9 +109,15 @@ struct Plastic {
 /// the same combinations, fewer operations than the factored form when `S·B` approaches
 /// `min(rows, cols)`.
 struct Explicit {
+    terms: StageTerms,
+    /// `M_s` of the stage being evaluated.
+    stage: DMatrix<f64>,
+}
+
+/// The stages' plastic terms `F_j` of an [`Explicit`] matrix.
+struct StageTerms {
     f: Vec<DMatrix<f64>>,
     active: [bool; MAX_STAGES],
-    stage: DMatrix<f64>,
 }
 
 /// Use [`Explicit`] when the stage factors' total rank `S·B` is at least this fraction of
@@ -120,7 +126,13 @@ const EXPLICIT_RANK: f64 = 0.25;
 
 /// `out ← c·w0 + Σ_j ρ_j F_j` over the active stages `j < stages`, in parallel blocks (each
 /// entry summed in the order `j = 0, 1, …`).
-fn combine_explicit(out: &mut [f64], w0: &[f64], comb: &Combination, ex: &Explicit, stages: usize) {
+fn combine_explicit(
+    out: &mut [f64],
+    w0: &[f64],
+    comb: &Combination,
+    ex: &StageTerms,
+    stages: usize,
+) {
     const BLOCK: usize = 4096;
     out.par_chunks_mut(BLOCK)
         .with_min_len(TASK_ENTRIES / BLOCK)
@@ -279,8 +291,8 @@ impl Plastic {
     ) -> f64 {
         let w0 = &y[self.block.range()];
         if let Some(ex) = &self.explicit {
-            combine_explicit(self.solution.as_mut_slice(), w0, new, ex, stages);
-            combine_explicit(self.error.as_mut_slice(), w0, err, ex, stages);
+            combine_explicit(self.solution.as_mut_slice(), w0, new, &ex.terms, stages);
+            combine_explicit(self.error.as_mut_slice(), w0, err, &ex.terms, stages);
             let (w1, est) = (self.solution.as_slice(), self.error.as_slice());
             return error_sum(w0, w1, est, 0.0, 0.0, rtol, atol);
         }
@@ -345,7 +357,7 @@ impl Plastic {
                     self.solution.as_mut_slice(),
                     &y[self.block.range()],
                     new,
-                    ex,
+                    &ex.terms,
                     stages,
                 );
             }
@@ -422,7 +434,7 @@ impl Plastic {
                 self.error.as_mut_slice(),
                 &y[self.block.range()],
                 comb,
-                ex,
+                &ex.terms,
                 stages,
             );
             return;
@@ -584,8 +596,10 @@ impl LowRank {
                         StageForm::Explicit => true,
                     })
                 .then(|| Explicit {
-                    f: vec![DMatrix::zeros(block.rows, block.cols); s],
-                    active: [false; MAX_STAGES],
+                    terms: StageTerms {
+                        f: vec![DMatrix::zeros(block.rows, block.cols); s],
+                        active: [false; MAX_STAGES],
+                    },
                     stage: DMatrix::zeros(block.rows, block.cols),
                 }),
             })
@@ -622,9 +636,8 @@ impl LowRank {
         for (p, comb) in self.plastic.iter_mut().zip(&self.combinations[slot]) {
             match &mut p.explicit {
                 Some(ex) => {
-                    let mut stage = std::mem::replace(&mut ex.stage, DMatrix::zeros(0, 0));
-                    combine_explicit(stage.as_mut_slice(), &y[p.block.range()], comb, ex, stages);
-                    ex.stage = stage;
+                    let w0 = &y[p.block.range()];
+                    combine_explicit(ex.stage.as_mut_slice(), w0, comb, &ex.terms, stages);
                 }
                 None => p.left_width = form_left(&p.e, p.shared, comb, stages, b, &mut p.left),
             }
@@ -652,8 +665,8 @@ impl LowRank {
                 n.fill(0.0);
             }
             if let Some(ex) = &mut p.explicit {
-                ex.active[slot] = self.factors.active[m];
-                if ex.active[slot] {
+                ex.terms.active[slot] = self.factors.active[m];
+                if ex.terms.active[slot] {
                     let (e, n) = (self.factors.e[m].as_view(), self.factors.n[m].as_view());
                     gemm(
                         1.0,
@@ -662,7 +675,7 @@ impl LowRank {
                         &n,
                         Op::T,
                         0.0,
-                        &mut ex.f[slot].as_view_mut(),
+                        &mut ex.terms.f[slot].as_view_mut(),
                     );
                 }
             }
@@ -724,7 +737,7 @@ impl LowRank {
         }
         // ode_solvers' Dopri5 controller: β = 0.04, α = 0.2 − 0.75β, fac ∈ [0.2, 10], safety 0.9
         let mut controller = Controller::new(0.2 - 0.04 * 0.75, 0.04, 10.0, 0.2, span, 0.9, 1.0);
-        let mut h = self.initial_step(tab, field, y, t0, t1, rtol, atol, span);
+        let mut h = self.initial_step(tab, field, y, t0, rtol, atol, span);
         let mut x = t0;
         let mut next_sample = 0usize;
         let (mut n_step, mut accepted, mut last, mut h_new) = (0u32, 0u64, false, 0.0);
@@ -905,8 +918,8 @@ impl LowRank {
             let comb = &dense_comb[m];
             let plastic_part: f64 = match &p.explicit {
                 Some(ex) => (0..MAX_STAGES)
-                    .filter(|&j| ex.active[j])
-                    .map(|j| comb.rho[j] * ex.f[j][local])
+                    .filter(|&j| ex.terms.active[j])
+                    .map(|j| comb.rho[j] * ex.terms.f[j][local])
                     .sum(),
                 None => (0..p.left_width)
                     .map(|k| p.left[(row, k)] * p.n[(col, k)])
@@ -937,8 +950,8 @@ impl LowRank {
                 n.swap_columns(r, s_last * b + r);
             }
             if let Some(ex) = &mut p.explicit {
-                ex.f.swap(0, s_last);
-                ex.active.swap(0, s_last);
+                ex.terms.f.swap(0, s_last);
+                ex.terms.active.swap(0, s_last);
             }
         }
         self.k.swap(0, s_last);
@@ -953,7 +966,6 @@ impl LowRank {
         field: &Field,
         y: &[f64],
         t0: f64,
-        t1: f64,
         rtol: f64,
         atol: f64,
         h_max: f64,
@@ -1022,7 +1034,6 @@ impl LowRank {
         } else {
             (0.01 / d1.sqrt().max(d2)).powf(1.0 / tab.order as f64)
         };
-        let _ = t1;
         (100.0 * h0.abs()).min(h1.min(h_max))
     }
 

@@ -191,22 +191,8 @@ fn adaptive_chunk(
     h: f64,
     solver: &Solver,
 ) -> ChunkResult {
-    let n_max = CHUNK_STEPS as u32;
-    macro_rules! run {
-        ($solver:expr) => {{
-            let mut s = $solver;
-            let r = s.integrate();
-            let x_out = s.x_out().clone();
-            let y_last = s
-                .y_out()
-                .last()
-                .cloned()
-                .expect("sparse output holds the start point");
-            (r, x_out, y_last)
-        }};
-    }
     let span = t1 - t0;
-    run!(Dop853::from_param(
+    let mut s = Dop853::from_param(
         Adapter(field),
         t0,
         t1,
@@ -220,10 +206,17 @@ fn adaptive_chunk(
         6.0,
         span,
         h,
-        n_max,
+        CHUNK_STEPS as u32,
         1000,
-        OutputType::Sparse
-    ))
+        OutputType::Sparse,
+    );
+    let r = s.integrate();
+    let y_last = s
+        .y_out()
+        .last()
+        .cloned()
+        .expect("sparse output holds the start point");
+    (r, s.x_out().clone(), y_last)
 }
 
 #[cfg(test)]
