@@ -10,31 +10,35 @@
 //! cargo run --release --example discrete_speed -- [bp|dtp1|all] [runs] [examples]
 //! ```
 //!
-//! `bp` is SGD; `dtp1` uses the default iterated targets of `TrainConfig` (decoder_output,
-//! parallel, 20 sweeps, leak 0.5) with decoder training.
+//! `bp` is SGD; `dtp1` uses iterated targets (decoder_output, parallel, 20 sweeps, leak 0.5)
+//! with decoder training. `examples` is rounded down to whole mini-batches.
 
 use dtpsim::data::Task;
 use dtpsim::discrete::targets::{Order, Relaxation, Scheme};
-use dtpsim::discrete::train::{
-    train_one, Algorithm, DecoderTraining, NamedAlgorithm, Optimizer, TrainConfig,
-};
+use dtpsim::discrete::train::{train_one, Algorithm, DecoderTraining, NamedAlgorithm, Optimizer};
+use dtpsim::scenario::{Scenario, Schedule};
 use std::time::Instant;
 
-fn config(examples: usize) -> TrainConfig {
-    let mut cfg = TrainConfig {
+/// A references-only scenario: `examples / 32` trials of mini-batches of 32.
+fn config(examples: usize) -> Scenario {
+    let trials = (examples / 32).max(1);
+    let mut cfg = Scenario {
         task: Task::Clusters {
             dim: 784,
             classes: 10,
             separation: 1.0,
         },
-        train_size: 60_000,
-        test_size: 1_000,
-        examples,
-        batch_size: 32,
-        eval_every: examples,
-        warmup: 0,
-        ..TrainConfig::default()
+        schedule: Schedule {
+            trials,
+            warmup_trials: 0,
+            batch: 32,
+            eval_every: trials,
+        },
+        engine: None,
+        ..Scenario::default()
     };
+    cfg.data.train = Some(60_000);
+    cfg.data.test = Some(1_000);
     cfg.network.widths = vec![784, 256, 256, 256, 10];
     cfg
 }
@@ -73,13 +77,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs: usize = args.get(1).map_or(Ok(3), |s| s.parse())?;
     let examples: usize = args.get(2).map_or(Ok(60_000), |s| s.parse())?;
     let mut cfg = config(examples);
-    cfg.algorithms = algorithms()
+    cfg.references = algorithms()
         .into_iter()
         .filter(|a| which == "all" || a.name == which)
         .collect();
     cfg.validate()?;
-    let data = cfg.task.generate(cfg.train_size, cfg.test_size, cfg.seed)?;
-    for named in &cfg.algorithms {
+    let data = dtpsim::runner::dataset(&cfg)?;
+    for named in &cfg.references {
         let mut seconds = Vec::new();
         for run in 1..=runs {
             let start = Instant::now();
@@ -98,9 +102,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         seconds.sort_by(f64::total_cmp);
         println!(
-            "{}: {examples} examples, batch {}: median {:.2} s (min {:.2}, max {:.2}) over {runs} runs",
+            "{}: {} examples, batch {}: median {:.2} s (min {:.2}, max {:.2}) over {runs} runs",
             named.name,
-            cfg.batch_size,
+            cfg.schedule.trials * cfg.schedule.batch,
+            cfg.schedule.batch,
             seconds[seconds.len() / 2],
             seconds[0],
             seconds[seconds.len() - 1]

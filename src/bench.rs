@@ -97,7 +97,7 @@ fn setup(widths: &[usize], replicas: usize, trials: usize, seed: u64) -> (Networ
         separation: 1.0,
     };
     let data = task
-        .generate(replicas * trials.max(1), 1, seed)
+        .generate(Some(replicas * trials.max(1)), Some(1), seed)
         .expect("a valid clusters task");
     (net, data)
 }
@@ -110,11 +110,10 @@ fn run_once(
     trials: usize,
 ) -> Result<(f64, Simulation), EngineError> {
     let mut cfg = EngineConfig::default();
-    cfg.protocol.replicas = case.replicas;
     cfg.solver.weights = case.weights;
     cfg.solver.method = case.method;
     cfg.solver.step = case.step;
-    let mut sim = Simulation::new(net, cfg).expect("a valid default configuration");
+    let mut sim = Simulation::new(net, cfg, case.replicas).expect("a valid default configuration");
     let start = Instant::now();
     for k in 0..trials {
         let batch: Vec<_> = (0..case.replicas)

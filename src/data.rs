@@ -20,11 +20,19 @@ pub struct Example {
 /// A finite data set split into training and test examples.
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// Training examples.
     pub train: Vec<Example>,
+    /// Held-out test examples.
     pub test: Vec<Example>,
     /// Whether `y` is a one-hot class label (accuracy is meaningful).
     pub classification: bool,
+    /// Where each set came from, for `check` and the run summary (e.g. "train: 450 examples,
+    /// every row of data/train.csv").
+    pub provenance: Vec<String>,
 }
+
+/// Default sizes of generated data sets when the scenario leaves `data.train`/`data.test` out.
+pub const DEFAULT_GENERATED: (usize, usize) = (2000, 300);
 
 /// A synthetic task description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -43,30 +51,38 @@ pub enum Task {
     /// `classes` Gaussian clusters in `dim` dimensions: means `N(0, separation²·I)`,
     /// unit-variance noise; `y` is one-hot.
     Clusters {
+        /// Input dimension.
         dim: usize,
+        /// Number of classes (outputs).
         classes: usize,
+        /// Standard deviation of the cluster means (the noise has unit variance).
         separation: f64,
     },
-    /// Examples from CSV files (paths relative to the working directory): every row holds
+    /// Examples from CSV files (paths relative to the scenario file): every row holds
     /// `inputs` input values followed by `outputs` target values; a first row that is not all
-    /// numbers is taken as a header. With `classification` the targets must be one-hot.
+    /// numbers is taken as a header. With `classification` the targets must be one-hot. Every
+    /// row is used unless `data.train`/`data.test` ask for fewer (then a seeded random subset).
     Csv {
+        /// Training rows (CSV file).
         train: std::path::PathBuf,
+        /// Test rows (CSV file).
         test: std::path::PathBuf,
+        /// Input values per row (the first columns).
         inputs: usize,
+        /// Target values per row (the columns after the inputs).
         outputs: usize,
+        /// One-hot targets: softmax cross-entropy loss and accuracy.
         #[serde(default)]
         classification: bool,
     },
 }
 
-/// Reads examples from a CSV file (see [`Task::Csv`]); at most `limit` rows.
+/// Reads every example of a CSV file (see [`Task::Csv`]).
 fn read_csv(
     field: &str,
     path: &std::path::Path,
     inputs: usize,
     outputs: usize,
-    limit: usize,
 ) -> Result<Vec<Example>, ModelError> {
     let invalid = |message: String| ModelError::Invalid {
         field: field.to_string(),
@@ -74,7 +90,7 @@ fn read_csv(
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
         invalid(format!(
-            "cannot read ({e}); give a path relative to the working directory"
+            "cannot read ({e}); give a path relative to the scenario file"
         ))
     })?;
     let mut reader = csv::ReaderBuilder::new()
@@ -110,9 +126,6 @@ fn read_csv(
             x: DVector::from_column_slice(&values[..inputs]),
             y: DVector::from_column_slice(&values[inputs..]),
         });
-        if out.len() == limit {
-            break;
-        }
     }
     if out.is_empty() {
         return Err(invalid("holds no examples".into()));
@@ -147,14 +160,24 @@ impl Task {
         }
     }
 
-    /// Draws `n_train + n_test` examples with the given seed.
+    /// The data set with the given seed: generated tasks draw `n_train` and `n_test` examples
+    /// ([`DEFAULT_GENERATED`] when `None`); CSV tasks read every row and keep a seeded random
+    /// subset of `n` rows (in file order) when a size is given, an error when the file holds
+    /// fewer than `n`.
     pub fn generate(
         &self,
-        n_train: usize,
-        n_test: usize,
+        n_train: Option<usize>,
+        n_test: Option<usize>,
         seed: u64,
     ) -> Result<Dataset, ModelError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let requested = (n_train, n_test);
+        let generated = |n: Option<usize>, default: usize, set: &str| {
+            let n = n.unwrap_or(default);
+            (n, format!("{set}: {n} generated examples"))
+        };
+        let (n_train, train_note) = generated(n_train, DEFAULT_GENERATED.0, "train");
+        let (n_test, test_note) = generated(n_test, DEFAULT_GENERATED.1, "test");
         match self {
             Task::TeacherStudent {
                 widths,
@@ -185,6 +208,7 @@ impl Task {
                     train,
                     test,
                     classification: false,
+                    provenance: vec![train_note, test_note],
                 })
             }
             Task::Clusters {
@@ -222,6 +246,7 @@ impl Task {
                     train,
                     test,
                     classification: true,
+                    provenance: vec![train_note, test_note],
                 })
             }
             Task::Csv {
@@ -231,8 +256,20 @@ impl Task {
                 outputs,
                 classification,
             } => {
-                let train = read_csv("task.train", train, *inputs, *outputs, n_train)?;
-                let test = read_csv("task.test", test, *inputs, *outputs, n_test)?;
+                let (train, train_note) = csv_subset(
+                    "train",
+                    train,
+                    read_csv("task.train", train, *inputs, *outputs)?,
+                    requested.0,
+                    seed,
+                )?;
+                let (test, test_note) = csv_subset(
+                    "test",
+                    test,
+                    read_csv("task.test", test, *inputs, *outputs)?,
+                    requested.1,
+                    seed.wrapping_add(1),
+                )?;
                 if *classification {
                     for (field, set) in [("task.train", &train), ("task.test", &test)] {
                         if let Some(i) = set.iter().position(|e| {
@@ -249,8 +286,52 @@ impl Task {
                     train,
                     test,
                     classification: *classification,
+                    provenance: vec![train_note, test_note],
                 })
             }
+        }
+    }
+}
+
+/// Keeps `n` of a file's `rows` (all when `n` is `None`): a seeded random subset in file
+/// order; an error naming `data.<set>` when the file holds fewer.
+fn csv_subset(
+    set: &str,
+    path: &std::path::Path,
+    rows: Vec<Example>,
+    n: Option<usize>,
+    seed: u64,
+) -> Result<(Vec<Example>, String), ModelError> {
+    let total = rows.len();
+    match n {
+        None => Ok((
+            rows,
+            format!("{set}: {total} examples, every row of {}", path.display()),
+        )),
+        Some(n) if n > total => Err(ModelError::Invalid {
+            field: format!("data.{set}"),
+            message: format!(
+                "asks for {n} examples but {} holds {total}; give at most {total}, or null for every row",
+                path.display()
+            ),
+        }),
+        Some(n) if n == total => Ok((
+            rows,
+            format!("{set}: {total} examples, every row of {}", path.display()),
+        )),
+        Some(n) => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5b5e);
+            let mut keep = rand::seq::index::sample(&mut rng, total, n).into_vec();
+            keep.sort_unstable();
+            let mut rows: Vec<Option<Example>> = rows.into_iter().map(Some).collect();
+            let subset = keep.iter().filter_map(|&i| rows[i].take()).collect();
+            Ok((
+                subset,
+                format!(
+                    "{set}: {n} of the {total} rows of {} (seeded random subset)",
+                    path.display()
+                ),
+            ))
         }
     }
 }
@@ -318,9 +399,9 @@ mod tests {
             activation: Activation::Tanh,
             gain: 1.5,
         };
-        let a = task.generate(5, 2, 11).unwrap();
-        let b = task.generate(5, 2, 11).unwrap();
-        let c = task.generate(5, 2, 12).unwrap();
+        let a = task.generate(Some(5), Some(2), 11).unwrap();
+        let b = task.generate(Some(5), Some(2), 11).unwrap();
+        let c = task.generate(Some(5), Some(2), 12).unwrap();
         assert_eq!(a.train, b.train);
         assert_ne!(a.train, c.train);
         assert_eq!(a.train[0].y.len(), 3);
@@ -333,10 +414,58 @@ mod tests {
             classes: 3,
             separation: 10.0,
         };
-        let d = task.generate(50, 10, 1).unwrap();
+        let d = task.generate(Some(50), Some(10), 1).unwrap();
         for ex in &d.train {
             assert_eq!(ex.y.sum(), 1.0);
         }
         assert!(d.classification);
+    }
+
+    fn csv_task(dir: &std::path::Path, rows: usize) -> Task {
+        std::fs::create_dir_all(dir).unwrap();
+        let text: String = std::iter::once("x,y\n".to_string())
+            .chain((0..rows).map(|i| format!("{i},{}\n", 2 * i)))
+            .collect();
+        std::fs::write(dir.join("train.csv"), &text).unwrap();
+        std::fs::write(dir.join("test.csv"), &text).unwrap();
+        Task::Csv {
+            train: dir.join("train.csv"),
+            test: dir.join("test.csv"),
+            inputs: 1,
+            outputs: 1,
+            classification: false,
+        }
+    }
+
+    #[test]
+    fn csv_files_are_used_whole_unless_fewer_rows_are_asked_for() {
+        let dir = std::env::temp_dir().join(format!("dtpsim-csv-{}", std::process::id()));
+        let task = csv_task(&dir, 450);
+        let all = task.generate(None, None, 3).unwrap();
+        assert_eq!((all.train.len(), all.test.len()), (450, 450));
+        assert!(all.provenance[1].contains("every row"));
+
+        // a subset is seeded, random (not the first rows), distinct, and in file order
+        let sub = task.generate(Some(100), Some(300), 3).unwrap();
+        assert_eq!((sub.train.len(), sub.test.len()), (100, 300));
+        let first: Vec<f64> = sub.test.iter().map(|e| e.x[0]).collect();
+        assert!(
+            first.windows(2).all(|w| w[0] < w[1]),
+            "file order, no repeats"
+        );
+        assert!(
+            *first.last().unwrap() > 300.0,
+            "not just the first 300 rows"
+        );
+        let again = task.generate(Some(100), Some(300), 3).unwrap();
+        assert_eq!(sub.test, again.test);
+        let other = task.generate(Some(100), Some(300), 4).unwrap();
+        assert_ne!(sub.test, other.test);
+        assert!(sub.provenance[1].contains("300 of the 450 rows"));
+
+        // more than the file holds is an error naming the field and the file's size
+        let err = task.generate(Some(500), None, 3).unwrap_err().to_string();
+        assert!(err.contains("data.train") && err.contains("450"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

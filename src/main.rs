@@ -2,13 +2,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dtpsim::discrete::train::TrainConfig;
-use dtpsim::experiment::{load_json, parse_json, run_training};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The embedded discrete training scenario (`scenarios/teacher_student_discrete.json`).
-const DEFAULT_TRAINING: &str = include_str!("../scenarios/teacher_student_discrete.json");
 /// The embedded quick-start scenario run by `dtpsim` with no arguments.
 const QUICKSTART: &str = include_str!("../scenarios/quickstart.json");
 
@@ -24,7 +20,9 @@ With no command it runs the embedded quick-start scenario (scenarios/quickstart.
 references) and writes its CSVs and plots into out/quickstart.\n\n\
 Typical use:\n  dtpsim run scenarios/teacher_student.json --out out/ts\n  \
 dtpsim run scenarios/teacher_student.json --set engine.dynamics.leak=1.0\n  \
-dtpsim sweep scenarios/anytime.json --seeds 3 --jobs 2\n  dtpsim check my.json\n\n\
+dtpsim sweep scenarios/anytime.json --seeds 3 --jobs 2\n  \
+dtpsim run scenarios/teacher_student_discrete.json   (references only: \"engine\": null)\n  \
+dtpsim check my.json\n\n\
 The equations are in docs/MODEL.md; section numbers refer to the paper."
 )]
 struct Cli {
@@ -84,23 +82,6 @@ enum Command {
     Plot { dir: PathBuf },
     /// Print the JSON Schema of the scenario format.
     Schema,
-    /// Train discrete reference algorithms on a task and write metrics.csv, weights and plots.
-    Train {
-        /// Scenario JSON (see README, "Discrete training scenario"); omit for the embedded default.
-        file: Option<PathBuf>,
-        /// Output folder (created; summary.json is written last).
-        #[arg(long, default_value = "out/train")]
-        out: PathBuf,
-        /// Override the number of training examples.
-        #[arg(long)]
-        examples: Option<usize>,
-        /// Override the seed (data, initialisation, example order).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-    },
     /// Measure the continuous engine: the full-state (ode_solvers) and the low-rank path on the
     /// same scenario, ms per evaluation, trials per second, GFLOP/s of the vector field against
     /// a matrix-multiply peak, peak memory of a 10× longer run.
@@ -133,55 +114,6 @@ enum Command {
         #[arg(long, default_value = "out/theory")]
         out: PathBuf,
     },
-}
-
-fn train(
-    file: Option<&Path>,
-    out: &Path,
-    examples: Option<usize>,
-    seed: Option<u64>,
-    quiet: bool,
-) -> anyhow::Result<bool> {
-    let mut cfg: TrainConfig = match file {
-        Some(path) => load_json(path)?,
-        None => parse_json(DEFAULT_TRAINING).context("embedded training scenario")?,
-    };
-    if let Some(n) = examples {
-        cfg.examples = n;
-    }
-    if let Some(s) = seed {
-        cfg.seed = s;
-    }
-    let report = run_training(&cfg, out, !quiet)?;
-    println!(
-        "{:<18} {:>10} {:>14} {:>14} {:>14} {:>10}",
-        "algorithm", "examples", "initial loss", "final loss", "final mse", "accuracy"
-    );
-    let mut ok = true;
-    for o in &report.outcomes {
-        let (first, last) = (o.rows.first(), o.rows.last());
-        println!(
-            "{:<18} {:>10} {:>14.6} {:>14.6} {:>14.6} {:>10}",
-            o.name,
-            last.map_or(0, |r| r.examples),
-            first.map_or(f64::NAN, |r| r.test_loss),
-            last.map_or(f64::NAN, |r| r.test_loss),
-            last.map_or(f64::NAN, |r| r.test_mse),
-            last.filter(|r| r.test_accuracy.is_finite())
-                .map_or("-".to_string(), |r| format!("{:.3}", r.test_accuracy)),
-        );
-        if let Some(e) = &o.error {
-            eprintln!("error: {e}");
-            ok = false;
-        }
-    }
-    println!(
-        "wrote {} files to {} in {:.1} s",
-        report.files.len(),
-        out.display(),
-        report.seconds
-    );
-    Ok(ok)
 }
 
 fn bench(
@@ -388,11 +320,17 @@ fn plot(dir: &Path) -> anyhow::Result<bool> {
         files.extend(dtpsim::report::plot_sweep_dir(dir)?);
     }
     if dir.join("metrics.csv").exists() || dir.join("traces.csv").exists() {
-        let title = std::fs::read_to_string(dir.join("summary.json"))
+        // the labels come from the run's own summary when it has one (a stopped run has none)
+        let scenario = std::fs::read_to_string(dir.join("summary.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["scenario"]["name"].as_str().map(String::from))
-            .unwrap_or_else(|| "run".into());
+            .and_then(|v| {
+                serde_json::from_value::<dtpsim::scenario::Scenario>(v["scenario"].clone()).ok()
+            });
+        // SWITCH-RL
+        let title = scenario
+            .as_ref()
+            .map_or_else(|| "run".into(), |s| s.name.clone());
         files.extend(dtpsim::report::plot_run_dir(dir, &title)?);
     }
     if files.is_empty() {
@@ -405,6 +343,47 @@ fn plot(dir: &Path) -> anyhow::Result<bool> {
         println!("{}", f.display());
     }
     Ok(true)
+}
+
+/// `dtpsim check`: the resolved scenario on stdout; on stderr what the run will use (data,
+/// models, trials) and any warnings.
+fn check(file: &Path, s: &dtpsim::scenario::Scenario) -> anyhow::Result<bool> {
+    s.initial_network()?;
+    let data = dtpsim::runner::dataset(s)?;
+    println!("{}", serde_json::to_string_pretty(s)?);
+    for line in &data.provenance {
+        eprintln!("data {line}");
+    }
+    let mut models: Vec<String> = s.engine.iter().map(|_| "continuous".to_string()).collect();
+    models.extend(s.references.iter().map(|r| r.name.clone()));
+    let sched = &s.schedule;
+    eprintln!(
+        "models: {}; trials {}..-1 warm up, 0..{} learn, {} examples each, evaluated every {}",
+        models.join(", "),
+        sched.first_trial(),
+        sched.trials as i64 - 1,
+        sched.batch,
+        sched.eval_every
+    );
+    print_warnings(s);
+    eprintln!("{}: valid", file.display());
+    Ok(true)
+}
+
+/// A scenario error found after parsing (a data file, a weights file) names the scenario file
+/// like a parse error does.
+fn name_file(e: anyhow::Error, file: &Path) -> anyhow::Error {
+    if e.downcast_ref::<dtpsim::ConfigError>().is_some() {
+        anyhow::anyhow!("{}: {e}", file.display())
+    } else {
+        e
+    }
+}
+
+fn print_warnings(s: &dtpsim::scenario::Scenario) {
+    for w in s.warnings() {
+        eprintln!("warning: {w}");
+    }
 }
 
 fn default_out(file: &Path) -> PathBuf {
@@ -420,8 +399,8 @@ fn run(
     sets: &[String],
     quiet: bool,
 ) -> anyhow::Result<bool> {
+    print_warnings(&scenario);
     let report = dtpsim::runner::run_scenario(&scenario, out, !quiet, sets)?;
-    let first = report.continuous.rows.first();
     println!(
         "{:<18} {:>8} {:>14} {:>14} {:>10}",
         "model", "trials", "initial loss", "final loss", "accuracy"
@@ -433,38 +412,43 @@ fn run(
             "-".into()
         }
     };
-    if let Some(last) = report.final_row() {
-        println!(
-            "{:<18} {:>8} {:>14.6} {:>14.6} {:>10}",
-            "continuous",
-            last.trial,
-            first.map_or(f64::NAN, |r| r.test_loss),
-            last.test_loss,
-            acc(last.test_accuracy)
-        );
+    let mut models: Vec<(&str, &[dtpsim::metrics::MetricsRow])> = Vec::new();
+    if let Some(c) = &report.continuous {
+        models.push(("continuous", &c.rows));
     }
-    for r in &report.references {
-        if let (Some(f), Some(l)) = (r.rows.first(), r.rows.last()) {
+    models.extend(
+        report
+            .references
+            .iter()
+            .map(|r| (r.name.as_str(), &r.rows[..])),
+    );
+    for (name, rows) in models {
+        if let (Some(f), Some(l)) = (rows.first(), rows.last()) {
             println!(
                 "{:<18} {:>8} {:>14.6} {:>14.6} {:>10}",
-                r.name,
-                l.examples / scenario.engine.protocol.replicas,
+                name,
+                l.trial,
                 f.test_loss,
                 l.test_loss,
                 acc(l.test_accuracy)
             );
         }
     }
-    let st = report.continuous.stats;
-    println!(
-        "simulated time {:.0} in {:.1} s ({} vector-field evaluations, {:.0}% of the time in the vector field)",
-        st.time,
-        report.seconds,
-        st.field.evaluations,
-        100.0 * st.field.seconds / report.seconds.max(1e-9)
-    );
-    if let Some(e) = &report.continuous.error {
-        eprintln!("error: continuous run: {e}");
+    match &report.continuous {
+        Some(c) => {
+            let st = c.stats;
+            println!(
+                "simulated time {:.0} in {:.1} s ({} vector-field evaluations, {:.0}% of the time in the vector field)",
+                st.time,
+                report.seconds,
+                st.field.evaluations,
+                100.0 * st.field.seconds / report.seconds.max(1e-9)
+            );
+            if let Some(e) = &c.error {
+                eprintln!("error: continuous run: {e}");
+            }
+        }
+        None => println!("finished in {:.1} s", report.seconds),
     }
     for r in &report.references {
         if let Some(e) = &r.error {
@@ -529,18 +513,10 @@ fn main() -> ExitCode {
             quiet,
         }) => dtpsim::scenario::load_scenario(file, sets).and_then(|s| {
             let out = out.clone().unwrap_or_else(|| default_out(file));
-            run(s, &out, sets, *quiet)
+            run(s, &out, sets, *quiet).map_err(|e| name_file(e, file))
         }),
         Some(Command::Check { file, sets }) => dtpsim::scenario::load_scenario(file, sets)
-            .and_then(|s| {
-                dtpsim::runner::initial_network(&s)?;
-                s.task
-                    .generate(1, 1, s.seed)
-                    .map_err(|e| anyhow::anyhow!("task: {e}"))?;
-                println!("{}", serde_json::to_string_pretty(&s)?);
-                eprintln!("{}: valid", file.display());
-                Ok(true)
-            }),
+            .and_then(|s| check(file, &s).map_err(|e| name_file(e, file))),
         Some(Command::Sweep {
             file,
             params,
@@ -555,13 +531,6 @@ fn main() -> ExitCode {
             println!("{}", dtpsim::scenario::schema_json());
             Ok(true)
         }
-        Some(Command::Train {
-            file,
-            out,
-            examples,
-            seed,
-            quiet,
-        }) => train(file.as_deref(), out, *examples, *seed, *quiet),
         Some(Command::Theory { out }) => theory(out),
         Some(Command::Bench {
             widths,

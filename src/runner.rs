@@ -1,112 +1,85 @@
 //! `dtpsim run`: a scenario end to end. Everything is checked before anything is written;
 //! outputs are written atomically and `summary.json` last, so a folder without it is
 //! incomplete, and a run that stops early (divergence) keeps what it measured.
+//!
+//! The continuous engine (when the scenario has one) and every discrete reference run on the
+//! same data, from the same initial network, with the same schedule; their evaluations share
+//! one `metrics.csv` (see [`crate::metrics`]).
 
-use crate::continuous::run::{run_protocol, EvalRow, RunOutcome};
-use crate::discrete::train::{train_one, MetricsRow, TrainOutcome};
+use crate::continuous::run::{run_protocol, RunOutcome};
+use crate::data::Dataset;
+use crate::discrete::train::{train_one, TrainOutcome};
 use crate::error::ConfigError;
-use crate::network::Network;
+use crate::metrics::MetricsRow;
 use crate::record::{create_dir, num, write_atomic, Table};
 use crate::scenario::{Scenario, TraceRecorder};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// What a scenario run produced.
 pub struct RunReport {
-    pub continuous: RunOutcome,
+    /// The continuous engine's run (`None` when the scenario has no engine).
+    pub continuous: Option<RunOutcome>,
+    /// One outcome per reference, in the scenario's order.
     pub references: Vec<TrainOutcome>,
+    /// Where each data set came from.
+    pub provenance: Vec<String>,
+    /// The files written.
     pub files: Vec<PathBuf>,
+    /// Wall-clock seconds of the whole run.
     pub seconds: f64,
 }
 
 impl RunReport {
     /// Whether every model ran to the end.
     pub fn complete(&self) -> bool {
-        self.continuous.error.is_none() && self.references.iter().all(|r| r.error.is_none())
+        self.continuous.as_ref().is_none_or(|c| c.error.is_none())
+            && self.references.iter().all(|r| r.error.is_none())
     }
 
     /// Final evaluation of the continuous model.
-    pub fn final_row(&self) -> Option<&EvalRow> {
-        self.continuous.rows.last()
+    pub fn final_row(&self) -> Option<&MetricsRow> {
+        self.continuous.as_ref().and_then(|c| c.rows.last())
+    }
+
+    /// Every model's rows: the continuous engine's first, then each reference's.
+    pub fn rows(&self) -> impl Iterator<Item = &MetricsRow> {
+        self.continuous
+            .iter()
+            .flat_map(|c| &c.rows)
+            .chain(self.references.iter().flat_map(|r| &r.rows))
     }
 }
 
-/// The initial network of a scenario: from `network.weights` or `network.init`.
-pub fn initial_network(s: &Scenario) -> Result<Network, ConfigError> {
-    s.reference_config().initial_network()
+/// The data set of a scenario (generated, or read from its files).
+pub fn dataset(s: &Scenario) -> Result<Dataset, ConfigError> {
+    s.task
+        .generate(s.data.train, s.data.test, s.seed)
+        .map_err(ConfigError::from)
 }
 
-fn metrics_table(depth: usize, cont: &RunOutcome, refs: &[TrainOutcome], replicas: usize) -> Table {
-    let mut header: Vec<String> = [
-        "model",
-        "trial",
-        "examples",
-        "time",
-        "train_loss",
-        "test_loss",
-        "test_mse",
-        "test_accuracy",
-        "reconstruction",
-        "relaxation_residual",
-        "update_cosine",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    header.extend((1..=depth).map(|l| format!("w_norm_{l}")));
-    header.push("wall_seconds".into());
-    let refs_header: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
-    let mut t = Table::new(&refs_header);
-    for r in &cont.rows {
+fn traces_table(recorder: &TraceRecorder) -> Table {
+    let mut header = vec![
+        "time".to_string(),
+        "trial".to_string(),
+        "phase".to_string(),
+        "teacher".to_string(),
+    ];
+    header.extend(recorder.columns.iter().map(|v| v.column()));
+    let h: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
+    let mut t = Table::new(&h);
+    for r in &recorder.rows {
+        let phase = if r.trial < 0 { "warmup" } else { "learning" };
         let mut row = vec![
-            "continuous".to_string(),
-            r.trial.to_string(),
-            (r.trial * replicas).to_string(),
             num(r.time),
-            num(r.train_loss),
-            num(r.test_loss),
-            num(r.test_mse),
-            num(r.test_accuracy),
-            num(r.reconstruction),
-            num(r.relaxation_residual),
-            num(r.update_cosine),
+            r.trial.to_string(),
+            phase.to_string(),
+            u8::from(r.teacher).to_string(),
         ];
-        row.extend(r.w_norms.iter().map(|v| num(*v)));
-        row.push(format!("{:.3}", r.wall_seconds));
+        row.extend(r.values.iter().map(|v| num(*v)));
         t.push(row);
-    }
-    for o in refs {
-        for r in &o.rows {
-            let MetricsRow {
-                examples,
-                train_loss,
-                test_loss,
-                test_mse,
-                test_accuracy,
-                reconstruction,
-                relaxation_residual,
-                w_norms,
-                wall_seconds,
-                ..
-            } = r;
-            let mut row = vec![
-                o.name.clone(),
-                (examples / replicas).to_string(),
-                examples.to_string(),
-                "NaN".into(),
-                num(*train_loss),
-                num(*test_loss),
-                num(*test_mse),
-                num(*test_accuracy),
-                num(*reconstruction),
-                num(*relaxation_residual),
-                "NaN".into(),
-            ];
-            row.extend(w_norms.iter().map(|v| num(*v)));
-            row.push(format!("{wall_seconds:.3}"));
-            t.push(row);
-        }
     }
     t
 }
@@ -119,11 +92,8 @@ pub fn run_scenario(
     sets: &[String],
 ) -> anyhow::Result<RunReport> {
     scenario.validate()?;
-    let net = initial_network(scenario)?;
-    let data = scenario
-        .task
-        .generate(scenario.data.train, scenario.data.test, scenario.seed)
-        .map_err(ConfigError::from)?;
+    let net = scenario.initial_network()?;
+    let data = dataset(scenario)?;
     create_dir(out)?;
     let summary_path = out.join("summary.json");
     if summary_path.exists() {
@@ -135,24 +105,35 @@ pub fn run_scenario(
         })?;
     }
     let start = Instant::now();
-    let p = &scenario.engine.protocol;
-    let total = (p.warmup_trials + p.trials) as u64;
-    let bar = crate::record::progress_bar(
-        total,
-        progress,
-        "{prefix} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta} {msg}",
-    );
-    bar.set_prefix(scenario.name.clone());
+    let sched = &scenario.schedule;
+    let total = sched.total_trials() as u64;
+    let multi = MultiProgress::with_draw_target(if progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let bar = |name: &str, template: &str| -> ProgressBar {
+        let b = multi.add(crate::record::progress_bar(total, true, template));
+        b.set_prefix(name.to_string());
+        b
+    };
     let mut recorder = TraceRecorder::new(scenario);
-    let t_trial = p.t_stim + p.t_gap;
-    let warm = p.warmup_trials;
-    // references and the continuous run in parallel (references are cheap)
-    let cfg = scenario.reference_config();
+    let warm = sched.warmup_trials;
+    // the references and the continuous run in parallel (references are cheap)
     let (continuous, references) = rayon::join(
         || {
-            run_protocol(
+            let Some(engine) = &scenario.engine else {
+                return Ok(None);
+            };
+            let t_trial = engine.protocol.t_stim + engine.protocol.t_gap;
+            let bar = bar(
+                &scenario.name,
+                "{prefix:>18} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta} {msg}",
+            );
+            let outcome = run_protocol(
                 &net,
-                &scenario.engine,
+                engine,
+                sched,
                 &data,
                 scenario.seed,
                 scenario.diagnostics.update_cosine,
@@ -160,106 +141,137 @@ pub fn run_scenario(
                 &mut |done, _, row| {
                     bar.set_position(done as u64);
                     let phase = if done <= warm { "warm-up" } else { "learning" };
-                    let loss =
-                        row.map_or(String::new(), |r| format!(" test loss {:.4}", r.test_loss));
+                    let loss = row.map_or(String::new(), |r| {
+                        let acc = if r.test_accuracy.is_finite() {
+                            format!(", accuracy {:.3}", r.test_accuracy)
+                        } else {
+                            String::new()
+                        };
+                        format!(" test loss {:.4}{acc}", r.test_loss)
+                    });
                     bar.set_message(format!("t = {:.0} ({phase}){loss}", done as f64 * t_trial));
                 },
-            )
+            );
+            bar.finish();
+            outcome.map(Some)
         },
         || {
             scenario
                 .references
                 .par_iter()
-                .map(|named| train_one(&cfg, named, &data, &|_| {}))
+                .map(|named| {
+                    let bar = bar(
+                        &named.name,
+                        "{prefix:>18} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta}",
+                    );
+                    let outcome =
+                        train_one(scenario, named, &data, &|n| bar.set_position(n as u64));
+                    bar.finish();
+                    outcome
+                })
                 .collect::<Result<Vec<_>, _>>()
         },
     );
-    bar.finish();
     let continuous = continuous?;
     let references = references?;
     let depth = net.depth();
+    let mut report = RunReport {
+        continuous,
+        references,
+        provenance: data.provenance.clone(),
+        files: Vec::new(),
+        seconds: 0.0,
+    };
 
-    let mut files = Vec::new();
     let metrics = out.join("metrics.csv");
-    metrics_table(depth, &continuous, &references, p.replicas).write(&metrics)?;
-    files.push(metrics);
+    crate::metrics::table(depth, report.rows()).write(&metrics)?;
+    report.files.push(metrics);
     if !recorder.rows.is_empty() {
-        let mut header = vec![
-            "time".to_string(),
-            "trial".to_string(),
-            "teacher".to_string(),
-        ];
-        header.extend(recorder.variables.iter().map(|v| v.column()));
-        let h: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
-        let mut t = Table::new(&h);
-        for r in &recorder.rows {
-            let mut row = vec![
-                num(r.time),
-                r.trial.to_string(),
-                u8::from(r.teacher).to_string(),
-            ];
-            row.extend(r.values.iter().map(|v| num(*v)));
-            t.push(row);
-        }
         let path = out.join("traces.csv");
-        t.write(&path)?;
-        files.push(path);
+        traces_table(&recorder).write(&path)?;
+        report.files.push(path);
     }
     if scenario.outputs.weights {
-        let path = out.join("weights_continuous.json");
-        crate::weights::save(&continuous.network, &path)?;
-        files.push(path);
-        for r in &references {
+        if let Some(c) = &report.continuous {
+            let path = out.join("weights_continuous.json");
+            crate::weights::save(&c.network, &path)?;
+            report.files.push(path);
+        }
+        for r in &report.references {
             let path = out.join(format!("weights_{}.json", r.name));
             crate::weights::save(&r.network, &path)?;
-            files.push(path);
+            report.files.push(path);
         }
     }
     if scenario.outputs.plots {
-        files.extend(crate::report::plot_run_dir(out, &scenario.name)?);
+        // SWITCH-RL
+        report
+            .files
+            .extend(crate::report::plot_run_dir(out, &scenario.name)?);
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let st = continuous.stats;
-    let last = continuous.rows.last();
-    let summary = serde_json::json!({
-        "dtpsim_version": env!("CARGO_PKG_VERSION"),
-        "kind": "continuous_run",
-        "status": match &continuous.error { None => "complete".to_string(), Some(e) => format!("stopped early: {e}") },
-        "set": sets,
-        "scenario": scenario,
-        "seconds": seconds,
-        "continuous": {
-            "trials": last.map(|r| r.trial),
-            "initial_test_loss": continuous.rows.first().map(|r| r.test_loss),
-            "final_test_loss": last.map(|r| r.test_loss).filter(|v| v.is_finite()),
-            "final_test_mse": last.map(|r| r.test_mse).filter(|v| v.is_finite()),
-            "final_test_accuracy": last.map(|r| r.test_accuracy).filter(|v| v.is_finite()),
-            "mean_update_cosine": mean_finite(continuous.rows.iter().map(|r| r.update_cosine)),
+    report.seconds = start.elapsed().as_secs_f64();
+    let summary = summary_json(scenario, sets, &report);
+    write_atomic(
+        &summary_path,
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    report.files.push(summary_path);
+    Ok(report)
+}
+
+/// The final values of one model's rows, for `summary.json`.
+fn finals(rows: &[MetricsRow]) -> serde_json::Value {
+    let last = rows.last();
+    let finite = |f: fn(&MetricsRow) -> f64| last.map(f).filter(|v| v.is_finite());
+    serde_json::json!({
+        "trials": last.map(|r| r.trial),
+        "examples": last.map(|r| r.examples),
+        "initial_test_loss": rows.first().map(|r| r.test_loss),
+        "final_test_loss": finite(|r| r.test_loss),
+        "final_test_mse": finite(|r| r.test_mse),
+        "final_test_accuracy": finite(|r| r.test_accuracy),
+    })
+}
+
+fn summary_json(scenario: &Scenario, sets: &[String], report: &RunReport) -> serde_json::Value {
+    let status = match report.continuous.as_ref().and_then(|c| c.error.as_ref()) {
+        None => "complete".to_string(),
+        Some(e) => format!("stopped early: {e}"),
+    };
+    let continuous = report.continuous.as_ref().map(|c| {
+        let st = c.stats;
+        let mut v = finals(&c.rows);
+        let extra = serde_json::json!({
+            "mean_update_cosine": mean_finite(c.rows.iter().map(|r| r.update_cosine)),
             "simulated_time": st.time,
             "field_evaluations": st.field.evaluations,
             "field_seconds": st.field.seconds,
             "accepted_steps": st.solver.accepted_steps,
             "rejected_steps": st.solver.rejected_steps,
-            "error": continuous.error.as_ref().map(|e| e.to_string()),
-        },
-        "references": references.iter().map(|o| serde_json::json!({
-            "name": o.name,
-            "final_test_loss": o.rows.last().map(|r| r.test_loss).filter(|v| v.is_finite()),
-            "final_test_mse": o.rows.last().map(|r| r.test_mse).filter(|v| v.is_finite()),
-            "final_test_accuracy": o.rows.last().map(|r| r.test_accuracy).filter(|v| v.is_finite()),
-            "error": o.error,
-        })).collect::<Vec<_>>(),
+            "error": c.error.as_ref().map(|e| e.to_string()),
+        });
+        if let (Some(a), Some(b)) = (v.as_object_mut(), extra.as_object()) {
+            a.extend(b.clone());
+        }
+        v
     });
-    write_atomic(
-        &summary_path,
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    files.push(summary_path);
-    Ok(RunReport {
-        continuous,
-        references,
-        files,
-        seconds,
+    serde_json::json!({
+        "dtpsim_version": env!("CARGO_PKG_VERSION"),
+        "kind": "run",
+        "status": status,
+        "set": sets,
+        "scenario": scenario,
+        "data": report.provenance,
+        "seconds": report.seconds,
+        "continuous": continuous,
+        "references": report.references.iter().map(|o| {
+            let mut v = finals(&o.rows);
+            if let Some(a) = v.as_object_mut() {
+                a.insert("name".into(), o.name.clone().into());
+                a.insert("error".into(), o.error.clone().into());
+            }
+            v
+        }).collect::<Vec<_>>(),
     })
 }
 

@@ -12,29 +12,78 @@ use crate::data::Task;
 use crate::discrete::train::{
     validate_algorithms, validate_task_and_network, NamedAlgorithm, NetworkConfig,
 };
-use crate::error::{check_positive, ConfigError};
+use crate::error::{check_at_least, check_positive, ConfigError};
+use crate::network::{Architecture, Network};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Sizes of the generated (or read) data sets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// How many examples the run uses. For generated tasks `null` means the defaults (2000
+/// training, 300 test examples); for data files it means every row of the file, and a number
+/// selects a seeded random subset of that many rows (never more than the file holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataSizes {
-    /// Training examples (drawn in shuffled epochs).
-    pub train: usize,
-    /// Held-out test examples.
-    pub test: usize,
+    /// Training examples (presented in shuffled epochs); `null`: 2000 generated, or the whole file.
+    pub train: Option<usize>,
+    /// Held-out test examples; `null`: 300 generated, or the whole file.
+    pub test: Option<usize>,
 }
 
-impl Default for DataSizes {
+/// The schedule every model of a scenario follows (docs/MODEL.md §6, Protocol): the
+/// continuous engine runs `warmup_trials + trials` trials of `batch` replicas; each discrete
+/// reference makes the same number of updates on mini-batches of `batch` examples, drawn in
+/// the same way. Learning trials are numbered `0, 1, …` and warm-up trials `−W … −1` in every
+/// output file and message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schedule {
+    /// Learning trials (one mini-batch update each for the references).
+    pub trials: usize,
+    /// Warm-up trials before learning: teacher off and `η = 0` in the continuous engine,
+    /// decoder-only updates for the references (BP skips them).
+    pub warmup_trials: usize,
+    /// Examples per trial: the continuous engine's `B` replicas (sharing the weights, each
+    /// with its own example) and the references' mini-batch size.
+    pub batch: usize,
+    /// Evaluate on the test set every this many learning trials (and after the last one).
+    pub eval_every: usize,
+}
+
+impl Default for Schedule {
     fn default() -> Self {
-        DataSizes {
-            train: 2000,
-            test: 300,
+        Schedule {
+            trials: 2000,
+            warmup_trials: 300,
+            batch: 1,
+            eval_every: 100,
         }
+    }
+}
+
+impl Schedule {
+    /// Warm-up plus learning trials.
+    pub fn total_trials(&self) -> usize {
+        self.warmup_trials + self.trials
+    }
+
+    /// The first trial's number, `−W`.
+    pub fn first_trial(&self) -> i64 {
+        -(self.warmup_trials as i64)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (field, v) in [
+            ("schedule.batch", self.batch),
+            ("schedule.eval_every", self.eval_every),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(field, "must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -58,26 +107,110 @@ pub enum Variable {
     Q,
 }
 
-/// Which neuron to trace.
+impl Variable {
+    /// The name used in column headers (`h`, `d`, `tau`, `u`, `p`, `trace`, `q`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Variable::H => "h",
+            Variable::D => "d",
+            Variable::Tau => "tau",
+            Variable::U => "u",
+            Variable::P => "p",
+            Variable::Trace => "trace",
+            Variable::Q => "q",
+        }
+    }
+}
+
+/// One neuron, or every neuron of the layer (`"all"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Value", into = "Value")]
+pub enum NeuronSelect {
+    /// Neuron (row) index.
+    One(usize),
+    /// The whole layer: one column per neuron.
+    All,
+}
+
+impl Default for NeuronSelect {
+    fn default() -> Self {
+        NeuronSelect::One(0)
+    }
+}
+
+impl TryFrom<Value> for NeuronSelect {
+    type Error = String;
+    fn try_from(v: Value) -> Result<Self, String> {
+        match &v {
+            Value::String(s) if s == "all" => Ok(NeuronSelect::All),
+            _ => v
+                .as_u64()
+                .map(|n| NeuronSelect::One(n as usize))
+                .ok_or_else(|| format!("expected a neuron index (0, 1, …) or \"all\", got {v}")),
+        }
+    }
+}
+
+impl From<NeuronSelect> for Value {
+    fn from(n: NeuronSelect) -> Value {
+        match n {
+            NeuronSelect::One(i) => Value::from(i),
+            NeuronSelect::All => Value::from("all"),
+        }
+    }
+}
+
+impl JsonSchema for NeuronSelect {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NeuronSelect".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A neuron index (0, 1, …) or \"all\" for every neuron of the layer (a whole-layer trace).",
+            "anyOf": [{"type": "integer", "minimum": 0}, {"const": "all"}]
+        })
+    }
+}
+
+/// Which neurons to trace: a variable of one layer, one neuron (or all) of one replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TraceVariable {
+    /// The population: `h`, `d`, `tau`, `u`, `p`, `trace` or `q`.
     pub variable: Variable,
+    /// Its layer `l` (`h`, `d`, `tau`, `q`: 1..=L; `u`: 2..=L; `p`: 0..=L; `trace`: 0..L−1).
     pub layer: usize,
+    /// Neuron index, or `"all"` for the whole layer.
     #[serde(default)]
-    pub neuron: usize,
+    pub neuron: NeuronSelect,
+    /// Replica `b` (0..batch−1).
     #[serde(default)]
     pub replica: usize,
 }
 
-impl TraceVariable {
+/// One traced column: a variable of one neuron of one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceColumn {
+    /// The population.
+    pub variable: Variable,
+    /// Its layer.
+    pub layer: usize,
+    /// Neuron (row) index.
+    pub neuron: usize,
+    /// Replica (column) index.
+    pub replica: usize,
+}
+
+impl TraceColumn {
     /// Column name in `traces.csv`, e.g. `tau_l3_n0_r0`.
     pub fn column(&self) -> String {
-        let v = serde_json::to_value(self.variable)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        format!("{v}_l{}_n{}_r{}", self.layer, self.neuron, self.replica)
+        format!(
+            "{}_l{}_n{}_r{}",
+            self.variable.name(),
+            self.layer,
+            self.neuron,
+            self.replica
+        )
     }
 
     /// Reads the variable from a sample.
@@ -95,14 +228,64 @@ impl TraceVariable {
     }
 }
 
-/// What to sample into `traces.csv`.
+/// The first traced trial: a trial number, or `"last"` for the last `traces.trials` trials
+/// of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Value", into = "Value")]
+pub enum TraceStart {
+    /// Learning trials are `0, 1, …`; warm-up trials `−W … −1`.
+    Trial(i64),
+    /// The run's last trials.
+    Last,
+}
+
+impl Default for TraceStart {
+    fn default() -> Self {
+        TraceStart::Trial(0)
+    }
+}
+
+impl TryFrom<Value> for TraceStart {
+    type Error = String;
+    fn try_from(v: Value) -> Result<Self, String> {
+        match &v {
+            Value::String(s) if s == "last" => Ok(TraceStart::Last),
+            _ => v.as_i64().map(TraceStart::Trial).ok_or_else(|| {
+                format!("expected a trial number (learning trials 0, 1, …; warm-up trials negative) or \"last\", got {v}")
+            }),
+        }
+    }
+}
+
+impl From<TraceStart> for Value {
+    fn from(t: TraceStart) -> Value {
+        match t {
+            TraceStart::Trial(i) => Value::from(i),
+            TraceStart::Last => Value::from("last"),
+        }
+    }
+}
+
+impl JsonSchema for TraceStart {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TraceStart".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "First traced trial: learning trials are 0, 1, …, warm-up trials −W … −1; \"last\" traces the run's last `trials` trials.",
+            "anyOf": [{"type": "integer"}, {"const": "last"}]
+        })
+    }
+}
+
+/// What to sample into `traces.csv` (continuous engine only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Traces {
     /// Sampling interval in simulated time (0: no traces).
     pub interval: f64,
-    /// First traced trial, counting warm-up trials (`null`: the first learning trial).
-    pub start_trial: Option<usize>,
+    /// First traced trial (learning trials 0, 1, …; warm-up trials −W … −1), or `"last"`.
+    pub start_trial: TraceStart,
     /// Number of consecutive trials traced.
     pub trials: usize,
     /// Traced neurons; empty: `h` and `τ` of neuron 0 in every layer.
@@ -113,7 +296,7 @@ impl Default for Traces {
     fn default() -> Self {
         Traces {
             interval: 0.1,
-            start_trial: None,
+            start_trial: TraceStart::default(),
             trials: 3,
             variables: Vec::new(),
         }
@@ -130,12 +313,27 @@ impl Traces {
                     self.variables.push(TraceVariable {
                         variable,
                         layer,
-                        neuron: 0,
+                        neuron: NeuronSelect::One(0),
                         replica: 0,
                     });
                 }
             }
         }
+    }
+
+    /// The traced trials `first..last` of a run with `schedule`, clipped to the run (empty
+    /// when tracing is off).
+    pub fn trial_range(&self, schedule: &Schedule) -> std::ops::Range<i64> {
+        if self.interval <= 0.0 || self.trials == 0 {
+            return 0..0;
+        }
+        let end = schedule.trials as i64;
+        let first = match self.start_trial {
+            TraceStart::Trial(t) => t,
+            TraceStart::Last => end - self.trials as i64,
+        }
+        .max(schedule.first_trial());
+        first..(first + self.trials as i64).min(end).max(first)
     }
 }
 
@@ -152,7 +350,9 @@ pub struct Diagnostics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Outputs {
+    /// Learning curves, weight norms, diagnostics and trace plots (PNG and SVG).
     pub plots: bool,
+    /// The final weights of every model (`weights_<model>.json`).
     pub weights: bool,
 }
 
@@ -169,13 +369,15 @@ impl Default for Outputs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct SweepSpec {
-    /// JSON path → values, e.g. `{"engine.protocol.t_stim": [6, 9, 15]}`.
+    /// JSON path → values, e.g. `{"engine.protocol.t_window": [1, 4, 16]}`.
     pub params: BTreeMap<String, Vec<Value>>,
     /// Seeds per grid point (seed, seed + 1, …).
     pub seeds: usize,
 }
 
-/// A scenario: everything one run needs.
+/// A scenario: everything one run needs. The continuous engine and the discrete references
+/// share the task, the data, the initial network and the schedule; `"engine": null` makes a
+/// run of the references alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scenario {
@@ -185,16 +387,25 @@ pub struct Scenario {
     pub description: String,
     /// Seed of data, initialisation and example order.
     pub seed: u64,
+    /// Where the examples come from.
     pub task: Task,
+    /// How many examples are used.
     pub data: DataSizes,
+    /// The student network (shared by every model).
     pub network: NetworkConfig,
-    /// The continuous-time engine (docs/MODEL.md §6, §9).
-    pub engine: EngineConfig,
+    /// Trials, warm-up, batch and evaluation interval, shared by every model.
+    pub schedule: Schedule,
+    /// The continuous-time engine (docs/MODEL.md §6, §9); `null` for a run of the discrete
+    /// references alone.
+    pub engine: Option<EngineConfig>,
     /// Discrete reference algorithms trained on the same data with the same schedule
-    /// (`trials × replicas` examples, mini-batches of `replicas`).
+    /// (`trials` mini-batch updates of `batch` examples).
     pub references: Vec<NamedAlgorithm>,
+    /// What the continuous engine samples into `traces.csv`.
     pub traces: Traces,
+    /// Extra per-trial measurements of the continuous engine.
     pub diagnostics: Diagnostics,
+    /// Which optional files a run writes.
     pub outputs: Outputs,
     /// Default grid for `dtpsim sweep`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -218,7 +429,8 @@ impl Default for Scenario {
                 widths,
                 ..NetworkConfig::default()
             },
-            engine: EngineConfig::default(),
+            schedule: Schedule::default(),
+            engine: Some(EngineConfig::default()),
             references: Vec::new(),
             traces: Traces::default(),
             diagnostics: Diagnostics::default(),
@@ -289,8 +501,19 @@ pub fn set_path(root: &mut Value, path: &str, value: &str) -> Result<(), ConfigE
     Ok(())
 }
 
-/// Parses scenario text with `--set` overrides; errors name the JSON path.
+/// Parses scenario text with `--set` overrides; errors name the JSON path. Relative paths
+/// in the scenario (data files, weights) are taken relative to the working directory.
 pub fn parse_scenario(text: &str, sets: &[String]) -> Result<Scenario, ConfigError> {
+    parse_scenario_at(text, sets, None)
+}
+
+/// Parses scenario text with `--set` overrides; relative paths in it (data files, weights)
+/// are resolved against `base` (the scenario file's folder) when given.
+pub fn parse_scenario_at(
+    text: &str,
+    sets: &[String],
+    base: Option<&Path>,
+) -> Result<Scenario, ConfigError> {
     let mut value: Value = serde_json::from_str(text)
         .map_err(|e| ConfigError::new("(file)", format!("not valid JSON: {e}")))?;
     for s in sets {
@@ -302,6 +525,7 @@ pub fn parse_scenario(text: &str, sets: &[String]) -> Result<Scenario, ConfigErr
         })?;
         set_path(&mut value, path.trim(), v.trim())?;
     }
+    check_exclusive_fields(&value)?;
     let mut scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         ConfigError::new(
@@ -313,46 +537,190 @@ pub fn parse_scenario(text: &str, sets: &[String]) -> Result<Scenario, ConfigErr
             e.into_inner().to_string(),
         )
     })?;
-    scenario.engine.resolve();
-    if scenario.network.widths.len() >= 2 {
+    if let Some(base) = base {
+        scenario.resolve_paths(base);
+    }
+    if let Some(engine) = &mut scenario.engine {
+        if let Some(w) = engine.protocol.t_window {
+            check_at_least("engine.protocol.t_window", w, 0.0)?;
+        }
+        engine.resolve();
+    }
+    if scenario.network.widths.len() >= 2 && scenario.engine.is_some() {
         scenario.traces.resolve(scenario.network.widths.len() - 1);
     }
     scenario.validate()?;
     Ok(scenario)
 }
 
-/// Reads and checks a scenario file; the error names the file.
+/// Fields that must not be given together: checked on the JSON as written, before defaults
+/// are filled in.
+fn check_exclusive_fields(value: &Value) -> Result<(), ConfigError> {
+    let protocol = &value["engine"]["protocol"];
+    if protocol.get("t_stim").is_some() && protocol.get("t_window").is_some() {
+        return Err(ConfigError::new(
+            "engine.protocol",
+            "t_stim and t_window are both given; give one: t_window sets t_stim = t_on + t_window",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and checks a scenario file; the error names the file. Relative paths inside it are
+/// relative to the file's folder.
 pub fn load_scenario(path: &Path, sets: &[String]) -> anyhow::Result<Scenario> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    parse_scenario(&text, sets).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let base = path.parent().unwrap_or(Path::new(""));
+    parse_scenario_at(&text, sets, Some(base))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 impl Scenario {
+    /// Makes relative data and weights paths relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut std::path::PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Task::Csv { train, test, .. } = &mut self.task {
+            fix(train);
+            fix(test);
+        }
+        if let Some(w) = &mut self.network.weights {
+            fix(w);
+        }
+    }
+
+    /// The initial student network, shared by every model: loaded from `network.weights` or
+    /// drawn from `network.init` with the scenario's seed.
+    pub fn initial_network(&self) -> Result<Network, ConfigError> {
+        let arch = self.architecture()?;
+        match &self.network.weights {
+            Some(path) => {
+                let net = crate::weights::load(path)
+                    .map_err(|e| ConfigError::new("network.weights", e.to_string()))?;
+                if net.arch() != &arch {
+                    return Err(ConfigError::new(
+                        "network.weights",
+                        format!(
+                            "{}: the file holds {}, the scenario asks for {}; make network.widths/activation/bias agree with the file",
+                            path.display(),
+                            net.arch().describe(),
+                            arch.describe()
+                        ),
+                    ));
+                }
+                Ok(net)
+            }
+            None => Network::new(arch, self.network.init, self.seed)
+                .map_err(|e| ConfigError::new("network", e.to_string())),
+        }
+    }
+
+    /// The student architecture (its loss is the task's natural loss).
+    pub fn architecture(&self) -> Result<Architecture, ConfigError> {
+        let mut arch = Architecture::new(
+            &self.network.widths,
+            self.network.activation,
+            self.task.natural_loss(),
+        )
+        .map_err(|e| ConfigError::new("network", e.to_string()))?;
+        arch.bias = self.network.bias;
+        Ok(arch)
+    }
+
+    /// The continuous engine, if the scenario has one.
+    pub fn engine(&self) -> Option<&EngineConfig> {
+        self.engine.as_ref()
+    }
+
     /// Checks every field; errors name the JSON path and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_task_and_network(&self.task, &self.network)?;
         let depth = self.network.widths.len() - 1;
-        self.engine
-            .validate(depth)
-            .map_err(|e| ConfigError::new(format!("engine.{}", e.path), e.message))?;
-        if self.data.train == 0 {
-            return Err(ConfigError::new("data.train", "must be at least 1"));
-        }
-        if self.data.test == 0 {
-            return Err(ConfigError::new("data.test", "must be at least 1"));
+        self.schedule.validate()?;
+        for (field, n) in [
+            ("data.train", self.data.train),
+            ("data.test", self.data.test),
+        ] {
+            if n == Some(0) {
+                return Err(ConfigError::new(
+                    field,
+                    "must be at least 1 (or null for every row of a data file)",
+                ));
+            }
         }
         if !self.references.is_empty() {
             validate_algorithms(&self.references, "references")?;
         }
+        match &self.engine {
+            Some(engine) => {
+                engine
+                    .validate(depth)
+                    .map_err(|e| ConfigError::new(format!("engine.{}", e.path), e.message))?;
+                self.validate_traces(engine, depth)?;
+            }
+            None => {
+                if self.references.is_empty() {
+                    return Err(ConfigError::new(
+                        "engine",
+                        "is null and there are no references: nothing to run; give an engine or list references",
+                    ));
+                }
+                if self.diagnostics != Diagnostics::default() {
+                    return Err(ConfigError::new(
+                        "diagnostics",
+                        "measures the continuous engine, but \"engine\" is null; remove the section or give an engine",
+                    ));
+                }
+                if self.traces != Traces::default() {
+                    return Err(ConfigError::new(
+                        "traces",
+                        "samples the continuous engine, but \"engine\" is null; remove the section or give an engine",
+                    ));
+                }
+            }
+        }
+        if let Some(sweep) = &self.sweep {
+            for (k, vals) in &sweep.params {
+                if vals.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("sweep.params.{k}"),
+                        "give at least one value",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_traces(&self, engine: &EngineConfig, depth: usize) -> Result<(), ConfigError> {
         let t = &self.traces;
         if t.interval != 0.0 {
             check_positive("traces.interval", t.interval)?;
         }
-        let d = &self.engine.dynamics;
-        let b = self.engine.protocol.replicas;
+        let sched = &self.schedule;
+        if let TraceStart::Trial(first) = t.start_trial {
+            if t.interval > 0.0 && t.trials > 0 {
+                let (lo, hi) = (sched.first_trial(), sched.trials as i64 - 1);
+                if first > hi || first + (t.trials as i64) <= lo {
+                    return Err(ConfigError::new(
+                        "traces.start_trial",
+                        format!(
+                            "traces trials {first}..{} but the run has trials {lo}..{hi} (warm-up {lo}..-1, learning 0..{hi}); give a start within the run, or \"last\"",
+                            first + t.trials as i64 - 1
+                        ),
+                    ));
+                }
+            }
+        }
+        let d = &engine.dynamics;
+        let b = sched.batch;
         for (i, v) in t.variables.iter().enumerate() {
             let path = format!("traces.variables[{i}]");
+            let name = v.variable.name();
             let (lo, hi) = match v.variable {
                 Variable::H | Variable::D | Variable::Tau | Variable::Q => (1, depth),
                 Variable::U => (2, depth),
@@ -362,36 +730,26 @@ impl Scenario {
             if v.layer < lo || v.layer > hi {
                 return Err(ConfigError::new(
                     format!("{path}.layer"),
-                    format!(
-                        "{} exists for layers {lo}..={hi}, got {}",
-                        v.column(),
-                        v.layer
-                    ),
+                    format!("{name} exists for layers {lo}..={hi}, got {}", v.layer),
                 ));
             }
-            let width = match v.variable {
-                Variable::P | Variable::Q => 1,
-                Variable::Trace => self.network.widths[v.layer] + usize::from(self.network.bias),
-                _ => self.network.widths[v.layer],
-            };
-            if v.neuron >= width {
-                return Err(ConfigError::new(
-                    format!("{path}.neuron"),
-                    format!(
-                        "layer {} has {width} such neurons (0..{}), got {}",
-                        v.layer,
-                        width - 1,
-                        v.neuron
-                    ),
-                ));
+            let width = self.trace_width(v.variable, v.layer);
+            if let NeuronSelect::One(n) = v.neuron {
+                if n >= width {
+                    return Err(ConfigError::new(
+                        format!("{path}.neuron"),
+                        format!(
+                            "layer {} has {width} such neurons (0..{}), got {n}; or give \"all\"",
+                            v.layer,
+                            width - 1,
+                        ),
+                    ));
+                }
             }
             if v.replica >= b {
                 return Err(ConfigError::new(
                     format!("{path}.replica"),
-                    format!(
-                        "there are {b} replicas (engine.protocol.replicas), got {}",
-                        v.replica
-                    ),
+                    format!("there are {b} replicas (schedule.batch), got {}", v.replica),
                 ));
             }
             let missing = match v.variable {
@@ -408,86 +766,117 @@ impl Scenario {
             if let Some(need) = missing {
                 return Err(ConfigError::new(
                     format!("{path}.variable"),
-                    format!("{} needs {need}", v.column()),
+                    format!("{name} needs {need}"),
                 ));
-            }
-        }
-        if let Some(sweep) = &self.sweep {
-            for (k, vals) in &sweep.params {
-                if vals.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("sweep.params.{k}"),
-                        "give at least one value",
-                    ));
-                }
             }
         }
         Ok(())
     }
 
-    /// The discrete training configuration of the references (same data and schedule).
-    pub fn reference_config(&self) -> crate::discrete::train::TrainConfig {
-        let p = &self.engine.protocol;
-        crate::discrete::train::TrainConfig {
-            task: self.task.clone(),
-            network: self.network.clone(),
-            train_size: self.data.train,
-            test_size: self.data.test,
-            examples: p.trials * p.replicas,
-            batch_size: p.replicas,
-            eval_every: p.eval_every * p.replicas,
-            warmup: p.warmup_trials * p.replicas,
-            seed: self.seed,
-            algorithms: self.references.clone(),
+    /// How many neurons a traced variable has in `layer`.
+    fn trace_width(&self, variable: Variable, layer: usize) -> usize {
+        match variable {
+            Variable::P | Variable::Q => 1,
+            Variable::Trace => self.network.widths[layer] + usize::from(self.network.bias),
+            _ => self.network.widths[layer],
         }
+    }
+
+    /// The traced columns, whole-layer selections expanded (empty without an engine).
+    pub fn trace_columns(&self) -> Vec<TraceColumn> {
+        if self.engine.is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for v in &self.traces.variables {
+            let neurons = match v.neuron {
+                NeuronSelect::One(n) => n..n + 1,
+                NeuronSelect::All => 0..self.trace_width(v.variable, v.layer),
+            };
+            for neuron in neurons {
+                out.push(TraceColumn {
+                    variable: v.variable,
+                    layer: v.layer,
+                    neuron,
+                    replica: v.replica,
+                });
+            }
+        }
+        out
+    }
+
+    /// What is valid but probably not what was meant (printed by `check` and `run`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let t = &self.traces;
+        if self.engine.is_some() && t.interval > 0.0 && t.trials > 0 {
+            let range = self.traces.trial_range(&self.schedule);
+            let traced = (range.end - range.start).max(0) as usize;
+            if traced < t.trials {
+                out.push(format!(
+                    "traces: {} trials asked for, {traced} exist in the run (trials {}..{}); only those are traced",
+                    t.trials,
+                    range.start,
+                    range.end - 1
+                ));
+            }
+        }
+        if self.schedule.eval_every > self.schedule.trials && self.schedule.trials > 0 {
+            out.push(format!(
+                "schedule.eval_every = {} exceeds schedule.trials = {}: the test set is evaluated only before and after learning",
+                self.schedule.eval_every, self.schedule.trials
+            ));
+        }
+        out
     }
 }
 
 /// One row of `traces.csv`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceRow {
+    /// Simulated time since the start of the run.
     pub time: f64,
-    pub trial: usize,
+    /// Trial number (warm-up trials negative).
+    pub trial: i64,
+    /// Whether the teacher was on (`m(t) = 1`).
     pub teacher: bool,
+    /// One value per traced column.
     pub values: Vec<f64>,
 }
 
-/// Samples the scenario's trace variables during the chosen trials.
+/// Samples the scenario's trace columns during the chosen trials.
 pub struct TraceRecorder {
+    /// Sampling interval in simulated time.
     pub interval: f64,
-    pub first: usize,
-    pub last: usize,
-    pub variables: Vec<TraceVariable>,
+    /// Traced trials (run numbering).
+    pub trials: std::ops::Range<i64>,
+    /// What is read at each sample.
+    pub columns: Vec<TraceColumn>,
+    /// The samples so far.
     pub rows: Vec<TraceRow>,
 }
 
 impl TraceRecorder {
-    /// A recorder for `scenario` (inactive when the interval or the variable list is empty).
+    /// A recorder for `scenario` (inactive when the interval or the column list is empty).
     pub fn new(scenario: &Scenario) -> Self {
-        let t = &scenario.traces;
-        let first = t
-            .start_trial
-            .unwrap_or(scenario.engine.protocol.warmup_trials);
         TraceRecorder {
-            interval: t.interval,
-            first,
-            last: first + t.trials,
-            variables: t.variables.clone(),
+            interval: scenario.traces.interval,
+            trials: scenario.traces.trial_range(&scenario.schedule),
+            columns: scenario.trace_columns(),
             rows: Vec::new(),
         }
     }
 }
 
 impl Observer for TraceRecorder {
-    fn interval(&self, trial: usize) -> Option<f64> {
-        let active = self.interval > 0.0
-            && !self.variables.is_empty()
-            && (self.first..self.last).contains(&trial);
+    fn interval(&self, trial: i64) -> Option<f64> {
+        let active =
+            self.interval > 0.0 && !self.columns.is_empty() && self.trials.contains(&trial);
         active.then_some(self.interval)
     }
 
     fn sample(&mut self, s: &Sample) {
-        if s.trial < self.first || s.trial >= self.last {
+        if !self.trials.contains(&s.trial) {
             return;
         }
         // a segment boundary is sampled twice, at the end of one segment and the start of the
@@ -497,7 +886,7 @@ impl Observer for TraceRecorder {
             trial: s.trial,
             teacher: s.teacher,
             values: self
-                .variables
+                .columns
                 .iter()
                 .map(|v| v.read(s).unwrap_or(f64::NAN))
                 .collect(),

@@ -4,7 +4,7 @@
 
 use crate::record::{create_dir, num, write_atomic, Table};
 use crate::runner::{mean_finite, run_scenario};
-use crate::scenario::parse_scenario;
+use crate::scenario::parse_scenario_at;
 use rayon::prelude::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -93,13 +93,14 @@ pub fn run_sweep(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
-    let base =
-        parse_scenario(&text, base_sets).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let dir = file.parent().unwrap_or(Path::new(""));
+    let base = parse_scenario_at(&text, base_sets, Some(dir))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let runs = grid(params, seeds, base.seed);
     let mut scenarios = Vec::with_capacity(runs.len());
     for r in &runs {
         let sets: Vec<String> = base_sets.iter().chain(&r.sets).cloned().collect();
-        let mut s = parse_scenario(&text, &sets).map_err(|e| {
+        let mut s = parse_scenario_at(&text, &sets, Some(dir)).map_err(|e| {
             anyhow::anyhow!(
                 "{} (sweep run {}: {}): {e}",
                 file.display(),
@@ -178,15 +179,22 @@ pub fn run_sweep(
                     last.map(|l| l.test_loss),
                     last.map(|l| l.test_mse),
                     last.map(|l| l.test_accuracy),
-                    mean_finite(rep.continuous.rows.iter().map(|l| l.update_cosine)),
+                    mean_finite(
+                        rep.continuous
+                            .iter()
+                            .flat_map(|c| &c.rows)
+                            .map(|l| l.update_cosine),
+                    ),
                     last.map(|l| l.relaxation_residual),
                 ];
                 row.extend(metrics.iter().map(|m| num(m.unwrap_or(f64::NAN))));
                 row.push(format!("{:.3}", rep.seconds));
-                row.push(match &rep.continuous.error {
-                    None => "complete".into(),
-                    Some(e) => format!("stopped: {e}"),
-                });
+                row.push(
+                    match rep.continuous.as_ref().and_then(|c| c.error.as_ref()) {
+                        None => "complete".into(),
+                        Some(e) => format!("stopped: {e}"),
+                    },
+                );
             }
             Err(e) => {
                 row.extend(metric_names.iter().map(|_| "NaN".to_string()));

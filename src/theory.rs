@@ -860,7 +860,8 @@ pub struct ContinuousLimit {
 pub fn t6_continuous_limit() -> Result<ContinuousLimit, EngineError> {
     let eta = 1e-7;
     let compare = |net: &Network, ex: &Example| -> Result<(Updates, Updates), EngineError> {
-        let mut sim = Simulation::new(net, limit_config(eta, 40.0)).expect("valid configuration");
+        let mut sim =
+            Simulation::new(net, limit_config(eta, 40.0), 1).expect("valid configuration");
         let cont: Vec<DMatrix<f64>> = trial_update(&mut sim, ex)?
             .into_iter()
             .map(|m| m / eta)
@@ -892,7 +893,7 @@ pub fn t7_anytime(windows: &[f64]) -> Result<Vec<(f64, f64, f64)>, EngineError> 
     let ex = noisy_example(&net, 72, 0.3);
     let run = |window: f64| {
         let mut sim =
-            Simulation::new(&net, limit_config(1e-7, window)).expect("valid configuration");
+            Simulation::new(&net, limit_config(1e-7, window), 1).expect("valid configuration");
         trial_update(&mut sim, &ex)
     };
     let full = run(40.0)?;
@@ -915,7 +916,7 @@ pub struct Recorder {
 }
 
 impl Observer for Recorder {
-    fn interval(&self, _trial: usize) -> Option<f64> {
+    fn interval(&self, _trial: i64) -> Option<f64> {
         Some(self.dt)
     }
     fn sample(&mut self, s: &Sample) {
@@ -931,7 +932,7 @@ impl Observer for Recorder {
 fn steady_simulation(cfg: EngineConfig, x: &DVector<f64>) -> (Network, Simulation) {
     let arch = Architecture::new(&[4, 5, 3], Activation::Tanh, Loss::Mse).expect("valid");
     let net = Network::new(arch, Init::Gaussian { gain: 1.2 }, 81).expect("valid");
-    let mut sim = Simulation::new(&net, cfg).expect("valid configuration");
+    let mut sim = Simulation::new(&net, cfg, 1).expect("valid configuration");
     let fwd = net.forward(x);
     let lay = sim.layout().clone();
     let y = sim.state_mut();

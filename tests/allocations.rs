@@ -43,7 +43,7 @@ fn vector_field_and_low_rank_segments_allocate_nothing_after_the_first_trial() {
     dtpsim::linalg::set_threads(1);
     let net = fitted_tanh(6, 3, 0.8, 7, 100);
     let ex = noisy_example(&net, 11, 0.2);
-    let mut sim = Simulation::new(&net, EngineConfig::default()).unwrap();
+    let mut sim = Simulation::new(&net, EngineConfig::default(), 1).unwrap();
     sim.run_trial(&[&ex], Phase::Learn, &mut NoObserver)
         .unwrap();
     let drive = sim.drive(&[&ex], true, true, true);

@@ -13,9 +13,9 @@ fn scenario() -> serde_json::Value {
     ))
     .unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["examples"] = 200.into();
-    v["eval_every"] = 100.into();
-    v["warmup"] = 50.into();
+    v["schedule"]["trials"] = 200.into();
+    v["schedule"]["eval_every"] = 100.into();
+    v["schedule"]["warmup_trials"] = 50.into();
     v
 }
 
@@ -30,10 +30,10 @@ fn expect_clean_error(out: &Output, needles: &[&str]) -> String {
 }
 
 #[test]
-fn train_writes_metrics_weights_plots_and_summary_last() {
+fn a_references_only_scenario_writes_metrics_weights_plots_and_summary_last() {
     let dir = scratch("cli-train");
     std::fs::write(dir.join("s.json"), scenario().to_string()).unwrap();
-    let out = dtpsim(&["train", "s.json", "--out", "run", "--quiet"], &dir);
+    let out = dtpsim(&["run", "s.json", "--out", "run", "--quiet"], &dir);
     assert!(
         out.status.success(),
         "{}",
@@ -50,13 +50,16 @@ fn train_writes_metrics_weights_plots_and_summary_last() {
         assert!(dir.join("run").join(f).exists(), "{f}");
     }
     let csv = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
-    assert!(csv.starts_with("algorithm,examples,train_loss,test_loss,test_mse,test_accuracy,reconstruction,relaxation_residual,wall_seconds"));
+    // the one metrics format of every run: no continuous rows without an engine
+    assert!(csv.starts_with("model,trial,examples,time,train_loss,test_loss,test_mse,test_accuracy,reconstruction,relaxation_residual,update_cosine,w_norm_1,w_norm_2,w_norm_3,wall_seconds"));
     assert_eq!(csv.lines().count(), 1 + 4 * 3);
+    assert!(!csv.contains("\ncontinuous,"));
+    assert!(!dir.join("run/traces.csv").exists());
     // the saved weights load back as the starting point of a new run
     let mut s = scenario();
     s["network"]["weights"] = "run/weights_bp.json".into();
     std::fs::write(dir.join("resume.json"), s.to_string()).unwrap();
-    let out = dtpsim(&["train", "resume.json", "--out", "run2", "--quiet"], &dir);
+    let out = dtpsim(&["run", "resume.json", "--out", "run2", "--quiet"], &dir);
     assert!(
         out.status.success(),
         "{}",
@@ -69,11 +72,9 @@ fn train_writes_metrics_weights_plots_and_summary_last() {
 fn bad_weights_files_are_reported_by_name() {
     let dir = scratch("cli-weights");
     std::fs::write(dir.join("s.json"), scenario().to_string()).unwrap();
-    assert!(
-        dtpsim(&["train", "s.json", "--out", "run", "--quiet"], &dir)
-            .status
-            .success()
-    );
+    assert!(dtpsim(&["run", "s.json", "--out", "run", "--quiet"], &dir)
+        .status
+        .success());
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("run/weights_bp.json")).unwrap())
             .unwrap();
@@ -109,7 +110,7 @@ fn bad_weights_files_are_reported_by_name() {
         let mut s = scenario();
         s["network"]["weights"] = name.into();
         std::fs::write(dir.join("s2.json"), s.to_string()).unwrap();
-        let out = dtpsim(&["train", "s2.json", "--out", "bad", "--quiet"], &dir);
+        let out = dtpsim(&["run", "s2.json", "--out", "bad", "--quiet"], &dir);
         expect_clean_error(&out, &needles);
         assert!(
             !dir.join("bad").exists(),
@@ -125,11 +126,15 @@ fn bad_scenarios_name_the_field_and_the_fix() {
     let mut zero_width = scenario();
     zero_width["network"]["widths"][1] = 0.into();
     let mut unknown = scenario();
-    unknown["algorithms"][2]["relaxation"]["sweeps"] = 3.into();
+    unknown["references"][2]["relaxation"]["sweeps"] = 3.into();
     let mut wrong_type = scenario();
-    wrong_type["examples"] = "many".into();
+    wrong_type["schedule"]["trials"] = "many".into();
     let mut negative = scenario();
-    negative["algorithms"][1]["beta"] = (-0.1).into();
+    negative["references"][1]["beta"] = (-0.1).into();
+    let mut old_dialect = scenario();
+    old_dialect["examples"] = 200.into();
+    let mut traces_without_engine = scenario();
+    traces_without_engine["traces"] = serde_json::json!({"interval": 0.5});
     let mut mismatch = scenario();
     mismatch["network"]["widths"] = serde_json::json!([20, 20, 5]);
     let cases = [
@@ -137,12 +142,17 @@ fn bad_scenarios_name_the_field_and_the_fix() {
         (
             unknown,
             vec![
-                "algorithms[2]",
+                "references[2]",
                 "unknown field `sweeps`, expected one of `scheme`",
             ],
         ),
-        (wrong_type, vec!["examples", "invalid type"]),
-        (negative, vec!["algorithms[1].beta", "> 0"]),
+        (wrong_type, vec!["schedule.trials", "invalid type"]),
+        (negative, vec!["references[1].beta", "> 0"]),
+        (old_dialect, vec!["unknown field `examples`"]),
+        (
+            traces_without_engine,
+            vec!["traces: samples the continuous engine, but \"engine\" is null"],
+        ),
         (
             mismatch,
             vec!["network.widths[2]", "task's outputs have 20"],
@@ -151,11 +161,11 @@ fn bad_scenarios_name_the_field_and_the_fix() {
     for (i, (value, needles)) in cases.into_iter().enumerate() {
         let name = format!("bad{i}.json");
         std::fs::write(dir.join(&name), value.to_string()).unwrap();
-        let out = dtpsim(&["train", &name, "--out", "bad", "--quiet"], &dir);
+        let out = dtpsim(&["run", &name, "--out", "bad", "--quiet"], &dir);
         expect_clean_error(&out, &needles);
         assert!(!dir.join("bad").exists());
     }
-    let out = dtpsim(&["train", "missing.json", "--quiet"], &dir);
+    let out = dtpsim(&["run", "missing.json", "--quiet"], &dir);
     expect_clean_error(&out, &["missing.json", "cannot read"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -164,9 +174,9 @@ fn bad_scenarios_name_the_field_and_the_fix() {
 fn a_diverging_algorithm_exits_1_and_keeps_everything_written() {
     let dir = scratch("cli-diverge");
     let mut s = scenario();
-    s["algorithms"][0]["lr"] = 50.0.into();
+    s["references"][0]["lr"] = 50.0.into();
     std::fs::write(dir.join("s.json"), s.to_string()).unwrap();
-    let out = dtpsim(&["train", "s.json", "--out", "run", "--quiet"], &dir);
+    let out = dtpsim(&["run", "s.json", "--out", "run", "--quiet"], &dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -78,7 +78,7 @@ fn teacher_off_run(rule: PlasticityRule) -> (Network, Network, f64, f64) {
     cfg.solver.rtol = 1e-10;
     cfg.solver.atol = 1e-12;
     let net = fitted_tanh(5, 3, 1.0, 91, 200);
-    let mut sim = Simulation::new(&net, cfg.clone()).unwrap();
+    let mut sim = Simulation::new(&net, cfg.clone(), 1).unwrap();
     for s in 0..5 {
         let ex = example(&net, 100 + s, 1.0);
         sim.run_trial(&[&ex], Phase::Learn, &mut NoObserver)
@@ -109,11 +109,10 @@ fn teacher_off_weights_change_only_by_their_decay() {
 fn replicas_give_the_average_weight_derivative_of_single_runs() {
     let net = fitted_tanh(5, 3, 0.8, 95, 200);
     let mut cfg = EngineConfig::default();
-    cfg.protocol.replicas = 3;
     cfg.dynamics.trace.delay = 1.0;
     cfg.dynamics.trace.stages = 2;
     cfg.dynamics.influence.enabled = true;
-    let mut sim = Simulation::new(&net, cfg).unwrap();
+    let mut sim = Simulation::new(&net, cfg, 3).unwrap();
     let exs: Vec<Example> = (0..3).map(|s| example(&net, 200 + s, 1.0)).collect();
     let refs: Vec<&Example> = exs.iter().collect();
     // bring the replicas into distinct, non-trivial states with the teacher on
@@ -173,7 +172,7 @@ fn known_solution_error(method: Method, step: f64, rtol: f64) -> f64 {
     cfg.solver.step = step;
     cfg.solver.rtol = rtol;
     cfg.solver.atol = rtol * 1e-2;
-    let mut sim = Simulation::new(&net, cfg).unwrap();
+    let mut sim = Simulation::new(&net, cfg, 1).unwrap();
     let ex = Example {
         x: DVector::from_vec(vec![0.7, -0.4, 1.1]),
         y: DVector::zeros(2),
@@ -225,7 +224,7 @@ fn divergence_names_trial_time_population_and_layer() {
     let mut cfg = EngineConfig::default();
     cfg.dynamics.plasticity.eta = PerLayer::All(1e4);
     cfg.dynamics.beta = 5.0;
-    let mut sim = Simulation::new(&net, cfg).unwrap();
+    let mut sim = Simulation::new(&net, cfg, 1).unwrap();
     let mut err = None;
     for s in 0..20 {
         let ex = example(&net, 300 + s, 3.0);
@@ -250,7 +249,7 @@ fn divergence_names_trial_time_population_and_layer() {
 #[test]
 fn drive_without_stimulus_is_blank() {
     let net = fitted_tanh(3, 2, 1.0, 98, 50);
-    let sim = Simulation::new(&net, EngineConfig::default()).unwrap();
+    let sim = Simulation::new(&net, EngineConfig::default(), 1).unwrap();
     let ex = example(&net, 1, 1.0);
     let d: Drive = sim.drive(&[&ex], false, false, true);
     assert_eq!(d.x.norm(), 0.0);

@@ -17,7 +17,7 @@ struct Traces {
 }
 
 impl Observer for Traces {
-    fn interval(&self, _trial: usize) -> Option<f64> {
+    fn interval(&self, _trial: i64) -> Option<f64> {
         Some(self.dt)
     }
     fn sample(&mut self, s: &Sample) {
@@ -49,15 +49,14 @@ struct Outcome {
 }
 
 /// One warm-up and five learning trials on a 4-5-5-3 tanh net with fitted decoders.
-fn run(cfg: &EngineConfig, path: Path, trace_dt: Option<f64>) -> Outcome {
+fn run(cfg: &EngineConfig, b: usize, path: Path, trace_dt: Option<f64>) -> Outcome {
     let net = fitted_tanh(5, 3, 0.8, 95, 200);
     let mut cfg = cfg.clone();
     cfg.solver.weights = match path {
         Path::State => WeightsMode::State,
         Path::Factored | Path::Explicit => WeightsMode::LowRank,
     };
-    let b = cfg.protocol.replicas;
-    let mut sim = Simulation::new(&net, cfg).unwrap();
+    let mut sim = Simulation::new(&net, cfg, b).unwrap();
     match path {
         Path::Factored => sim.set_stage_form(StageForm::Factored),
         Path::Explicit => sim.set_stage_form(StageForm::Explicit),
@@ -105,7 +104,7 @@ fn rel(a: &[f64], b: &[f64]) -> f64 {
 /// Configurations that exercise every term the low-rank stages carry: weight decay (`μ ≠ 0`
 /// makes the stage weights' scalar `c_s ≠ 1`), replicas, traces, influence, every scheme and
 /// plasticity rule.
-fn configurations() -> Vec<(&'static str, EngineConfig)> {
+fn configurations() -> Vec<(&'static str, EngineConfig, usize)> {
     let mut base = EngineConfig::default();
     base.protocol.t_stim = 6.0;
     base.protocol.t_on = 2.0;
@@ -115,7 +114,6 @@ fn configurations() -> Vec<(&'static str, EngineConfig)> {
     let mut decay = base.clone();
     decay.dynamics.plasticity.gamma = 0.2;
     decay.dynamics.decoder.gamma = 0.1;
-    decay.protocol.replicas = 3;
     let mut rich = decay.clone();
     rich.dynamics.trace.stages = 2;
     rich.dynamics.trace.delay = 0.5;
@@ -127,22 +125,22 @@ fn configurations() -> Vec<(&'static str, EngineConfig)> {
     let mut difference = base.clone();
     difference.dynamics.scheme = Scheme::Difference;
     vec![
-        ("default", base),
-        ("decay, B = 3", decay),
-        ("traces, influence, tau_dot_full", rich),
-        ("decoder_input, displacement", input),
-        ("difference", difference),
+        ("default", base, 1),
+        ("decay, B = 3", decay, 3),
+        ("traces, influence, tau_dot_full", rich, 3),
+        ("decoder_input, displacement", input, 3),
+        ("difference", difference, 1),
     ]
 }
 
 #[test]
 fn both_paths_give_the_same_weights_and_neurons_at_tight_tolerance() {
-    for (name, mut cfg) in configurations() {
+    for (name, mut cfg, b) in configurations() {
         cfg.solver.rtol = 1e-10;
         cfg.solver.atol = 1e-12;
-        let state = run(&cfg, Path::State, None);
+        let state = run(&cfg, b, Path::State, None);
         for form in [Path::Factored, Path::Explicit] {
-            let fast = run(&cfg, form, None);
+            let fast = run(&cfg, b, form, None);
             let name = format!("{name}, {form:?}");
             for l in 1..=3 {
                 let e = rel(fast.net.w(l).as_slice(), state.net.w(l).as_slice());
@@ -166,10 +164,10 @@ fn both_paths_give_the_same_weights_and_neurons_at_tight_tolerance() {
 
 #[test]
 fn both_paths_take_the_same_steps_at_the_default_tolerance() {
-    for (name, cfg) in configurations() {
-        let state = run(&cfg, Path::State, None);
+    for (name, cfg, b) in configurations() {
+        let state = run(&cfg, b, Path::State, None);
         for form in [Path::Factored, Path::Explicit] {
-            let fast = run(&cfg, form, None);
+            let fast = run(&cfg, b, form, None);
             let name = format!("{name}, {form:?}");
             eprintln!(
             "{name}: accepted {} / {}, rejected {} / {}, evaluations {} / {} (low-rank / state)",
@@ -201,13 +199,13 @@ fn both_paths_take_the_same_steps_at_the_default_tolerance() {
 
 #[test]
 fn traces_from_dense_output_match_the_restarted_reference_and_cost_no_extra_steps() {
-    let mut cfg = configurations().remove(1).1;
+    let (_, mut cfg, b) = configurations().remove(1);
     cfg.solver.rtol = 1e-10;
     cfg.solver.atol = 1e-12;
-    let reference = run(&cfg, Path::State, Some(0.25));
+    let reference = run(&cfg, b, Path::State, Some(0.25));
     for form in [Path::Factored, Path::Explicit] {
-        let fast = run(&cfg, form, Some(0.25));
-        let untraced = run(&cfg, form, None);
+        let fast = run(&cfg, b, form, Some(0.25));
+        let untraced = run(&cfg, b, form, None);
         assert_eq!(fast.traces.len(), reference.traces.len());
         eprintln!(
             "traced: {} evaluations (reference path restarted at samples: {}), untraced {}",
@@ -225,12 +223,12 @@ fn traces_from_dense_output_match_the_restarted_reference_and_cost_no_extra_step
 
 #[test]
 fn rk4_paths_agree() {
-    let mut cfg = configurations().remove(2).1;
+    let (_, mut cfg, b) = configurations().remove(2);
     cfg.solver.method = Method::Rk4;
     cfg.solver.step = 0.05;
-    let state = run(&cfg, Path::State, None);
+    let state = run(&cfg, b, Path::State, None);
     for form in [Path::Factored, Path::Explicit] {
-        let fast = run(&cfg, form, None);
+        let fast = run(&cfg, b, form, None);
         assert_eq!(fast.accepted, state.accepted);
         let e = rel(&fast.state, &state.state);
         assert!(e <= 1e-10, "rk4 {form:?}: state differs by {e:e}");
@@ -240,12 +238,12 @@ fn rk4_paths_agree() {
 #[test]
 fn dense_output_samples_every_time_the_restarted_reference_samples() {
     // times that are not binary fractions: the last step ends at t1 only up to rounding
-    let mut cfg = configurations().remove(0).1;
+    let (_, mut cfg, b) = configurations().remove(0);
     cfg.protocol.t_on = 2.1;
     cfg.protocol.t_stim = 6.3;
     cfg.protocol.t_gap = 0.7;
-    let reference = run(&cfg, Path::State, Some(0.3));
-    let fast = run(&cfg, Path::Factored, Some(0.3));
+    let reference = run(&cfg, b, Path::State, Some(0.3));
+    let fast = run(&cfg, b, Path::Factored, Some(0.3));
     let times = |o: &Outcome| o.traces.iter().map(|r| r[0]).collect::<Vec<f64>>();
     assert_eq!(times(&fast), times(&reference));
     assert!(fast.traces.len() > 100);

@@ -14,9 +14,9 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 fn tiny() -> serde_json::Value {
     let text = std::fs::read_to_string(format!("{ROOT}/scenarios/quickstart.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["engine"]["protocol"]["trials"] = 12.into();
-    v["engine"]["protocol"]["warmup_trials"] = 3.into();
-    v["engine"]["protocol"]["eval_every"] = 4.into();
+    v["schedule"]["trials"] = 12.into();
+    v["schedule"]["warmup_trials"] = 3.into();
+    v["schedule"]["eval_every"] = 4.into();
     v["data"]["train"] = 50.into();
     v["data"]["test"] = 20.into();
     v
@@ -27,10 +27,7 @@ fn every_shipped_scenario_is_valid() {
     for entry in std::fs::read_dir(format!("{ROOT}/scenarios")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.ends_with(".json")
-            || name.contains("schema")
-            || name == "teacher_student_discrete.json"
-        {
+        if !name.ends_with(".json") || name.contains("schema") {
             continue;
         }
         let out = dtpsim(&["check", path.to_str().unwrap()], Path::new(ROOT));
@@ -50,7 +47,7 @@ fn the_shipped_schema_is_the_generated_one() {
     );
     // unknown fields are rejected by the schema too, and the protocol fields are documented
     assert!(generated.contains("\"additionalProperties\": false"));
-    assert!(generated.contains("Stimulus duration `T_stim`."));
+    assert!(generated.contains("Stimulus duration `T_stim`"));
 }
 
 #[test]
@@ -99,7 +96,7 @@ fn malformed_scenarios_name_the_field_and_write_nothing() {
             edit(&|v| {
                 v["traces"]["variables"] = serde_json::json!([{"variable": "h", "layer": 7}])
             }),
-            "traces.variables[0].layer: h_l7_n0_r0 exists for layers 1..=3, got 7",
+            "traces.variables[0].layer: h exists for layers 1..=3, got 7",
         ),
         (
             "η list of wrong length",
@@ -114,9 +111,27 @@ fn malformed_scenarios_name_the_field_and_write_nothing() {
             "engine.solver.method: unknown variant `euler`",
         ),
         (
-            "zero replicas",
-            edit(&|v| v["engine"]["protocol"]["replicas"] = 0.into()),
-            "engine.protocol.replicas: must be at least 1",
+            "zero batch",
+            edit(&|v| v["schedule"]["batch"] = 0.into()),
+            "schedule.batch: must be at least 1",
+        ),
+        (
+            "t_stim and t_window together",
+            edit(&|v| v["engine"]["protocol"]["t_window"] = 4.into()),
+            "engine.protocol: t_stim and t_window are both given; give one",
+        ),
+        (
+            "traces beyond the run",
+            edit(&|v| v["traces"]["start_trial"] = 5000.into()),
+            "traces.start_trial: traces trials 5000..5002 but the run has trials -3..11",
+        ),
+        (
+            "data file smaller than asked",
+            edit(&|v| {
+                v["task"] = serde_json::json!({"kind": "csv", "train": "rows.csv", "test": "rows.csv", "inputs": 10, "outputs": 10});
+                v["data"] = serde_json::json!({"train": 3, "test": 2});
+            }),
+            "data.train: asks for 3 examples but",
         ),
         ("not JSON", "{\"seed\": 1,".to_string(), "not valid JSON"),
         (
@@ -125,6 +140,8 @@ fn malformed_scenarios_name_the_field_and_write_nothing() {
             "network.widths[2]: is 3, but the task's outputs have 10 dimensions",
         ),
     ];
+    let row = vec!["0.5"; 20].join(",");
+    std::fs::write(dir.join("rows.csv"), format!("{row}\n{row}\n")).unwrap();
     for (what, text, needle) in cases {
         std::fs::write(dir.join("bad.json"), text).unwrap();
         let out = dtpsim(&["run", "bad.json", "--out", "bad", "--quiet"], &dir);
@@ -211,14 +228,23 @@ fn run_writes_a_complete_folder_and_plot_redraws_it_without_system_fonts() {
     assert_eq!(summary["status"], "complete");
     assert_eq!(summary["scenario"]["engine"]["protocol"]["t_gap"], 2.0);
     assert_eq!(summary["set"][0], "engine.protocol.t_gap=2");
-    // the trace covers teacher-off and teacher-on stretches
+    // the trace covers teacher-off and teacher-on stretches of learning trials 0..2, numbered
+    // as in metrics.csv
     let traces = std::fs::read_to_string(run.join("traces.csv")).unwrap();
-    let teacher: Vec<&str> = traces
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(2).unwrap())
-        .collect();
-    assert!(teacher.contains(&"0") && teacher.contains(&"1"));
+    assert!(traces.starts_with("time,trial,phase,teacher,h_l3_n0_r0,tau_l3_n0_r0"));
+    let column = |i: usize| -> Vec<String> {
+        traces
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(i).unwrap().to_string())
+            .collect()
+    };
+    let teacher = column(3);
+    assert!(teacher.contains(&"0".into()) && teacher.contains(&"1".into()));
+    let mut trials = column(1);
+    trials.dedup();
+    assert_eq!(trials, ["0", "1", "2"]);
+    assert!(column(2).iter().all(|p| p == "learning"));
     // metrics: continuous every 4 trials (0, 4, 8, 12) and the two references
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(
@@ -321,6 +347,7 @@ fn csv_tasks_are_read_and_bad_rows_are_named() {
     std::fs::write(dir.join("test.csv"), &rows).unwrap();
     let mut v = tiny();
     v["task"] = serde_json::json!({"kind": "csv", "train": "train.csv", "test": "test.csv", "inputs": 2, "outputs": 1});
+    v["data"] = serde_json::json!({});
     v["network"]["widths"] = serde_json::json!([2, 6, 6, 1]);
     v["references"] = serde_json::json!([]);
     std::fs::write(dir.join("s.json"), v.to_string()).unwrap();

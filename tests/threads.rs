@@ -13,7 +13,8 @@ const SCENARIO: &str = r#"{
   "task": {"kind": "teacher_student", "widths": [300, 300, 300, 10], "activation": "tanh", "gain": 1.0},
   "data": {"train": 64, "test": 20},
   "network": {"widths": [300, 300, 300, 10], "activation": "tanh"},
-  "engine": {"protocol": {"t_stim": 4, "t_on": 1, "trials": 2, "warmup_trials": 1, "eval_every": 1, "replicas": 16}},
+  "schedule": {"trials": 2, "warmup_trials": 1, "eval_every": 1, "batch": 16},
+  "engine": {"protocol": {"t_stim": 4, "t_on": 1}},
   "references": [],
   "traces": {"interval": 0.5, "trials": 1}
 }"#;

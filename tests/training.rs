@@ -3,43 +3,95 @@
 
 mod per_example;
 
-use dtpsim::data::Task;
+use dtpsim::data::{Dataset, Task};
 use dtpsim::discrete::targets::{Order, Relaxation, Scheme};
-use dtpsim::discrete::train::{
-    train_one, Algorithm, DecoderTraining, NamedAlgorithm, Optimizer, TrainConfig,
-};
+use dtpsim::discrete::train::{train_one, Algorithm, DecoderTraining, NamedAlgorithm, Optimizer};
+use dtpsim::scenario::{Scenario, Schedule};
 use dtpsim::Activation;
 use nalgebra::DMatrix;
 
-fn small_config() -> TrainConfig {
-    let mut cfg = TrainConfig {
+/// BP, DTP, DTP1 with difference targets, DTP1 with iterated decoder_output targets.
+fn four_references() -> Vec<NamedAlgorithm> {
+    let named = |name: &str, algorithm| NamedAlgorithm {
+        name: name.into(),
+        algorithm,
+    };
+    let dtp1 = |relaxation| Algorithm::Dtp1 {
+        beta: 0.1,
+        eta: 0.3,
+        relaxation,
+        influence: false,
+        decoder: DecoderTraining::default(),
+    };
+    vec![
+        named(
+            "bp",
+            Algorithm::Bp {
+                optimizer: Optimizer::Sgd,
+                lr: 0.01,
+            },
+        ),
+        named(
+            "dtp",
+            Algorithm::Dtp {
+                beta: 0.1,
+                lr: 0.02,
+                decoder: DecoderTraining::default(),
+            },
+        ),
+        named("dtp1_difference", dtp1(Relaxation::difference())),
+        named(
+            "dtp1_iterated",
+            dtp1(Relaxation {
+                scheme: Scheme::DecoderOutput,
+                order: Order::Parallel,
+                iterations: 20,
+                leak: 0.5,
+                tolerance: 0.0,
+            }),
+        ),
+    ]
+}
+
+/// A references-only scenario on an 8-8-8-8 teacher–student task.
+fn small_config() -> Scenario {
+    let mut cfg = Scenario {
         task: Task::TeacherStudent {
             widths: vec![8, 8, 8, 8],
             activation: dtpsim::Activation::Tanh,
             gain: 1.5,
         },
-        train_size: 1000,
-        test_size: 200,
-        examples: 1500,
-        eval_every: 500,
-        warmup: 300,
-        ..TrainConfig::default()
+        schedule: Schedule {
+            trials: 1500,
+            warmup_trials: 300,
+            batch: 1,
+            eval_every: 500,
+        },
+        engine: None,
+        references: four_references(),
+        ..Scenario::default()
     };
+    cfg.data.train = Some(1000);
+    cfg.data.test = Some(200);
     cfg.network.widths = vec![8, 8, 8, 8];
     cfg
+}
+
+fn data(cfg: &Scenario) -> Dataset {
+    dtpsim::runner::dataset(cfg).unwrap()
 }
 
 #[test]
 fn every_algorithm_reduces_the_test_loss() {
     let mut cfg = small_config();
-    cfg.algorithms.push(NamedAlgorithm {
+    cfg.references.push(NamedAlgorithm {
         name: "adam".into(),
         algorithm: Algorithm::Bp {
             optimizer: Optimizer::Adam,
             lr: 0.003,
         },
     });
-    cfg.algorithms.push(NamedAlgorithm {
+    cfg.references.push(NamedAlgorithm {
         name: "dtp1_input_influence".into(),
         algorithm: Algorithm::Dtp1 {
             beta: 0.1,
@@ -59,15 +111,12 @@ fn every_algorithm_reduces_the_test_loss() {
         },
     });
     cfg.validate().unwrap();
-    let data = cfg
-        .task
-        .generate(cfg.train_size, cfg.test_size, cfg.seed)
-        .unwrap();
-    for named in &cfg.algorithms {
+    let data = data(&cfg);
+    for named in &cfg.references {
         let out = train_one(&cfg, named, &data, &|_| {}).unwrap();
         assert!(out.error.is_none(), "{:?}", out.error);
         let (first, last) = (out.rows.first().unwrap(), out.rows.last().unwrap());
-        assert_eq!(last.examples, cfg.examples);
+        assert_eq!(last.trial, cfg.schedule.trials);
         assert!(
             last.test_loss < 0.6 * first.test_loss,
             "{}: {} → {}",
@@ -83,16 +132,13 @@ fn every_algorithm_reduces_the_test_loss() {
 #[test]
 fn runs_are_reproducible_from_the_seed() {
     let cfg = small_config();
-    let data = cfg
-        .task
-        .generate(cfg.train_size, cfg.test_size, cfg.seed)
-        .unwrap();
-    let a = train_one(&cfg, &cfg.algorithms[3], &data, &|_| {}).unwrap();
-    let b = train_one(&cfg, &cfg.algorithms[3], &data, &|_| {}).unwrap();
+    let data = data(&cfg);
+    let a = train_one(&cfg, &cfg.references[3], &data, &|_| {}).unwrap();
+    let b = train_one(&cfg, &cfg.references[3], &data, &|_| {}).unwrap();
     assert_eq!(a.network, b.network);
     let mut other = cfg.clone();
     other.seed = 99;
-    let c = train_one(&other, &other.algorithms[3], &data, &|_| {}).unwrap();
+    let c = train_one(&other, &other.references[3], &data, &|_| {}).unwrap();
     assert_ne!(a.network, c.network);
 }
 
@@ -105,14 +151,11 @@ fn bp_learns_cluster_classification_with_softmax_cross_entropy() {
         separation: 2.0,
     };
     cfg.network.widths = vec![6, 10, 3];
-    cfg.examples = 2000;
-    cfg.algorithms.truncate(1);
+    cfg.schedule.trials = 2000;
+    cfg.references.truncate(1);
     cfg.validate().unwrap();
-    let data = cfg
-        .task
-        .generate(cfg.train_size, cfg.test_size, cfg.seed)
-        .unwrap();
-    let out = train_one(&cfg, &cfg.algorithms[0], &data, &|_| {}).unwrap();
+    let data = data(&cfg);
+    let out = train_one(&cfg, &cfg.references[0], &data, &|_| {}).unwrap();
     let last = out.rows.last().unwrap();
     assert!(last.test_accuracy > 0.9, "accuracy {}", last.test_accuracy);
 }
@@ -120,18 +163,15 @@ fn bp_learns_cluster_classification_with_softmax_cross_entropy() {
 #[test]
 fn a_diverging_run_stops_with_an_error_and_keeps_its_rows() {
     let mut cfg = small_config();
-    cfg.algorithms = vec![NamedAlgorithm {
+    cfg.references = vec![NamedAlgorithm {
         name: "too_fast".into(),
         algorithm: Algorithm::Bp {
             optimizer: Optimizer::Sgd,
             lr: 50.0,
         },
     }];
-    let data = cfg
-        .task
-        .generate(cfg.train_size, cfg.test_size, cfg.seed)
-        .unwrap();
-    let out = train_one(&cfg, &cfg.algorithms[0], &data, &|_| {}).unwrap();
+    let data = data(&cfg);
+    let out = train_one(&cfg, &cfg.references[0], &data, &|_| {}).unwrap();
     let err = out.error.expect("diverges");
     assert!(
         err.contains("too_fast") && err.contains("learning rate"),
@@ -226,16 +266,18 @@ fn every_variant() -> Vec<NamedAlgorithm> {
 const EARLY_STOP: f64 = 5e-2;
 
 /// Small nets: 5-7-6-3 tanh with bias (mse and softmax_ce), and softplus without bias.
-fn small_nets() -> Vec<TrainConfig> {
+fn small_nets() -> Vec<Scenario> {
     let base = |task: Task, activation: Activation, bias: bool| {
-        let mut cfg = TrainConfig {
+        let mut cfg = Scenario {
             task,
-            train_size: 40,
-            test_size: 10,
-            warmup: 6,
             seed: 5,
-            ..TrainConfig::default()
+            engine: None,
+            references: four_references(),
+            ..Scenario::default()
         };
+        cfg.data.train = Some(40);
+        cfg.data.test = Some(10);
+        cfg.schedule.warmup_trials = 6;
         cfg.network.widths = vec![5, 7, 6, 3];
         cfg.network.activation = activation;
         cfg.network.bias = bias;
@@ -276,14 +318,14 @@ fn assert_close_scalar(what: &str, got: f64, want: f64) {
 fn mini_batched_training_equals_the_per_example_reference() {
     let mut mixed_stops = 0;
     for (n, net_cfg) in small_nets().into_iter().enumerate() {
-        let data = net_cfg.task.generate(40, 10, net_cfg.seed).unwrap();
+        let data = data(&net_cfg);
         for batch_size in [1, 3, 8] {
             for named in every_variant() {
                 let mut cfg = net_cfg.clone();
-                cfg.batch_size = batch_size;
-                cfg.examples = 3 * batch_size + 2; // the last mini-batch is a partial one
-                cfg.eval_every = cfg.examples;
-                cfg.algorithms = vec![named.clone()];
+                cfg.schedule.batch = batch_size;
+                cfg.schedule.trials = 4;
+                cfg.schedule.eval_every = 4;
+                cfg.references = vec![named.clone()];
                 cfg.validate().unwrap();
                 let what = format!("net {n}, B = {batch_size}, {}", named.name);
                 let out = train_one(&cfg, &named, &data, &|_| {}).unwrap();
@@ -298,7 +340,7 @@ fn mini_batched_training_equals_the_per_example_reference() {
                     assert_close(&format!("{what}: Ω_{l}"), got, want);
                 }
                 let last = out.rows.last().unwrap();
-                assert_eq!(last.examples, cfg.examples);
+                assert_eq!(last.examples, 4 * batch_size);
                 assert_close_scalar(&what, last.train_loss, reference.train_loss);
                 assert_close_scalar(&what, last.relaxation_residual, reference.residual);
                 mixed_stops += reference
@@ -334,9 +376,9 @@ fn a_diverging_relaxation_is_reported_for_the_same_example_as_per_example() {
                 // others do not
                 cfg.network.activation = Activation::Linear;
                 cfg.network.init = dtpsim::Init::Gaussian { gain: 2.0 };
-                cfg.warmup = 0;
-                cfg.batch_size = batch_size;
-                cfg.examples = 16;
+                cfg.schedule.warmup_trials = 0;
+                cfg.schedule.batch = batch_size;
+                cfg.schedule.trials = 16usize.div_ceil(batch_size);
                 let named = NamedAlgorithm {
                     name: "diverging".into(),
                     algorithm: Algorithm::Dtp1 {
@@ -356,7 +398,7 @@ fn a_diverging_relaxation_is_reported_for_the_same_example_as_per_example() {
                         },
                     },
                 };
-                let data = cfg.task.generate(40, 10, cfg.seed).unwrap();
+                let data = data(&cfg);
                 let out = train_one(&cfg, &named, &data, &|_| {}).unwrap();
                 let reference = per_example::train(&cfg, &named, &data);
                 let Some(want) = reference.error else {

@@ -182,28 +182,23 @@ impl Default for Dynamics {
     }
 }
 
-/// Trial protocol (docs/MODEL.md §6, Protocol).
+/// Timing of one trial (docs/MODEL.md §6, Protocol). How many trials there are and how many
+/// examples each presents is the scenario's `schedule`, shared with the discrete references.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Protocol {
-    /// Stimulus duration `T_stim`.
+    /// Stimulus duration `T_stim` (teacher on during `[t_on, T_stim)`). Give either `t_stim`
+    /// or `t_window`, not both.
     pub t_stim: f64,
-    /// Teacher onset `t_on` within the trial (teacher on during `[t_on, T_stim)`).
+    /// Teacher onset `t_on` within the trial: the settle time before the teacher comes on.
     pub t_on: f64,
     /// Relaxation (teacher) window `T_stim − t_on`; when given it sets `T_stim = t_on +
-    /// t_window` (handy for sweeping the window at a fixed settle time).
+    /// t_window` (handy for sweeping the window at a fixed settle time). Give either
+    /// `t_stim` or `t_window`, not both.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub t_window: Option<f64>,
     /// Blank after each stimulus (`x = 0`, teacher off); 0 = stream.
     pub t_gap: f64,
-    /// Learning trials.
-    pub trials: usize,
-    /// Warm-up trials before learning (teacher off, `η = 0`; decoders learn).
-    pub warmup_trials: usize,
-    /// Evaluate on the test set every this many learning trials.
-    pub eval_every: usize,
-    /// Replicas `B` sharing the weights (each sees its own examples).
-    pub replicas: usize,
 }
 
 impl Default for Protocol {
@@ -213,10 +208,6 @@ impl Default for Protocol {
             t_on: 5.0,
             t_window: None,
             t_gap: 0.0,
-            trials: 2000,
-            warmup_trials: 300,
-            eval_every: 100,
-            replicas: 1,
         }
     }
 }
@@ -338,15 +329,6 @@ impl EngineConfig {
             return Err(ConfigError::new("protocol.t_on", format!("{} is after the end of the stimulus (t_stim = {}); the teacher must come on within the stimulus", p.t_on, p.t_stim)));
         }
         check_at_least("protocol.t_gap", p.t_gap, 0.0)?;
-        if p.eval_every == 0 {
-            return Err(ConfigError::new(
-                "protocol.eval_every",
-                "must be at least 1",
-            ));
-        }
-        if p.replicas == 0 {
-            return Err(ConfigError::new("protocol.replicas", "must be at least 1"));
-        }
         let s = &self.solver;
         check_positive("solver.rtol", s.rtol)?;
         check_positive("solver.atol", s.atol)?;
@@ -361,9 +343,10 @@ impl EngineConfig {
         Ok(())
     }
 
-    /// Applies derived settings: `t_window` sets `T_stim = t_on + t_window`.
+    /// Applies derived settings: `t_window` sets `T_stim = t_on + t_window` and is then
+    /// cleared, so the resolved configuration states `T_stim` once.
     pub fn resolve(&mut self) {
-        if let Some(w) = self.protocol.t_window {
+        if let Some(w) = self.protocol.t_window.take() {
             self.protocol.t_stim = self.protocol.t_on + w;
         }
     }

@@ -16,18 +16,28 @@ use thiserror::Error;
 /// Why a simulation stopped.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum EngineError {
+    /// A state entry became non-finite or ran away (beyond `solver.runaway`).
     #[error("diverged in trial {trial} at t = {time:.4}: {population} of layer {layer} {what}; lower the learning rates, add leak λ, or improve the decoders (longer warm-up)")]
     Divergence {
-        trial: usize,
+        /// Trial number (warm-up trials are negative in a scenario run, see [`Simulation::set_trial`]).
+        trial: i64,
+        /// Simulated time of the check that failed.
         time: f64,
+        /// The population that diverged (`h`, `d`, `W`, …).
         population: &'static str,
+        /// Its layer.
         layer: usize,
+        /// What happened to it.
         what: String,
     },
+    /// The ODE solver gave up (step size underflow, too many steps).
     #[error("the solver failed in trial {trial} (t = {time:.4}): {message}; try a tighter solver.rtol or the rk4 method with a small solver.step")]
     Solver {
-        trial: usize,
+        /// Trial number.
+        trial: i64,
+        /// Simulated time at the start of the failed piece.
         time: f64,
+        /// The solver's message.
         message: String,
     },
 }
@@ -61,8 +71,9 @@ pub enum Phase {
 pub struct Sample<'a> {
     /// Simulated time since the start of the run.
     pub time: f64,
-    /// Trial index (warm-up trials first).
-    pub trial: usize,
+    /// Trial number: the simulation counts from 0 unless [`Simulation::set_trial`] sets it; a
+    /// scenario run numbers warm-up trials `−W … −1` and learning trials `0, 1, …`.
+    pub trial: i64,
     /// Teacher gate `m(t)` on the segment being sampled.
     pub teacher: bool,
     pub layout: &'a Layout,
@@ -114,7 +125,7 @@ impl Sample<'_> {
 pub trait Observer {
     /// Sampling interval in simulated time during trial `trial` (`None`: no samples; the
     /// segment is then integrated in one go).
-    fn interval(&self, _trial: usize) -> Option<f64> {
+    fn interval(&self, _trial: i64) -> Option<f64> {
         None
     }
     /// Called at `t = 0` of every trial and every [`Observer::interval`] after.
@@ -142,7 +153,7 @@ pub struct Simulation {
     layout: Layout,
     state: DVector<f64>,
     time: f64,
-    trial: usize,
+    trial: i64,
     stats: EngineStats,
     flops_per_eval: f64,
     /// The vector field's buffers, kept between segments.
@@ -158,13 +169,17 @@ pub struct Simulation {
 impl Simulation {
     /// Starts from `net`'s weights with all neurons at rest for a zero input: `h = d = u = 0`,
     /// pools at `‖a_l(0)‖²`, trace stages at `n_l(0)`, influence pools 0.
-    pub fn new(net: &Network, cfg: EngineConfig) -> Result<Self, ConfigError> {
+    /// `replicas` is `B`, the number of replicas sharing the weights (docs/MODEL.md §6).
+    pub fn new(net: &Network, cfg: EngineConfig, replicas: usize) -> Result<Self, ConfigError> {
         cfg.validate(net.depth())?;
+        if replicas == 0 {
+            return Err(ConfigError::new("replicas", "must be at least 1"));
+        }
         let arch = net.arch().clone();
         let d = &cfg.dynamics;
         let layout = Layout::new(
             &arch,
-            cfg.protocol.replicas,
+            replicas,
             d.scheme,
             d.trace.stages,
             d.influence.enabled,
@@ -238,9 +253,16 @@ impl Simulation {
         self.time
     }
 
-    /// Trials run so far.
-    pub fn trials(&self) -> usize {
+    /// The number of the next trial (0 for a new simulation; see [`Simulation::set_trial`]).
+    pub fn trial(&self) -> i64 {
         self.trial
+    }
+
+    /// Numbers the next trial `n` (later trials count up from it). A scenario run starts at
+    /// `−W` for `W` warm-up trials, so that learning trial `k` is trial `k` in every output
+    /// file and message.
+    pub fn set_trial(&mut self, n: i64) {
+        self.trial = n;
     }
 
     /// Work counters.
@@ -268,10 +290,8 @@ impl Simulation {
 
     /// A single-replica simulation holding replica `j`'s neuron state and the shared weights.
     pub fn replica(&self, j: usize) -> Simulation {
-        let mut cfg = self.cfg.clone();
-        cfg.protocol.replicas = 1;
-        let mut single =
-            Simulation::new(&self.network(), cfg).expect("same validated configuration");
+        let mut single = Simulation::new(&self.network(), self.cfg.clone(), 1)
+            .expect("same validated configuration");
         let (src, dst) = (self.state.as_slice(), single.state.as_mut_slice());
         let lay = &self.layout;
         let one = &single.layout;
@@ -466,7 +486,7 @@ fn sample_times(start: f64, end: f64, interval: Option<f64>) -> Vec<f64> {
 struct SegmentRun<'s, 'f> {
     field: &'s Field<'f>,
     cfg: &'s EngineConfig,
-    trial: usize,
+    trial: i64,
     teacher: bool,
     state: &'s mut DVector<f64>,
     last_good: &'s mut DVector<f64>,

@@ -17,17 +17,18 @@
 //! the first that diverged.
 
 use crate::activation::Activation;
-use crate::data::{evaluate, Dataset, EpochSampler, Example, Task};
+use crate::data::{Dataset, EpochSampler, Example, Task};
 use crate::discrete::batch::{loss_sum, stack, BatchPass};
 use crate::discrete::targets::{
-    influence_scales_batch, output_displacements, relax_batch, BatchTargets, Order, Relaxation,
-    Scheme,
+    influence_scales_batch, output_displacements, relax_batch, BatchTargets, Relaxation,
 };
 use crate::discrete::updates::{
     bp_gradients, corrupted, decoder_noise, decoder_update, dtp1_update, dtp_update, Adam,
 };
 use crate::error::{check_at_least, check_positive, ConfigError};
-use crate::network::{Architecture, Init, Network};
+use crate::metrics::{MetricsRow, RunningMean};
+use crate::network::{Init, Network};
+use crate::scenario::Scenario;
 use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -185,93 +186,6 @@ impl Default for NetworkConfig {
     }
 }
 
-/// A discrete training experiment: task, student network, schedule, algorithms.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    pub task: Task,
-    pub network: NetworkConfig,
-    /// Size of the training set (examples are drawn from it in shuffled epochs).
-    pub train_size: usize,
-    /// Size of the held-out test set.
-    pub test_size: usize,
-    /// Examples presented in total (per algorithm).
-    pub examples: usize,
-    /// Examples per update (1 = online).
-    pub batch_size: usize,
-    /// Evaluate on the test set every this many examples.
-    pub eval_every: usize,
-    /// Decoder-only examples before learning starts (target-propagation algorithms).
-    pub warmup: usize,
-    /// Seed of data, initialisation and example order (shared by all algorithms).
-    pub seed: u64,
-    pub algorithms: Vec<NamedAlgorithm>,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        let relaxation = Relaxation {
-            scheme: Scheme::DecoderOutput,
-            order: Order::Parallel,
-            iterations: 20,
-            leak: 0.5,
-            tolerance: 0.0,
-        };
-        TrainConfig {
-            task: Task::TeacherStudent {
-                widths: vec![20, 20, 20, 20],
-                activation: Activation::Tanh,
-                gain: 1.5,
-            },
-            network: NetworkConfig::default(),
-            train_size: 5000,
-            test_size: 500,
-            examples: 5000,
-            batch_size: 1,
-            eval_every: 250,
-            warmup: 500,
-            seed: 1,
-            algorithms: vec![
-                NamedAlgorithm {
-                    name: "bp".into(),
-                    algorithm: Algorithm::Bp {
-                        optimizer: Optimizer::Sgd,
-                        lr: 0.01,
-                    },
-                },
-                NamedAlgorithm {
-                    name: "dtp".into(),
-                    algorithm: Algorithm::Dtp {
-                        beta: 0.1,
-                        lr: 0.02,
-                        decoder: DecoderTraining::default(),
-                    },
-                },
-                NamedAlgorithm {
-                    name: "dtp1_difference".into(),
-                    algorithm: Algorithm::Dtp1 {
-                        beta: 0.1,
-                        eta: 0.3,
-                        relaxation: Relaxation::difference(),
-                        influence: false,
-                        decoder: DecoderTraining::default(),
-                    },
-                },
-                NamedAlgorithm {
-                    name: "dtp1_iterated".into(),
-                    algorithm: Algorithm::Dtp1 {
-                        beta: 0.1,
-                        eta: 0.3,
-                        relaxation,
-                        influence: false,
-                        decoder: DecoderTraining::default(),
-                    },
-                },
-            ],
-        }
-    }
-}
-
 /// Checks a task and a student network against each other (shared by every configuration
 /// that has both); errors name the JSON path and the fix.
 pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result<(), ConfigError> {
@@ -279,7 +193,7 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
         if !path.is_file() {
             return Err(ConfigError::new(
                 "network.weights",
-                format!("{}: no such file; give the path (relative to the working directory) of a weights JSON written by dtpsim, e.g. out/quickstart/weights_continuous.json", path.display()),
+                format!("{}: no such file; give the path (relative to the scenario file) of a weights JSON written by dtpsim, e.g. out/quickstart/weights_continuous.json", path.display()),
             ));
         }
     }
@@ -345,7 +259,7 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
                     return Err(ConfigError::new(
                         field,
                         format!(
-                            "{}: no such file; give a path relative to the working directory",
+                            "{}: no such file; give a path relative to the scenario file",
                             path.display()
                         ),
                     ));
@@ -412,127 +326,18 @@ pub fn validate_algorithms(algorithms: &[NamedAlgorithm], field: &str) -> Result
     Ok(())
 }
 
-impl TrainConfig {
-    /// Checks every field; errors name the JSON path and the fix.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_task_and_network(&self.task, &self.network)?;
-        self.validate_algorithms("algorithms")?;
-        for (field, v) in [
-            ("train_size", self.train_size),
-            ("test_size", self.test_size),
-            ("examples", self.examples),
-            ("batch_size", self.batch_size),
-            ("eval_every", self.eval_every),
-        ] {
-            if v == 0 {
-                return Err(ConfigError::new(field, "must be at least 1"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks the algorithm list; `field` is its JSON path.
-    pub fn validate_algorithms(&self, field: &str) -> Result<(), ConfigError> {
-        validate_algorithms(&self.algorithms, field)
-    }
-
-    /// The initial student network: loaded from `network.weights` or drawn from `init`.
-    pub fn initial_network(&self) -> Result<Network, ConfigError> {
-        let arch = self.architecture()?;
-        match &self.network.weights {
-            Some(path) => {
-                let net = crate::weights::load(path)
-                    .map_err(|e| ConfigError::new("network.weights", e.to_string()))?;
-                if net.arch() != &arch {
-                    return Err(ConfigError::new(
-                        "network.weights",
-                        format!(
-                            "{}: the file holds {}, the scenario asks for {}; make network.widths/activation/bias agree with the file",
-                            path.display(),
-                            net.arch().describe(),
-                            arch.describe()
-                        ),
-                    ));
-                }
-                Ok(net)
-            }
-            None => Network::new(arch, self.network.init, self.seed)
-                .map_err(|e| ConfigError::new("network", e.to_string())),
-        }
-    }
-
-    /// The student architecture.
-    pub fn architecture(&self) -> Result<Architecture, ConfigError> {
-        let mut arch = Architecture::new(
-            &self.network.widths,
-            self.network.activation,
-            self.task.natural_loss(),
-        )
-        .map_err(|e| ConfigError::new("network", e.to_string()))?;
-        arch.bias = self.network.bias;
-        Ok(arch)
-    }
-}
-
-/// One evaluation of one algorithm.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricsRow {
-    pub algorithm: String,
-    /// Examples presented so far (warm-up excluded).
-    pub examples: usize,
-    /// Mean training loss over the examples since the previous evaluation (before their update).
-    pub train_loss: f64,
-    pub test_loss: f64,
-    /// Mean squared error per output unit, `‖h_L − y‖²/n_L`, on the test set (regression).
-    pub test_mse: f64,
-    /// Test accuracy (classification; NaN otherwise).
-    pub test_accuracy: f64,
-    /// Mean relative reconstruction error `‖h_{l−1} − g_l(h_l)‖²/‖h_{l−1}‖²` on the test set
-    /// (NaN for BP).
-    pub reconstruction: f64,
-    /// Mean over the relaxations since the previous evaluation of the last increment norm
-    /// divided by the first (≪ 1: the iteration contracted; ≥ 1: it did not). NaN when the
-    /// targets are not iterated.
-    pub relaxation_residual: f64,
-    /// Frobenius norms `‖W_1‖ … ‖W_L‖`.
-    pub w_norms: Vec<f64>,
-    pub wall_seconds: f64,
-}
-
 /// Result of training one algorithm. `error` is set when the run stopped early (divergence);
 /// the rows before it are kept.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
+    /// The reference's name.
     pub name: String,
+    /// One row per evaluation.
     pub rows: Vec<MetricsRow>,
+    /// The final weights (the last finite ones if the run stopped).
     pub network: Network,
+    /// Why the run stopped early.
     pub error: Option<String>,
-}
-
-/// Mean relative reconstruction error of the decoders on `examples`.
-pub fn reconstruction_error(net: &Network, examples: &[Example]) -> f64 {
-    if net.depth() < 2 || examples.is_empty() {
-        return f64::NAN;
-    }
-    let mut total = 0.0;
-    for ex in examples {
-        let fwd = net.forward(&ex.x);
-        for l in 2..=net.depth() {
-            let err = (&fwd.h[l - 1] - net.decode(l, &fwd.h[l])).norm_squared();
-            total += err / fwd.h[l - 1].norm_squared().max(1e-300);
-        }
-    }
-    total / (examples.len() * (net.depth() - 1)) as f64
-}
-
-/// Mean squared error per output unit, `⟨‖h_L − y‖²⟩/n_L`.
-pub fn mean_squared_error(net: &Network, examples: &[Example]) -> f64 {
-    let n_out = net.width(net.depth()) as f64;
-    let total: f64 = examples
-        .iter()
-        .map(|ex| (net.predict(&ex.x) - &ex.y).norm_squared())
-        .sum();
-    total / (examples.len().max(1) as f64 * n_out)
 }
 
 /// Applies one decoder update averaged over the mini-batch of `pass` (Sec. 9, 10.2;
@@ -572,39 +377,40 @@ fn batch_targets(
     y: &DMatrix<f64>,
     beta: f64,
     relaxation: &Relaxation,
-    seen: usize,
+    trial: usize,
 ) -> Result<BatchTargets, String> {
     let d_out = output_displacements(net, pass, y, beta);
     let targets = relax_batch(net, pass, d_out, relaxation);
     if let Some(b) = pass.first_non_finite_output() {
         // example by example, an output is checked before that example relaxes
         if targets.as_ref().err().is_none_or(|e| e.example >= b) {
-            return Err(non_finite_output(seen));
+            return Err(non_finite_output(trial));
         }
     }
-    targets.map_err(|e| format!("after {seen} examples: {}", e.error))
+    targets.map_err(|e| format!("in trial {trial}: {}", e.error))
 }
 
-fn non_finite_output(seen: usize) -> String {
-    format!("the network output became non-finite after {seen} examples; lower the learning rate")
+fn non_finite_output(trial: usize) -> String {
+    format!("in trial {trial} the network output became non-finite; lower the learning rate")
 }
 
 /// The encoder changes `ΔW_1..ΔW_L` of one mini-batch (docs/MODEL.md §4), already averaged,
 /// or the error message. Adds DTP1's relaxation residuals `‖ε_last‖/‖ε_1‖` to `residual`.
+/// `trial` numbers the messages.
 fn encoder_steps(
     net: &Network,
     algorithm: &Algorithm,
     pass: &BatchPass,
     y: &DMatrix<f64>,
     adam: Option<&mut Adam>,
-    residual: &mut (f64, usize),
-    seen: usize,
+    residual: &mut RunningMean,
+    trial: usize,
 ) -> Result<Vec<DMatrix<f64>>, String> {
     let (depth, batch) = (net.depth(), pass.size() as f64);
     match algorithm {
         Algorithm::Bp { lr, .. } => {
             if pass.first_non_finite_output().is_some() {
-                return Err(non_finite_output(seen));
+                return Err(non_finite_output(trial));
             }
             let grads = bp_gradients(net, pass, y);
             Ok(match adam {
@@ -614,7 +420,7 @@ fn encoder_steps(
         }
         Algorithm::Dtp { beta, lr, .. } => {
             // Lee et al.: difference targets, ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ
-            let t = batch_targets(net, pass, y, *beta, &Relaxation::difference(), seen)?;
+            let t = batch_targets(net, pass, y, *beta, &Relaxation::difference(), trial)?;
             let step = |l: usize| dtp_update(&t.d[l], &pass.a[l - 1], lr / batch);
             Ok((1..=depth).map(step).collect())
         }
@@ -626,11 +432,10 @@ fn encoder_steps(
             ..
         } => {
             // Sec. 3: ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²
-            let t = batch_targets(net, pass, y, *beta, relaxation, seen)?;
+            let t = batch_targets(net, pass, y, *beta, relaxation, trial)?;
             for inc in &t.increments {
                 if inc.len() > 1 && inc[0] > 0.0 {
-                    residual.0 += inc[inc.len() - 1] / inc[0];
-                    residual.1 += 1;
+                    residual.add(inc[inc.len() - 1] / inc[0]);
                 }
             }
             let mut scales = match influence {
@@ -668,18 +473,27 @@ fn apply_encoder_steps(net: &mut Network, steps: &[DMatrix<f64>]) -> Result<(), 
     Ok(())
 }
 
-/// Trains one algorithm on `data` with the schedule of `cfg`; calls `progress(examples)`
-/// after every update.
+/// Trains one algorithm on `data` with the scenario's schedule, seed and initial network
+/// (the same as the continuous engine's): `warmup_trials` decoder-only updates (BP skips
+/// them), then `trials` updates on mini-batches of `batch` examples drawn in shuffled epochs,
+/// evaluated every `eval_every` trials. Calls `progress(trials_done)` after every trial (warm-up
+/// included).
 pub fn train_one(
-    cfg: &TrainConfig,
+    scenario: &Scenario,
     named: &NamedAlgorithm,
     data: &Dataset,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<TrainOutcome, ConfigError> {
-    let mut net = cfg.initial_network()?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9));
+    let mut net = scenario.initial_network()?;
+    let sched = &scenario.schedule;
+    let seed = scenario.seed;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9e37_79b9));
     let mut sampler = EpochSampler::new(data.train.len());
-    let mut next = |rng: &mut ChaCha8Rng| &data.train[sampler.next_index(rng)];
+    let mut next_batch = |rng: &mut ChaCha8Rng| -> Vec<&Example> {
+        (0..sched.batch)
+            .map(|_| &data.train[sampler.next_index(rng)])
+            .collect()
+    };
     let start = Instant::now();
     let algorithm = &named.algorithm;
     let decoder = match algorithm {
@@ -687,13 +501,14 @@ pub fn train_one(
         Algorithm::Dtp { decoder, .. } | Algorithm::Dtp1 { decoder, .. } => Some(*decoder),
     };
     if let Some(dec) = &decoder {
-        let mut noise_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0);
-        for _ in 0..cfg.warmup {
-            let pass = net.forward_batch(stack(&[next(&mut rng)]).0);
+        let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdec0);
+        for k in 0..sched.warmup_trials {
+            let pass = net.forward_batch(stack(&next_batch(&mut rng)).0);
             train_decoders(&mut net, &pass, dec, &mut noise_rng);
+            progress(k + 1);
         }
     }
-    let mut noise_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec1);
+    let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdec1);
     let mut adam = match algorithm {
         Algorithm::Bp {
             optimizer: Optimizer::Adam,
@@ -701,50 +516,29 @@ pub fn train_one(
         } => Some(Adam::new(*lr, net.encoders())),
         _ => None,
     };
-    let mut rows = Vec::new();
-    let (mut seen, mut since_eval, mut loss_acc) = (0usize, 0usize, 0.0);
-    let mut residual = (0.0, 0usize);
-    let evaluate_now =
-        |net: &Network, seen: usize, since: usize, loss_acc: f64, residual: (f64, usize)| {
-            let (test_loss, test_accuracy) = evaluate(net, &data.test, data.classification);
-            MetricsRow {
-                algorithm: named.name.clone(),
-                examples: seen,
-                train_loss: if since > 0 {
-                    loss_acc / since as f64
-                } else {
-                    f64::NAN
-                },
-                test_loss,
-                test_mse: if data.classification {
-                    f64::NAN
-                } else {
-                    mean_squared_error(net, &data.test)
-                },
-                test_accuracy,
-                reconstruction: if algorithm.uses_decoders() {
-                    reconstruction_error(net, &data.test)
-                } else {
-                    f64::NAN
-                },
-                w_norms: net.encoders().iter().map(|w| w.norm()).collect(),
-                relaxation_residual: if residual.1 > 0 {
-                    residual.0 / residual.1 as f64
-                } else {
-                    f64::NAN
-                },
-                wall_seconds: start.elapsed().as_secs_f64(),
-            }
-        };
-    rows.push(evaluate_now(&net, 0, 0, 0.0, (0.0, 0)));
+    let decoders = algorithm.uses_decoders();
+    let evaluate_now = |net: &Network, trial: usize, loss: &RunningMean, residual: &RunningMean| {
+        let mut row = MetricsRow::measure(&named.name, net, data, decoders, trial, sched.batch);
+        row.train_loss = loss.mean();
+        row.relaxation_residual = residual.mean();
+        row.wall_seconds = start.elapsed().as_secs_f64();
+        row
+    };
+    let mut rows = vec![evaluate_now(
+        &net,
+        0,
+        &RunningMean::default(),
+        &RunningMean::default(),
+    )];
+    let (mut loss, mut residual) = (RunningMean::default(), RunningMean::default());
     let mut error = None;
-    while seen < cfg.examples {
-        let b = cfg.batch_size.min(cfg.examples - seen);
-        let batch: Vec<&Example> = (0..b).map(|_| next(&mut rng)).collect();
+    for trial in 0..sched.trials {
+        let batch = next_batch(&mut rng);
         let (x, y) = stack(&batch);
         // one pass serves the loss, the decoders and the targets: decoder training leaves W as it is
         let pass = net.forward_batch(x);
-        loss_acc += loss_sum(net.arch().loss, pass.output(), &y);
+        // the batch mean: batches are equal, so the mean of them is the mean over examples
+        loss.add(loss_sum(net.arch().loss, pass.output(), &y) / batch.len() as f64);
         if let Some(dec) = &decoder {
             train_decoders(&mut net, &pass, dec, &mut noise_rng);
         }
@@ -755,7 +549,7 @@ pub fn train_one(
             &y,
             adam.as_mut(),
             &mut residual,
-            seen,
+            trial,
         ) {
             Ok(steps) => steps,
             Err(message) => {
@@ -765,19 +559,17 @@ pub fn train_one(
         };
         if let Err(l) = apply_encoder_steps(&mut net, &steps) {
             error = Some(format!(
-                "{}: the update of W_{l} became non-finite after {seen} examples; lower the learning rate",
+                "{}: in trial {trial} the update of W_{l} became non-finite; lower the learning rate",
                 named.name,
             ));
             break;
         }
-        seen += b;
-        since_eval += b;
-        progress(seen);
-        if since_eval >= cfg.eval_every || seen == cfg.examples {
-            rows.push(evaluate_now(&net, seen, since_eval, loss_acc, residual));
-            residual = (0.0, 0);
-            since_eval = 0;
-            loss_acc = 0.0;
+        let done = trial + 1;
+        progress(sched.warmup_trials + done);
+        if done % sched.eval_every == 0 || done == sched.trials {
+            rows.push(evaluate_now(&net, done, &loss, &residual));
+            loss = RunningMean::default();
+            residual = RunningMean::default();
         }
     }
     Ok(TrainOutcome {

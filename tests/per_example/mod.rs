@@ -6,8 +6,9 @@
 
 use dtpsim::data::{Dataset, EpochSampler, Example};
 use dtpsim::discrete::targets::{Order, Relaxation, Scheme};
-use dtpsim::discrete::train::{Algorithm, DecoderTraining, NamedAlgorithm, Optimizer, TrainConfig};
+use dtpsim::discrete::train::{Algorithm, DecoderTraining, NamedAlgorithm, Optimizer};
 use dtpsim::error::TargetError;
+use dtpsim::scenario::Scenario;
 use dtpsim::{ForwardPass, Network};
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;
@@ -36,7 +37,7 @@ struct Relaxed {
 }
 
 /// Trains `named` example by example with the schedule of `cfg`.
-pub fn train(cfg: &TrainConfig, named: &NamedAlgorithm, data: &Dataset) -> Reference {
+pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Reference {
     let algorithm = &named.algorithm;
     let mut net = cfg.initial_network().unwrap();
     let mut order_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9));
@@ -48,9 +49,11 @@ pub fn train(cfg: &TrainConfig, named: &NamedAlgorithm, data: &Dataset) -> Refer
     };
     if let Some(dec) = &decoder {
         let mut noise = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0);
-        for _ in 0..cfg.warmup {
-            let ex = next(&mut order_rng);
-            train_decoders(&mut net, &[ex], dec, &mut noise);
+        for _ in 0..cfg.schedule.warmup_trials {
+            let batch: Vec<&Example> = (0..cfg.schedule.batch)
+                .map(|_| next(&mut order_rng))
+                .collect();
+            train_decoders(&mut net, &batch, dec, &mut noise);
         }
     }
     let mut noise = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec1);
@@ -59,8 +62,8 @@ pub fn train(cfg: &TrainConfig, named: &NamedAlgorithm, data: &Dataset) -> Refer
     let (mut seen, mut loss_sum, mut residual) = (0, 0.0, (0.0, 0usize));
     let mut steps = Vec::new();
     let (mut error, mut diverged_example) = (None, None);
-    'batches: while seen < cfg.examples {
-        let b = cfg.batch_size.min(cfg.examples - seen);
+    'batches: while seen < cfg.schedule.trials * cfg.schedule.batch {
+        let b = cfg.schedule.batch;
         let batch: Vec<&Example> = (0..b).map(|_| next(&mut order_rng)).collect();
         for ex in &batch {
             loss_sum += net.arch().loss.value(&net.predict(&ex.x), &ex.y);
@@ -88,7 +91,7 @@ pub fn train(cfg: &TrainConfig, named: &NamedAlgorithm, data: &Dataset) -> Refer
             let t = match relax(&net, &fwd, grad * -beta, &relaxation) {
                 Ok(t) => t,
                 Err(e) => {
-                    error = Some(format!("{}: after {seen} examples: {e}", named.name));
+                    error = Some(format!("{}: in trial {}: {e}", named.name, seen / b));
                     diverged_example = Some(seen + i);
                     break 'batches;
                 }

@@ -1,0 +1,188 @@
+//! What every model reports at an evaluation: one [`MetricsRow`] per model and evaluation,
+//! the same type and the same `metrics.csv` columns for the continuous engine and for the
+//! discrete references.
+
+use crate::data::{evaluate, Dataset, Example};
+use crate::network::Network;
+use crate::record::{num, Table};
+
+/// One evaluation of one model (a row of `metrics.csv`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsRow {
+    /// `continuous` or the reference's name.
+    pub model: String,
+    /// Learning trials completed (0: the evaluation before learning, after warm-up).
+    pub trial: usize,
+    /// Learning examples presented, `trial × batch`.
+    pub examples: usize,
+    /// Simulated time since the start, warm-up included (continuous engine; NaN for the
+    /// references).
+    pub time: f64,
+    /// Mean loss of the examples since the previous evaluation, each measured with the
+    /// weights before its update (NaN at trial 0).
+    pub train_loss: f64,
+    /// Mean loss on the test set: `½‖h_L − y‖²` (mse) or the softmax cross-entropy.
+    pub test_loss: f64,
+    /// Mean squared error per output unit, `‖h_L − y‖²/n_L`, on the test set (regression;
+    /// NaN for classification).
+    pub test_mse: f64,
+    /// Test accuracy (classification; NaN otherwise).
+    pub test_accuracy: f64,
+    /// Mean relative reconstruction error `‖h_{l−1} − g_l(h_l)‖²/‖h_{l−1}‖²` of the decoders
+    /// on the test set (NaN for BP).
+    pub reconstruction: f64,
+    /// Mean relaxation residual since the previous evaluation (NaN when not measured).
+    pub relaxation_residual: f64,
+    /// Mean cosine between each trial's weight change and the fully relaxed DTP1 update
+    /// (continuous engine with `diagnostics.update_cosine`; NaN otherwise).
+    pub update_cosine: f64,
+    /// Frobenius norms `‖W_1‖ … ‖W_L‖`.
+    pub w_norms: Vec<f64>,
+    /// Wall-clock seconds since the model started.
+    pub wall_seconds: f64,
+}
+
+impl MetricsRow {
+    /// The test-set measurements of `net` after `trial` learning trials of `batch` examples;
+    /// the per-interval means (`train_loss`, `relaxation_residual`, `update_cosine`), `time`
+    /// and `wall_seconds` start as NaN for the caller to fill in.
+    pub fn measure(
+        model: &str,
+        net: &Network,
+        data: &Dataset,
+        decoders: bool,
+        trial: usize,
+        batch: usize,
+    ) -> MetricsRow {
+        let (test_loss, test_accuracy) = evaluate(net, &data.test, data.classification);
+        MetricsRow {
+            model: model.to_string(),
+            trial,
+            examples: trial * batch,
+            time: f64::NAN,
+            train_loss: f64::NAN,
+            test_loss,
+            test_mse: if data.classification {
+                f64::NAN
+            } else {
+                mean_squared_error(net, &data.test)
+            },
+            test_accuracy,
+            reconstruction: if decoders {
+                reconstruction_error(net, &data.test)
+            } else {
+                f64::NAN
+            },
+            relaxation_residual: f64::NAN,
+            update_cosine: f64::NAN,
+            w_norms: net.encoders().iter().map(|w| w.norm()).collect(),
+            wall_seconds: f64::NAN,
+        }
+    }
+}
+
+/// The `metrics.csv` column names for a network of `depth` weight layers.
+pub fn header(depth: usize) -> Vec<String> {
+    let mut h: Vec<String> = [
+        "model",
+        "trial",
+        "examples",
+        "time",
+        "train_loss",
+        "test_loss",
+        "test_mse",
+        "test_accuracy",
+        "reconstruction",
+        "relaxation_residual",
+        "update_cosine",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    h.extend((1..=depth).map(|l| format!("w_norm_{l}")));
+    h.push("wall_seconds".into());
+    h
+}
+
+/// One CSV record of `row` in the order of [`header`].
+pub fn record(row: &MetricsRow) -> Vec<String> {
+    let mut r = vec![
+        row.model.clone(),
+        row.trial.to_string(),
+        row.examples.to_string(),
+        num(row.time),
+        num(row.train_loss),
+        num(row.test_loss),
+        num(row.test_mse),
+        num(row.test_accuracy),
+        num(row.reconstruction),
+        num(row.relaxation_residual),
+        num(row.update_cosine),
+    ];
+    r.extend(row.w_norms.iter().map(|v| num(*v)));
+    r.push(format!("{:.3}", row.wall_seconds));
+    r
+}
+
+/// `metrics.csv` of every model's rows, in the order given.
+pub fn table<'a>(depth: usize, rows: impl IntoIterator<Item = &'a MetricsRow>) -> Table {
+    let h = header(depth);
+    let mut t = Table::new(&h.iter().map(String::as_str).collect::<Vec<_>>());
+    for row in rows {
+        t.push(record(row));
+    }
+    t
+}
+
+/// Mean relative reconstruction error of the decoders on `examples`:
+/// `⟨‖h_{l−1} − g_l(h_l)‖²/‖h_{l−1}‖²⟩` over examples and layers `l = 2..=L`.
+pub fn reconstruction_error(net: &Network, examples: &[Example]) -> f64 {
+    if net.depth() < 2 || examples.is_empty() {
+        return f64::NAN;
+    }
+    let mut total = 0.0;
+    for ex in examples {
+        let fwd = net.forward(&ex.x);
+        for l in 2..=net.depth() {
+            let err = (&fwd.h[l - 1] - net.decode(l, &fwd.h[l])).norm_squared();
+            total += err / fwd.h[l - 1].norm_squared().max(1e-300);
+        }
+    }
+    total / (examples.len() * (net.depth() - 1)) as f64
+}
+
+/// Mean squared error per output unit, `⟨‖h_L − y‖²⟩/n_L`.
+pub fn mean_squared_error(net: &Network, examples: &[Example]) -> f64 {
+    let n_out = net.width(net.depth()) as f64;
+    let total: f64 = examples
+        .iter()
+        .map(|ex| (net.predict(&ex.x) - &ex.y).norm_squared())
+        .sum();
+    total / (examples.len().max(1) as f64 * n_out)
+}
+
+/// A running mean of the finite values added.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunningMean {
+    sum: f64,
+    count: usize,
+}
+
+impl RunningMean {
+    /// Adds `v` if it is finite.
+    pub fn add(&mut self, v: f64) {
+        if v.is_finite() {
+            self.sum += v;
+            self.count += 1;
+        }
+    }
+
+    /// The mean (NaN when nothing finite was added).
+    pub fn mean(&self) -> f64 {
+        if self.count > 0 {
+            self.sum / self.count as f64
+        } else {
+            f64::NAN
+        }
+    }
+}
