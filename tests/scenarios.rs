@@ -368,3 +368,126 @@ fn csv_tasks_are_read_and_bad_rows_are_named() {
     assert!(!dir.join("bad").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn traces_follow_the_run_numbering_for_warm_up_last_and_whole_layer_selections() {
+    let dir = scratch("scn-trace-numbering");
+    let mut v = tiny();
+    v["references"] = serde_json::json!([]);
+    v["traces"] = serde_json::json!({"interval": 1.0, "start_trial": -2, "trials": 3,
+        "variables": [{"variable": "h", "layer": 1, "neuron": "all"}, {"variable": "tau", "layer": 3}]});
+    std::fs::write(dir.join("s.json"), v.to_string()).unwrap();
+    let out = dtpsim(&["run", "s.json", "--out", "warm", "--quiet"], &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let traces = std::fs::read_to_string(dir.join("warm/traces.csv")).unwrap();
+    let header = traces.lines().next().unwrap();
+    // a whole layer is one column per neuron
+    let h1: Vec<&str> = header
+        .split(',')
+        .filter(|c| c.starts_with("h_l1_"))
+        .collect();
+    assert_eq!(h1.len(), 10, "{header}");
+    assert!(header.ends_with("tau_l3_n0_r0"));
+    let mut trial_phase: Vec<(String, String)> = traces
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[1].to_string(), c[2].to_string())
+        })
+        .collect();
+    trial_phase.dedup();
+    let want = [("-2", "warmup"), ("-1", "warmup"), ("0", "learning")];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(trial_phase, want);
+
+    // "last": the run's last trials (12 learning trials: 10 and 11)
+    let out = dtpsim(
+        &[
+            "run",
+            "s.json",
+            "--set",
+            "traces.start_trial=\"last\"",
+            "--set",
+            "traces.trials=2",
+            "--out",
+            "last",
+            "--quiet",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let traces = std::fs::read_to_string(dir.join("last/traces.csv")).unwrap();
+    let mut trials: Vec<&str> = traces
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    trials.dedup();
+    assert_eq!(trials, ["10", "11"]);
+
+    // partly beyond the run: valid, with a warning at check and at run
+    let out = dtpsim(
+        &[
+            "check",
+            "s.json",
+            "--set",
+            "traces.start_trial=10",
+            "--set",
+            "traces.trials=5",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("warning: traces: 5 trials asked for, 2 exist in the run (trials 10..11)"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn check_says_which_data_will_be_used_and_paths_are_relative_to_the_scenario_file() {
+    let dir = scratch("scn-check-data");
+    std::fs::create_dir_all(dir.join("study/data")).unwrap();
+    let mut rows = String::from("x1,x2,y\n");
+    for i in 0..450 {
+        rows.push_str(&format!(
+            "{},{},{}\n",
+            i as f64 / 450.0,
+            (i % 7) as f64,
+            i % 3
+        ));
+    }
+    std::fs::write(dir.join("study/data/train.csv"), &rows).unwrap();
+    std::fs::write(dir.join("study/data/test.csv"), &rows).unwrap();
+    let mut v = tiny();
+    v["task"] = serde_json::json!({"kind": "csv", "train": "data/train.csv", "test": "data/test.csv", "inputs": 2, "outputs": 1});
+    v["network"]["widths"] = serde_json::json!([2, 6, 6, 1]);
+    v["data"] = serde_json::json!({"train": 100});
+    std::fs::write(dir.join("study/s.json"), v.to_string()).unwrap();
+    // run from the folder above the scenario: data/… resolves against study/
+    let out = dtpsim(&["check", "study/s.json"], &dir);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "data train: 100 of the 450 rows of study/data/train.csv (seeded random subset)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("data test: 450 examples, every row of study/data/test.csv"),
+        "{err}"
+    );
+    assert!(
+        err.contains("models: continuous, dtp1_discrete, bp; trials -3..-1 warm up, 0..11 learn"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
