@@ -7,7 +7,7 @@ cargo build --release
 bin=target/release/dtpsim
 rm -rf plots/theory plots/discrete_teacher_student plots/quickstart plots/teacher_student_gate plots/anytime plots/delays plots/gating plots/bench
 $bin theory --out plots/theory
-$bin train scenarios/teacher_student_discrete.json --out plots/discrete_teacher_student --quiet
+$bin run scenarios/teacher_student_discrete.json --out plots/discrete_teacher_student --quiet
 $bin run scenarios/quickstart.json --out plots/quickstart --quiet
 $bin sweep scenarios/teacher_student.json --out plots/teacher_student_gate --quiet
 $bin sweep scenarios/anytime.json --out plots/anytime --quiet
