@@ -34,8 +34,11 @@ pub fn matmul_peak(n: usize, seconds: f64) -> f64 {
 /// One engine configuration to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Case {
+    /// Replicas `B`.
     pub replicas: usize,
+    /// Which integration path holds the weights.
     pub weights: WeightsMode,
+    /// Runge–Kutta method.
     pub method: Method,
     /// Step of `rk4` (ignored by `dopri5`).
     pub step: f64,
@@ -60,18 +63,29 @@ impl Case {
 /// spread).
 #[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
+    /// What was measured.
     pub case: Case,
+    /// Layer widths of the benchmark network.
     pub widths: Vec<usize>,
+    /// Learning trials per run.
     pub trials: usize,
+    /// Runs measured (the median is reported).
     pub repeats: usize,
+    /// Wall-clock seconds of the median run.
     pub wall_seconds: f64,
+    /// Fastest run.
     pub wall_min: f64,
+    /// Slowest run.
     pub wall_max: f64,
+    /// Trials per second of the median run.
     pub trials_per_second: f64,
     /// Trials × replicas per second (examples processed in continuous time).
     pub example_trials_per_second: f64,
+    /// Vector-field evaluations of the median run.
     pub field_evaluations: u64,
+    /// Accepted steps.
     pub accepted_steps: u64,
+    /// Rejected steps.
     pub rejected_steps: u64,
     /// Wall time per vector-field evaluation, solver work included.
     pub ms_per_evaluation: f64,

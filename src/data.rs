@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 /// One example `(x, y)`; for classification `y` is one-hot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
+    /// Input `x` (`n_0` values).
     pub x: DVector<f64>,
+    /// Target `y` (`n_L` values; one-hot for classification).
     pub y: DVector<f64>,
 }
 

@@ -7,48 +7,93 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq)]
 pub enum ModelError {
     #[error("network.widths: need at least 2 layers (input and output), got {0}; give e.g. [20, 20, 20]")]
+    /// Fewer than two widths (the count given).
     TooFewLayers(usize),
     #[error("network.widths[{layer}]: width must be at least 1, got 0")]
-    ZeroWidth { layer: usize },
+    /// A layer of width 0.
+    ZeroWidth {
+        /// The layer.
+        layer: usize,
+    },
     #[error("network.activations: expected {expected} entries (one per layer 0..=L), got {got}")]
-    ActivationCount { expected: usize, got: usize },
+    /// The activation list does not have one entry per layer.
+    ActivationCount {
+        /// Layers `0..=L`.
+        expected: usize,
+        /// Entries given.
+        got: usize,
+    },
     #[error("{what}: shape is {got_rows}x{got_cols}, expected {rows}x{cols} for widths {widths:?} (bias {bias}); the weights do not match the network")]
+    /// A weight matrix of the wrong shape.
     Shape {
+        /// Which matrix (`encoders[1]`).
         what: String,
+        /// Expected rows.
         rows: usize,
+        /// Expected columns.
         cols: usize,
+        /// Rows found.
         got_rows: usize,
+        /// Columns found.
         got_cols: usize,
+        /// The network's widths.
         widths: Vec<usize>,
+        /// Whether the network has bias units.
         bias: bool,
     },
     #[error("{what}: row {row} has {got} entries, expected {expected}")]
+    /// A matrix row of the wrong length.
     RaggedRow {
+        /// Which matrix.
         what: String,
+        /// The row.
         row: usize,
+        /// Entries found.
         got: usize,
+        /// Entries expected.
         expected: usize,
     },
     #[error("{what}[{row}][{col}]: value {value} is not finite; weights must be finite numbers")]
+    /// A weight that is NaN or infinite.
     NonFinite {
+        /// Which matrix.
         what: String,
+        /// Its row.
         row: usize,
+        /// Its column.
         col: usize,
+        /// The value.
         value: f64,
     },
     #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    /// Any other invalid value, named by its field.
+    Invalid {
+        /// JSON path of the field.
+        field: String,
+        /// What is wrong and the fix.
+        message: String,
+    },
     #[error("input has length {got}, the network's input layer has width {expected}")]
-    InputLength { got: usize, expected: usize },
+    /// An input vector of the wrong length.
+    InputLength {
+        /// Its length.
+        got: usize,
+        /// The input width `n_0`.
+        expected: usize,
+    },
 }
 
 /// Errors of the discrete target computations (seed paper Sec. 5, 6.2, 9).
 #[derive(Debug, Error, PartialEq)]
 pub enum TargetError {
     #[error("target relaxation diverged at layer {layer}, iteration {iteration}: increment norm {norm:e} (the iteration's contraction rate exceeds 1: improve the decoders, add leak λ, or lower β)")]
+    /// The increment norm grew past `10⁸` times the first one.
     Diverged {
+        /// The layer being relaxed.
         layer: usize,
+        /// The iteration (or sweep).
         iteration: usize,
+        /// The increment norm reached.
         norm: f64,
     },
 }
@@ -58,30 +103,48 @@ pub enum TargetError {
 #[derive(Debug, Error)]
 pub enum IoError {
     #[error("{path}: {cause}")]
+    /// A file could not be read.
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         cause: std::io::Error,
     },
     #[error("{path}: {cause}")]
+    /// A file could not be written.
     Write {
+        /// The file.
         path: PathBuf,
+        /// Why.
         cause: std::io::Error,
     },
     #[error("{path}: not valid JSON for {what}: {cause}")]
+    /// A file is not the JSON it should be.
     Json {
+        /// The file.
         path: PathBuf,
+        /// What it should hold.
         what: &'static str,
+        /// The parser's message.
         cause: serde_json::Error,
     },
     #[error("{path}: {cause}")]
-    Model { path: PathBuf, cause: ModelError },
+    /// A weights file that does not describe a valid network.
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        cause: ModelError,
+    },
 }
 
 /// An invalid configuration value, named by its JSON path (`algorithms[1].beta`).
 #[derive(Debug, Error, PartialEq, Clone)]
 #[error("{path}: {message}")]
 pub struct ConfigError {
+    /// JSON path of the field (`engine.dynamics.tau_h`).
     pub path: String,
+    /// What is wrong and how to fix it.
     pub message: String,
 }
 

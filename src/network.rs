@@ -80,10 +80,16 @@ pub fn softmax(h: &DVector<f64>) -> DVector<f64> {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Init {
     /// Entries `N(0, gain²/fan_in)`; bias column zero.
-    Gaussian { gain: f64 },
+    Gaussian {
+        /// Scale of the entries.
+        gain: f64,
+    },
     /// `gain ×` a (semi-)orthogonal matrix from the QR factorisation of a Gaussian one; bias
     /// column zero.
-    Orthogonal { gain: f64 },
+    Orthogonal {
+        /// Scale of the matrix.
+        gain: f64,
+    },
 }
 
 impl Default for Init {

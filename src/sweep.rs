@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 /// One grid point and seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepRun {
+    /// Run number (its folder is `runs/<index>`, three digits).
     pub index: usize,
+    /// The swept fields and their values at this grid point.
     pub params: Vec<(String, Value)>,
+    /// The run's seed.
     pub seed: u64,
     /// The `--set` arguments that select this run (parameters, then the seed).
     pub sets: Vec<String>,

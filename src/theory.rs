@@ -357,6 +357,7 @@ pub struct ParallelSweeps {
     pub distance: f64,
     /// Distance to the fixed point after each step, sequential and parallel.
     pub sequential_curve: Vec<f64>,
+    /// Distance to the fixed point after each parallel sweep.
     pub parallel_curve: Vec<f64>,
 }
 
@@ -479,9 +480,13 @@ fn contraction_curves(increments: &[f64], alpha: f64) -> (Curve, Curve) {
 /// One row of the `dtpsim theory` table.
 #[derive(Debug, Clone)]
 pub struct ClaimRow {
+    /// Claim identifier (T1a, …).
     pub id: &'static str,
+    /// What is claimed, with the paper section.
     pub claim: String,
+    /// What was measured.
     pub measured: String,
+    /// The threshold it is held to.
     pub expected: String,
     /// `None` for informational rows without a threshold.
     pub pass: Option<bool>,
@@ -910,8 +915,11 @@ pub fn t7_anytime(windows: &[f64]) -> Result<Vec<(f64, f64, f64)>, EngineError> 
 
 /// Records one variable of replica 0 every `dt`.
 pub struct Recorder {
+    /// Sampling interval.
     pub dt: f64,
+    /// Population, layer and neuron sampled.
     pub what: (Population, usize, usize),
+    /// `(time, value)` samples.
     pub points: Vec<(f64, f64)>,
 }
 

@@ -28,10 +28,15 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightsFile {
+    /// Always `dtpsim-weights`.
     pub format: String,
+    /// Format version (1).
     pub version: u32,
+    /// Widths, activations, bias and loss.
     pub architecture: Architecture,
+    /// `W_l` for `l = 1..L`, row-major (`null` marks a non-finite entry on save).
     pub encoders: Vec<Vec<Vec<Option<f64>>>>,
+    /// `Ω_l` for `l = 2..L`, row-major.
     pub decoders: Vec<Vec<Vec<Option<f64>>>>,
 }
 

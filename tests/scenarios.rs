@@ -491,3 +491,51 @@ fn check_says_which_data_will_be_used_and_paths_are_relative_to_the_scenario_fil
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every field of the schema is described: a property carries a description, except the
+/// `kind` tag of a described variant (a constant naming it).
+#[test]
+fn every_schema_field_has_a_description() {
+    let schema: serde_json::Value = serde_json::from_str(&dtpsim::scenario::schema_json()).unwrap();
+    fn walk(node: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+        let Some(obj) = node.as_object() else { return };
+        if let Some(props) = obj.get("properties").and_then(|p| p.as_object()) {
+            let described_variant = obj.contains_key("description");
+            for (k, v) in props {
+                let tag = k == "kind" && v.get("const").is_some() && described_variant;
+                if !tag && v.get("description").is_none() {
+                    missing.push(format!("{path}.{k}"));
+                }
+                walk(v, &format!("{path}.{k}"), missing);
+            }
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            for (i, v) in obj
+                .get(key)
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                walk(v, &format!("{path}.{key}[{i}]"), missing);
+            }
+        }
+        for (k, v) in obj
+            .get("$defs")
+            .and_then(|d| d.as_object())
+            .into_iter()
+            .flatten()
+        {
+            if v.get("description").is_none() {
+                missing.push(format!("#{k}"));
+            }
+            walk(v, &format!("#{k}"), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&schema, "", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
+}

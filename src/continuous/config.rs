@@ -38,7 +38,9 @@ pub enum Gate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum PerLayer {
+    /// One value for every layer.
     All(f64),
+    /// One value per weight layer, `[v_1, …, v_L]`.
     Each(Vec<f64>),
 }
 
@@ -71,7 +73,10 @@ impl PerLayer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Plasticity {
+    /// What `Ẇ_l` follows: `tau_dot` (`ḋ_l n̄ᵀ`), `tau_dot_full` (`(ḣ_l + ḋ_l) n̄ᵀ`) or
+    /// `displacement` (`d_l n̄ᵀ/T_r`).
     pub rule: PlasticityRule,
+    /// When plasticity is on: `teacher` (`m_p = m`, during the teacher window) or `always`.
     pub gate: Gate,
     /// Learning rate `η`, one number or one per layer.
     pub eta: PerLayer,
@@ -126,6 +131,7 @@ pub struct Trace {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluenceConfig {
+    /// Scale each layer's update by `s_l` (off: `s_l = 1`).
     pub enabled: bool,
     /// `ε_q` of `s_l = q_L/(ε_q + q_l)`.
     pub eps: f64,
@@ -158,9 +164,13 @@ pub struct Dynamics {
     pub tau_p: f64,
     /// `ε` of the normalised rate `n_l = a_l/(ε + p_l)`.
     pub pool_eps: f64,
+    /// The delayed presynaptic trace `n̄_l` (Sec. 7.1).
     pub trace: Trace,
+    /// Influence pools and the layer scale `s_l` (Sec. 8).
     pub influence: InfluenceConfig,
+    /// Encoder plasticity `Ẇ_l` (Sec. 7.1).
     pub plasticity: Plasticity,
+    /// Decoder plasticity `Ω̇_l` (Sec. 10.2).
     pub decoder: DecoderPlasticity,
 }
 
@@ -252,7 +262,9 @@ pub struct Solver {
     pub method: Method,
     /// Path that holds the weights: `low_rank` (fast, default) or `state` (reference).
     pub weights: WeightsMode,
+    /// Relative tolerance of the adaptive methods (every state entry, weights included).
     pub rtol: f64,
+    /// Absolute tolerance of the adaptive methods.
     pub atol: f64,
     /// Step of `rk4`.
     pub step: f64,
@@ -277,8 +289,11 @@ impl Default for Solver {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
+    /// Every constant of the vector field.
     pub dynamics: Dynamics,
+    /// Timing of a trial.
     pub protocol: Protocol,
+    /// The integrator.
     pub solver: Solver,
 }
 

@@ -57,15 +57,20 @@ pub struct Drive {
 /// Where a non-finite derivative first appeared.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fault {
+    /// Time of the evaluation.
     pub time: f64,
+    /// The population whose derivative was not finite.
     pub population: Population,
+    /// Its layer.
     pub layer: usize,
 }
 
 /// Counters of vector-field work.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FieldStats {
+    /// Vector-field evaluations.
     pub evaluations: u64,
+    /// Seconds spent in them.
     pub seconds: f64,
 }
 
@@ -116,6 +121,7 @@ pub struct FlatWeights<'a> {
 }
 
 impl<'a> FlatWeights<'a> {
+    /// Views of the populations of the flat state `y`.
     pub fn new(layout: &'a Layout, y: &'a [f64]) -> Self {
         FlatWeights { layout, y }
     }
@@ -132,8 +138,12 @@ impl StageWeights for FlatWeights<'_> {
 /// `active[m]` is false when the term is zero (no learning rate, or the gate is closed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlasticFactors {
+    /// Left factors `E_m`, one per plastic matrix (rows of `M_m` × replicas; the scale
+    /// `η/B` is folded in).
     pub e: Vec<DMatrix<f64>>,
+    /// Right factors `N_m` (columns of `M_m` × replicas).
     pub n: Vec<DMatrix<f64>>,
+    /// Whether each plastic matrix changes in this evaluation.
     pub active: Vec<bool>,
     /// Whether `N_m` is the same at every evaluation of a segment. It holds for `W_1` without
     /// a trace delay: its presynaptic rates `n_0 = a_0(x)/(ε + p_0)` are the clamped input's
@@ -241,9 +251,13 @@ impl Workspace {
 
 /// The vector field for one segment.
 pub struct Field<'a> {
+    /// The network architecture.
     pub arch: &'a Architecture,
+    /// Where each population sits in the state.
     pub layout: &'a Layout,
+    /// The engine settings.
     pub cfg: &'a EngineConfig,
+    /// The stimulus, label and gates of the segment.
     pub drive: &'a Drive,
     ws: RefCell<Workspace>,
     stats: Cell<FieldStats>,

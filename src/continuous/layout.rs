@@ -20,8 +20,11 @@ use std::ops::Range;
 /// A rectangular block of the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
+    /// Offset of the first entry in the flat state.
     pub start: usize,
+    /// Rows (neurons, or matrix rows).
     pub rows: usize,
+    /// Columns (replicas, or matrix columns); stored column-major.
     pub cols: usize,
 }
 
@@ -93,8 +96,11 @@ impl Population {
 /// Offsets of every block for a given architecture and engine options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
+    /// Number of weight layers `L`.
     pub depth: usize,
+    /// Replicas `B`.
     pub replicas: usize,
+    /// Stages `K` of the presynaptic trace chain.
     pub stages: usize,
     h: Vec<Block>,
     d: Vec<Block>,

@@ -76,6 +76,7 @@ pub struct Sample<'a> {
     pub trial: i64,
     /// Teacher gate `m(t)` on the segment being sampled.
     pub teacher: bool,
+    /// Where each population sits in `state`.
     pub layout: &'a Layout,
     /// The flat state, or (for a sample from dense output) its neuron part.
     pub state: &'a [f64],
@@ -85,6 +86,15 @@ pub struct Sample<'a> {
 }
 
 impl Sample<'_> {
+    /// The target `τ_l = h_l + d_l` of `neuron` of `layer` in `replica` (`None` outside the
+    /// network).
+    pub fn target(&self, layer: usize, neuron: usize, replica: usize) -> Option<f64> {
+        Some(
+            self.value(Population::H, layer, neuron, replica)?
+                + self.value(Population::D, layer, neuron, replica)?,
+        )
+    }
+
     /// Value of `population` of `layer`, `neuron` (row), replica (column).
     pub fn value(
         &self,
@@ -121,7 +131,44 @@ impl Sample<'_> {
     }
 }
 
-/// Receives samples during a run (docs/MODEL.md §9: traces are sampled, never the whole trajectory).
+/// Receives samples during a run (docs/MODEL.md §9: traces are sampled, never the whole
+/// trajectory).
+///
+/// An observer that records the output target `τ_L` of replica 0 every 0.5 time units of one
+/// learning trial:
+///
+/// ```
+/// use dtpsim::continuous::{EngineConfig, Observer, Phase, Sample, Simulation};
+/// use dtpsim::data::Example;
+/// use dtpsim::nalgebra::DVector;
+/// use dtpsim::{Activation, Architecture, Init, Loss, Network};
+///
+/// struct OutputTarget(Vec<(f64, f64)>);
+/// impl Observer for OutputTarget {
+///     fn interval(&self, _trial: i64) -> Option<f64> {
+///         Some(0.5)
+///     }
+///     fn sample(&mut self, s: &Sample) {
+///         self.0.push((s.time, s.target(2, 0, 0).unwrap()));
+///     }
+/// }
+///
+/// let arch = Architecture::new(&[3, 4, 1], Activation::Tanh, Loss::Mse).unwrap();
+/// let net = Network::new(arch, Init::Gaussian { gain: 1.0 }, 7).unwrap();
+/// let mut cfg = EngineConfig::default();
+/// cfg.protocol.t_on = 1.0;
+/// cfg.protocol.t_stim = 3.0;
+/// let mut sim = Simulation::new(&net, cfg, 1).unwrap();
+/// let example = Example { x: DVector::from_vec(vec![0.5, -1.0, 0.2]), y: DVector::from_vec(vec![1.0]) };
+/// let mut observer = OutputTarget(Vec::new());
+/// sim.run_trial(&[&example], Phase::Learn, &mut observer).unwrap();
+/// // samples at 0, 0.5, …, 3 (a segment boundary at t_on = 1 is sampled on both sides)
+/// assert_eq!(observer.0.first().unwrap().0, 0.0);
+/// assert_eq!(observer.0.last().unwrap().0, 3.0);
+/// // with the teacher on, the output target moves towards y = 1 from the activity
+/// let (_, tau_end) = *observer.0.last().unwrap();
+/// assert!((tau_end - sim.activity(2)[(0, 0)]).abs() > 1e-3);
+/// ```
 pub trait Observer {
     /// Sampling interval in simulated time during trial `trial` (`None`: no samples; the
     /// segment is then integrated in one go).
@@ -139,14 +186,41 @@ impl Observer for NoObserver {}
 /// Work counters of a simulation.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EngineStats {
+    /// Vector-field evaluations and their time.
     pub field: FieldStats,
+    /// Accepted and rejected steps.
     pub solver: SolverStats,
     /// Simulated time.
     pub time: f64,
+    /// Trials run.
     pub trials: usize,
 }
 
-/// A simulation of the continuous-time model: the flat ODE state and the protocol.
+/// A simulation of the continuous-time model (docs/MODEL.md §6): the state of every
+/// population of `B` replicas and the shared weights, advanced trial by trial.
+///
+/// One learning trial of a 3-4-2 tanh network moves the weights by about `η` times the
+/// discrete DTP1 update (T6 of the theory suite); here only its direction is checked:
+///
+/// ```
+/// use dtpsim::continuous::{EngineConfig, NoObserver, Phase, Simulation};
+/// use dtpsim::data::Example;
+/// use dtpsim::nalgebra::DVector;
+/// use dtpsim::{Activation, Architecture, Init, Loss, Network};
+///
+/// let arch = Architecture::new(&[3, 4, 2], Activation::Tanh, Loss::Mse).unwrap();
+/// let net = Network::new(arch, Init::Gaussian { gain: 1.0 }, 7).unwrap();
+/// let mut sim = Simulation::new(&net, EngineConfig::default(), 1).unwrap();
+/// let example = Example {
+///     x: DVector::from_vec(vec![0.5, -1.0, 0.2]),
+///     y: DVector::from_vec(vec![0.3, -0.3]),
+/// };
+/// let loss = |n: &Network| Loss::Mse.value(&n.predict(&example.x), &example.y);
+/// let before = loss(&sim.network());
+/// sim.run_trial(&[&example], Phase::Learn, &mut NoObserver).unwrap();
+/// assert_eq!(sim.trial(), 1);
+/// assert!(loss(&sim.network()) < before, "one trial lowers the loss on its example");
+/// ```
 pub struct Simulation {
     arch: Architecture,
     cfg: EngineConfig,
@@ -273,6 +347,43 @@ impl Simulation {
     /// Matrix-product FLOPs of one vector-field evaluation in the last segment.
     pub fn flops_per_eval(&self) -> f64 {
         self.flops_per_eval
+    }
+
+    /// The feedforward activity `h_l` of layer `l = 1..=L`: one column per replica.
+    ///
+    /// # Panics
+    /// If `l` is 0 or above the depth.
+    pub fn activity(&self, l: usize) -> DMatrix<f64> {
+        self.layout.h(l).view(self.state.as_slice()).into_owned()
+    }
+
+    /// The target displacement `d_l = τ_l − h_l` of layer `l = 1..=L`, one column per replica.
+    ///
+    /// # Panics
+    /// If `l` is 0 or above the depth.
+    pub fn displacement(&self, l: usize) -> DMatrix<f64> {
+        self.layout.d(l).view(self.state.as_slice()).into_owned()
+    }
+
+    /// The target `τ_l = h_l + d_l` of layer `l = 1..=L` (docs/MODEL.md §6), one column per
+    /// replica.
+    ///
+    /// ```
+    /// use dtpsim::continuous::{EngineConfig, Simulation};
+    /// use dtpsim::{Activation, Architecture, Init, Loss, Network};
+    ///
+    /// let arch = Architecture::new(&[3, 4, 2], Activation::Tanh, Loss::Mse).unwrap();
+    /// let net = Network::new(arch, Init::Gaussian { gain: 1.0 }, 7).unwrap();
+    /// let sim = Simulation::new(&net, EngineConfig::default(), 2).unwrap();
+    /// // at rest every target equals its activity: τ_l = h_l + d_l with d_l = 0
+    /// assert_eq!(sim.target(2), sim.activity(2));
+    /// assert_eq!(sim.target(2).shape(), (2, 2)); // n_2 neurons × B replicas
+    /// ```
+    ///
+    /// # Panics
+    /// If `l` is 0 or above the depth.
+    pub fn target(&self, l: usize) -> DMatrix<f64> {
+        self.activity(l) + self.displacement(l)
     }
 
     /// The network with the current weights `W_l`, `Ω_l` (for the exact discrete forward pass).

@@ -61,7 +61,11 @@ pub enum Order {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Relaxation {
+    /// How hidden targets are computed: `difference` (Lee et al.), `decoder_output` (Sec. 6.2)
+    /// or `decoder_input` (Sec. 5).
     pub scheme: Scheme,
+    /// `sequential` (top layer first, one layer at a time) or `parallel` (every layer per
+    /// sweep, Sec. 9).
     pub order: Order,
     /// Iterations per layer (sequential) or sweeps (parallel); at least 1.
     pub iterations: usize,
@@ -126,7 +130,9 @@ pub struct BatchTargets {
 /// A mini-batch relaxation that diverged: the first example (column) that did, and its error.
 #[derive(Debug, PartialEq)]
 pub struct Diverged {
+    /// Position of the example in its mini-batch.
     pub example: usize,
+    /// What went wrong.
     pub error: TargetError,
 }
 

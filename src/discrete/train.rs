@@ -41,8 +41,10 @@ use std::time::Instant;
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Optimizer {
+    /// Plain stochastic gradient descent.
     #[default]
     Sgd,
+    /// Adam (β₁ 0.9, β₂ 0.999).
     Adam,
 }
 
@@ -51,7 +53,9 @@ pub enum Optimizer {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecoderTraining {
+    /// `η_Ω` of `ΔΩ_l = η_Ω (h_{l−1} − g_l(h_l)) a_lᵀ/‖a_l‖²` (0: decoders stay fixed).
     pub rate: f64,
+    /// Standard deviation σ of the noise-corrupted variant of Lee et al. (0: off).
     pub noise: f64,
 }
 
@@ -70,26 +74,36 @@ impl Default for DecoderTraining {
 pub enum Algorithm {
     /// Back-propagation.
     Bp {
+        /// `sgd` or `adam`.
         #[serde(default)]
         optimizer: Optimizer,
+        /// Learning rate (`ΔW_l = −lr ∂ℓ/∂W_l` for SGD; Adam's step size).
         lr: f64,
     },
     /// Difference target propagation of Lee et al. (2015).
     Dtp {
+        /// Output nudging `d_L = −β∇ℓ`.
         beta: f64,
+        /// `ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ`.
         lr: f64,
+        /// Decoder training.
         #[serde(default)]
         decoder: DecoderTraining,
     },
     /// DTP1 of Sec. 3 with targets from `relaxation`.
     Dtp1 {
+        /// Output nudging `d_L = −β∇ℓ`.
         beta: f64,
+        /// `ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`.
         #[serde(default = "one")]
         eta: f64,
+        /// How the hidden targets are computed.
         #[serde(default)]
         relaxation: Relaxation,
+        /// Scale each layer by `s_l = ‖τ_L − h_L‖²/‖τ_l − h_l‖²` (Sec. 8).
         #[serde(default)]
         influence: bool,
+        /// Decoder training.
         #[serde(default)]
         decoder: DecoderTraining,
     },
@@ -151,7 +165,9 @@ impl DecoderTraining {
 /// Unknown keys are rejected by the flattened [`Algorithm`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NamedAlgorithm {
+    /// Labels CSV rows, plot lines and the weights file (letters, digits, `_`, `-`).
     pub name: String,
+    /// The algorithm and its hyper-parameters.
     #[serde(flatten)]
     pub algorithm: Algorithm,
 }

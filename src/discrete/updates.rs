@@ -177,9 +177,13 @@ pub fn fit_decoders_least_squares(net: &mut Network, inputs: &[DVector<f64>], ri
 /// Adam optimiser state for a list of matrices (Kingma & Ba 2015).
 #[derive(Debug, Clone)]
 pub struct Adam {
+    /// Step size.
     pub lr: f64,
+    /// Decay of the first-moment estimate.
     pub beta1: f64,
+    /// Decay of the second-moment estimate.
     pub beta2: f64,
+    /// Added to the square root of the second moment.
     pub eps: f64,
     t: i32,
     m: Vec<DMatrix<f64>>,

@@ -39,7 +39,9 @@ pub const MAX_STEPS: u32 = 100_000;
 /// the start of the step and the stages' factors.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Combination {
+    /// The scalar `c_s` multiplying the weights at the start of the step.
     pub c: f64,
+    /// The coefficients `ρ_sj` of the earlier stages' factors.
     pub rho: [f64; MAX_STAGES],
 }
 
@@ -519,8 +521,11 @@ impl StageWeights for StageProducts<'_> {
 /// A trace sample from the dense output: the neurons at time `t` and the weights as a
 /// function of the flat index.
 pub struct DenseSample<'a> {
+    /// Sample time.
     pub time: f64,
+    /// Neuron part of the interpolated state.
     pub neurons: &'a [f64],
+    /// The interpolated weights as a function of their flat index.
     pub weight: &'a dyn Fn(usize) -> f64,
 }
 

@@ -18,6 +18,8 @@ pub use state::{integrate_segment, CHUNK_STEPS};
 /// Solver work of one or more segments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SolverStats {
+    /// Steps accepted by the error control (every step for rk4).
     pub accepted_steps: u64,
+    /// Steps rejected by the error control.
     pub rejected_steps: u64,
 }
