@@ -79,7 +79,11 @@ pub fn viridis(t: f64) -> Rgb {
         (189, 223, 38),
         (253, 231, 37),
     ];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let f = t * 10.0;
     let i = (f.floor() as usize).min(9);
     let w = f - i as f64;
@@ -359,11 +363,11 @@ pub fn linear_ticks(lo: f64, hi: f64, px: f64, min_gap: f64) -> (Vec<f64>, Vec<f
     let span = hi - lo;
     let want = (span * min_gap / px.max(1.0)).max(span * 1e-12);
     let mag = 10f64.powf(want.log10().floor());
-    let (step, sub) = [(1.0, 5.0), (2.0, 4.0), (2.5, 5.0), (5.0, 5.0), (10.0, 5.0)]
+    let (step, sub) = [(1.0, 2.0), (2.0, 2.0), (2.5, 2.0), (5.0, 2.0), (10.0, 2.0)]
         .iter()
         .map(|&(m, s)| (m * mag, s))
         .find(|&(st, _)| st >= want * (1.0 - 1e-9))
-        .unwrap_or((10.0 * mag, 5.0));
+        .unwrap_or((10.0 * mag, 2.0));
     let snap = |k: f64, st: f64| {
         let v = k * st;
         if v.abs() < st * 1e-9 {
@@ -387,14 +391,16 @@ pub fn linear_ticks(lo: f64, hi: f64, px: f64, min_gap: f64) -> (Vec<f64>, Vec<f
 
 /// A logarithmic axis covering `[lo, hi]` (`0 < lo < hi`) drawn `px` pixels long with
 /// labels at least `min_gap` pixels apart: returns `(axis_lo, axis_hi, major, minor)`. The
-/// axis is widened to the nearest major ticks outside the data, so both ends are labelled;
-/// major ticks are `1..9`, `1, 2, 5`, `1` or every few decades `× 10^k`, the densest that
-/// fits. Ranges under half a decade get linear steps instead.
+/// axis ends are the nearest `m × 10^k` (`m = 1..9`) outside the data and both are labelled;
+/// the labels between are `1..9`, `1, 2, 5`, `1, 3`, `1` or every few decades `× 10^k`, the
+/// densest that fits. Ranges under half a decade get linear steps instead.
 pub fn log_ticks(lo: f64, hi: f64, px: f64, min_gap: f64) -> (f64, f64, Vec<f64>, Vec<f64>) {
     if !(lo > 0.0 && hi.is_finite()) || hi <= lo {
-        let lo = if lo > 0.0 { lo } else { 1.0 };
-        return (lo / 2.0, lo * 2.0, vec![lo], Vec::new());
+        let lo = if lo > 0.0 && lo.is_finite() { lo } else { 1.0 };
+        return (lo / 2.0, lo * 2.0, vec![lo / 2.0, lo, lo * 2.0], Vec::new());
     }
+    // the nearest decimal with 3 significant digits: m × 10^k without rounding noise
+    let round = |v: f64| format!("{v:.2e}").parse::<f64>().unwrap_or(v);
     let decades = (hi / lo).log10();
     if decades < 0.5 {
         let pad = (hi / lo).powf(0.05);
@@ -404,13 +410,19 @@ pub fn log_ticks(lo: f64, hi: f64, px: f64, min_gap: f64) -> (f64, f64, Vec<f64>
             return (a, b, major, minor);
         }
     }
-    let round = |v: f64| {
-        // 3 significant digits remove the noise of m × 10^k
-        let k = v.abs().log10().floor();
-        let s = 10f64.powf(k - 2.0);
-        (v / s).round() * s
+    let a = {
+        let k = lo.log10().floor() as i32;
+        let m = (lo / 10f64.powi(k) * (1.0 + 1e-9)).floor().clamp(1.0, 9.0);
+        round(m * 10f64.powi(k))
     };
-    let candidates: [(&[f64], i32); 8] = [
+    let b = {
+        let k = hi.log10().floor() as i32;
+        let m = (hi / 10f64.powi(k) * (1.0 - 1e-9)).ceil().clamp(1.0, 10.0);
+        round(m * 10f64.powi(k))
+    };
+    let total = (b / a).log10();
+    let gap = |u: f64, v: f64| (v / u).log10() / total * px;
+    let candidates: [(&[f64], i32); 9] = [
         (&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], 1),
         (&[1.0, 2.0, 5.0], 1),
         (&[1.0, 3.0], 1),
@@ -419,51 +431,35 @@ pub fn log_ticks(lo: f64, hi: f64, px: f64, min_gap: f64) -> (f64, f64, Vec<f64>
         (&[1.0], 3),
         (&[1.0], 5),
         (&[1.0], 10),
+        (&[1.0], 30),
     ];
-    let k_lo = lo.log10().floor() as i32 - 1;
-    let k_hi = hi.log10().ceil() as i32 + 1;
-    let mut chosen = None;
+    let mut major = vec![a, b];
     for (mantissas, stride) in candidates {
-        let mut all = Vec::new();
-        let k0 = k_lo.div_euclid(stride) * stride - stride;
+        let mut inner = Vec::new();
+        let k0 = (a.log10().floor() as i32).div_euclid(stride) * stride;
         let mut k = k0;
-        while k <= k_hi + stride {
+        while k <= b.log10().ceil() as i32 {
             for m in mantissas {
-                all.push(round(m * 10f64.powi(k)));
+                let v = round(m * 10f64.powi(k));
+                if v > a * (1.0 + 1e-9)
+                    && v < b * (1.0 - 1e-9)
+                    && gap(a, v) >= min_gap
+                    && gap(v, b) >= min_gap
+                {
+                    inner.push(v);
+                }
             }
             k += stride;
         }
-        let a = all
-            .iter()
-            .copied()
-            .filter(|v| *v <= lo * (1.0 + 1e-9))
-            .fold(f64::NAN, f64::max);
-        let b = all
-            .iter()
-            .copied()
-            .filter(|v| *v >= hi * (1.0 - 1e-9))
-            .fold(f64::NAN, f64::min);
-        if !(a.is_finite() && b.is_finite()) {
-            continue;
-        }
-        let major: Vec<f64> = all
-            .into_iter()
-            .filter(|v| *v >= a * (1.0 - 1e-9) && *v <= b * (1.0 + 1e-9))
-            .collect();
-        let total = (b / a).log10();
-        let gap = major
-            .windows(2)
-            .map(|w| (w[1] / w[0]).log10() / total * px)
-            .fold(f64::INFINITY, f64::min);
-        chosen = Some((a, b, major));
-        if gap >= min_gap {
+        let mut ticks = vec![a];
+        ticks.extend(inner);
+        ticks.push(b);
+        let fits = ticks.windows(2).all(|w| gap(w[0], w[1]) >= min_gap);
+        major = ticks;
+        if fits {
             break;
         }
     }
-    let Some((a, b, major)) = chosen else {
-        return (lo, hi, vec![lo, hi], Vec::new());
-    };
-    let total = (b / a).log10();
     let mut minor = Vec::new();
     if total <= 12.0 {
         for k in (a.log10().floor() as i32)..=(b.log10().ceil() as i32) {
@@ -737,8 +733,10 @@ impl Legend {
             [(x, y), (x + self.w, y + self.h)],
             RGBColor(150, 150, 150).stroke_width(1),
         ))?;
-        let font = ("sans-serif", LABEL_FONT).into_font();
-        let left = font.clone().pos(Pos::new(HPos::Left, VPos::Center));
+        let left = ("sans-serif", LABEL_FONT)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
         let mut cy = y + LEGEND_PAD + LEGEND_ROW / 2 - 2;
         if !self.title.is_empty() {
             area.draw_text(&self.title, &left, (x + LEGEND_PAD, cy))?;
@@ -991,7 +989,12 @@ impl LinePlot {
             }
         }
         let outside = legend.is_some() && inside.is_none();
-        let width = WIDTH + if outside { legend.as_ref().map_or(0, |l| l.w as u32 + 16) } else { 0 };
+        let width = WIDTH
+            + if outside {
+                legend.as_ref().map_or(0, |l| l.w as u32 + 16)
+            } else {
+                0
+            };
         let height = HEIGHT.max(legend.as_ref().map_or(0, |l| l.h as u32 + TITLE_H + 16));
         let png = stem.with_extension("png");
         let svg = stem.with_extension("svg");
@@ -1027,9 +1030,7 @@ impl LinePlot {
         let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
         root.fill(&WHITE).map_err(e)?;
         draw_title(&root, &self.title, WIDTH).map_err(e)?;
-        let chart_area = root
-            .clone()
-            .shrink((0, TITLE_H), (WIDTH, height - TITLE_H));
+        let chart_area = root.clone().shrink((0, TITLE_H), (WIDTH, height - TITLE_H));
         let mut chart = ChartBuilder::on(&chart_area)
             .margin_top(MARGIN_T)
             .margin_bottom(MARGIN_B + (height - HEIGHT))
@@ -1059,8 +1060,13 @@ fn draw_title<DB: DrawingBackend>(
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let style = ("sans-serif", 20.0)
         .into_font()
+        .color(&BLACK)
         .pos(Pos::new(HPos::Center, VPos::Center));
-    root.draw_text(title, &style, ((width / 2) as i32, (TITLE_H / 2 + 2) as i32))
+    root.draw_text(
+        title,
+        &style,
+        ((width / 2) as i32, (TITLE_H / 2 + 2) as i32),
+    )
 }
 
 /// Draws the mesh, shading, curves and error bars of `p` on `chart`.
@@ -1117,7 +1123,8 @@ fn draw_panel<DB: DrawingBackend>(
             Dash::Points => {}
         }
         if matches!(s.dash, Dash::Points | Dash::LinePoints) {
-            chart.draw_series(pts.iter().map(|&q| Circle::new(q, 4, c.filled())))?;
+            let r = if s.dash == Dash::Points { 5 } else { 4 };
+            chart.draw_series(pts.iter().map(|&q| Circle::new(q, r, c.filled())))?;
         }
         let bar_style = c.stroke_width(2);
         let bars: Vec<(f64, f64, f64)> = s
@@ -1169,15 +1176,11 @@ impl StackedPlot {
             .iter()
             .map(|p| p.y_axis((PANEL_H - 2 * MARGIN_T) as f64))
             .collect();
-        let mut items = Vec::new();
-        for p in &self.panels {
-            for it in legend_items(&p.series, &p.shaded, &p.legend) {
-                if !items.iter().any(|i: &LegendItem| i.label == it.label) {
-                    items.push(it);
-                }
-            }
-        }
-        let legend = Legend::new(&self.legend_title, items);
+        // curves of every panel, then the shading
+        let series: Vec<Series> = self.panels.iter().flat_map(|p| p.series.clone()).collect();
+        let extra: Vec<LegendItem> = self.panels.iter().flat_map(|p| p.legend.clone()).collect();
+        let shaded: Vec<Shade> = self.panels.iter().flat_map(|p| p.shaded.clone()).collect();
+        let legend = Legend::new(&self.legend_title, legend_items(&series, &shaded, &extra));
         let width = WIDTH + legend.as_ref().map_or(0, |l| l.w as u32 + 16);
         let height = (TITLE_H + n * PANEL_H + X_AREA + MARGIN_B)
             .max(legend.as_ref().map_or(0, |l| l.h as u32 + TITLE_H + 16));
@@ -1252,7 +1255,7 @@ pub fn decimate(points: &[(f64, f64)], buckets: usize) -> Vec<(f64, f64)> {
     }
     let (x0, x1) = (points[0].0, points[points.len() - 1].0);
     let width = (x1 - x0) / buckets as f64;
-    if !(width > 0.0) {
+    if width.is_nan() || width <= 0.0 {
         return points.to_vec();
     }
     let mut out = Vec::with_capacity(4 * buckets);
@@ -1304,7 +1307,8 @@ mod tests {
         ));
         p.series
             .push(Series::new("b", vec![(0.0, 1.0), (2.0, 0.1)], 1).dashed());
-        p.shaded.push(Shade::new("teacher on", TEACHER_SHADE, vec![(0.5, 1.0)]));
+        p.shaded
+            .push(Shade::new("teacher on", TEACHER_SHADE, vec![(0.5, 1.0)]));
         let files = p.save(&dir.join("plot")).unwrap();
         let png = std::fs::read(&files[0]).unwrap();
         assert_eq!(&png[1..4], b"PNG");
@@ -1333,7 +1337,13 @@ mod tests {
 
     #[test]
     fn log_ticks_label_both_ends() {
-        for (lo, hi) in [(0.25, 16.0), (0.03, 0.8), (0.5, 4.4), (1e-7, 0.3), (2.0, 3000.0)] {
+        for (lo, hi) in [
+            (0.25, 16.0),
+            (0.03, 0.8),
+            (0.5, 4.4),
+            (1e-7, 0.3),
+            (2.0, 3000.0),
+        ] {
             let (a, b, major, _) = log_ticks(lo, hi, 450.0, 24.0);
             assert!(a <= lo && b >= hi, "[{a}, {b}] covers [{lo}, {hi}]");
             let first = major[0];
@@ -1349,15 +1359,37 @@ mod tests {
                 .fold(f64::INFINITY, f64::min);
             assert!(gap >= 24.0, "{lo}..{hi}: ticks {major:?} too dense");
         }
-        let (a, b, major, _) = log_ticks(0.03, 0.8, 450.0, 24.0);
-        let labels: Vec<String> = major.iter().map(|v| fmt_tick(*v)).collect();
-        assert_eq!((a, b), (0.02, 1.0));
-        assert_eq!(labels, ["0.02", "0.05", "0.1", "0.2", "0.5", "1"]);
-        // a narrow x axis takes 1, 2, 5 × 10^k
-        let (a, b, major, _) = log_ticks(0.25, 16.0, 300.0, 44.0);
-        let labels: Vec<String> = major.iter().map(|v| fmt_tick(*v)).collect();
-        assert_eq!((a, b), (0.2, 20.0));
-        assert_eq!(labels, ["0.2", "0.5", "1", "2", "5", "10", "20"]);
+        let labels = |lo, hi, px, gap| {
+            let (a, b, major, _) = log_ticks(lo, hi, px, gap);
+            (a, b, major.iter().map(|v| fmt_tick(*v)).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            labels(0.03, 0.8, 450.0, 24.0),
+            (
+                0.03,
+                0.8,
+                vec!["0.03", "0.05", "0.1", "0.2", "0.5", "0.8"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            )
+        );
+        assert_eq!(
+            labels(0.47, 4.4, 450.0, 24.0).2,
+            ["0.4", "0.5", "1", "2", "5"]
+        );
+        // a narrow x axis
+        assert_eq!(
+            labels(0.25, 16.0, 300.0, 44.0).2,
+            ["0.2", "0.5", "1", "2", "5", "10", "20"]
+        );
+        assert_eq!(
+            labels(0.25, 16.0, 780.0, 44.0)
+                .2
+                .first()
+                .map(String::as_str),
+            Some("0.2")
+        );
     }
 
     #[test]
@@ -1375,7 +1407,10 @@ mod tests {
     #[test]
     fn linear_ticks_are_round() {
         let (major, _) = linear_ticks(4500.0, 4545.0, 780.0, 60.0);
-        assert_eq!(major, [4500.0, 4505.0, 4510.0, 4515.0, 4520.0, 4525.0, 4530.0, 4535.0, 4540.0, 4545.0]);
+        assert_eq!(
+            major,
+            [4500.0, 4505.0, 4510.0, 4515.0, 4520.0, 4525.0, 4530.0, 4535.0, 4540.0, 4545.0]
+        );
         let (major, _) = linear_ticks(-0.12, 0.93, 450.0, 34.0);
         assert!(major.contains(&0.0) && major.iter().all(|v| (-0.12..=0.93).contains(v)));
     }
@@ -1390,7 +1425,16 @@ mod tests {
     #[test]
     fn decimation_keeps_extremes() {
         let pts: Vec<(f64, f64)> = (0..10_000)
-            .map(|i| (i as f64, if i == 5000 { 10.0 } else { (i as f64 * 0.01).sin() }))
+            .map(|i| {
+                (
+                    i as f64,
+                    if i == 5000 {
+                        10.0
+                    } else {
+                        (i as f64 * 0.01).sin()
+                    },
+                )
+            })
             .collect();
         let d = decimate(&pts, 100);
         assert!(d.len() <= 400);
@@ -1407,10 +1451,13 @@ mod tests {
             let mut p = LinePlot::new("", "", format!("layer {l}"));
             p.series.push(Series::new(
                 "h",
-                (0..50).map(|i| (i as f64, (i as f64 * 0.1).sin() * 10f64.powi(-l))).collect(),
+                (0..50)
+                    .map(|i| (i as f64, (i as f64 * 0.1).sin() * 10f64.powi(-l)))
+                    .collect(),
                 0,
             ));
-            p.shaded.push(Shade::new("teacher on", TEACHER_SHADE, vec![(10.0, 20.0)]));
+            p.shaded
+                .push(Shade::new("teacher on", TEACHER_SHADE, vec![(10.0, 20.0)]));
             s.panels.push(p);
         }
         let files = s.save(&dir.join("stack")).unwrap();

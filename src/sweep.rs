@@ -103,7 +103,7 @@ pub fn run_sweep(
     let mut scenarios = Vec::with_capacity(runs.len());
     for r in &runs {
         let sets: Vec<String> = base_sets.iter().chain(&r.sets).cloned().collect();
-        let mut s = parse_scenario_at(&text, &sets, Some(dir)).map_err(|e| {
+        let s = parse_scenario_at(&text, &sets, Some(dir)).map_err(|e| {
             anyhow::anyhow!(
                 "{} (sweep run {}: {}): {e}",
                 file.display(),
@@ -111,7 +111,6 @@ pub fn run_sweep(
                 r.sets.join(" ")
             )
         })?;
-        s.outputs.plots = false; // plots of single runs: `dtpsim plot runs/NNN`
         scenarios.push((s, sets));
     }
     create_dir(out)?;
