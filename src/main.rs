@@ -318,20 +318,17 @@ fn plot(dir: &Path) -> anyhow::Result<bool> {
     let mut files = Vec::new();
     if dir.join("sweep.csv").exists() {
         files.extend(dtpsim::report::plot_sweep_dir(dir)?);
+        // and every run of the sweep
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        runs.sort();
+        for run in runs.iter().filter(|r| r.join("metrics.csv").exists()) {
+            files.extend(plot_run(run)?);
+        }
     }
     if dir.join("metrics.csv").exists() || dir.join("traces.csv").exists() {
-        // the labels come from the run's own summary when it has one (a stopped run has none)
-        let scenario = std::fs::read_to_string(dir.join("summary.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| {
-                serde_json::from_value::<dtpsim::scenario::Scenario>(v["scenario"].clone()).ok()
-            });
-        // SWITCH-RL
-        let title = scenario
-            .as_ref()
-            .map_or_else(|| "run".into(), |s| s.name.clone());
-        files.extend(dtpsim::report::plot_run_dir(dir, &title)?);
+        files.extend(plot_run(dir)?);
     }
     if files.is_empty() {
         anyhow::bail!(
@@ -343,6 +340,24 @@ fn plot(dir: &Path) -> anyhow::Result<bool> {
         println!("{}", f.display());
     }
     Ok(true)
+}
+
+/// The plots of one run folder; the title and the loss come from its summary when it has one
+/// (a stopped run may not).
+fn plot_run(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let scenario = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            serde_json::from_value::<dtpsim::scenario::Scenario>(v["scenario"].clone()).ok()
+        });
+    let labels = dtpsim::report::RunLabels {
+        title: scenario
+            .as_ref()
+            .map_or_else(|| "run".into(), |s| s.name.clone()),
+        loss: scenario.map_or(dtpsim::Loss::Mse, |s| s.task.natural_loss()),
+    };
+    dtpsim::report::plot_run_dir(dir, &labels)
 }
 
 /// `dtpsim check`: the resolved scenario on stdout; on stderr what the run will use (data,

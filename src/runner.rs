@@ -204,10 +204,13 @@ pub fn run_scenario(
         }
     }
     if scenario.outputs.plots {
-        // SWITCH-RL
+        let labels = crate::report::RunLabels {
+            title: scenario.name.clone(),
+            loss: scenario.task.natural_loss(),
+        };
         report
             .files
-            .extend(crate::report::plot_run_dir(out, &scenario.name)?);
+            .extend(crate::report::plot_run_dir(out, &labels)?);
     }
     report.seconds = start.elapsed().as_secs_f64();
     let summary = summary_json(scenario, sets, &report);
