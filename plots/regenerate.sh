@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every reference picture the README shows (about 3 minutes on 2 cores).
-# Weights files are pruned: plots/ keeps what the pictures are drawn from (CSV, summaries).
+# Weights files and per-run plots of sweeps are pruned: plots/ keeps what the pictures are
+# drawn from (CSV, summaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release
@@ -15,3 +16,5 @@ $bin sweep scenarios/delays.json --out plots/delays --quiet
 $bin sweep scenarios/gating.json --out plots/gating --quiet
 $bin bench --out plots/bench
 find plots -name 'weights_*.json' -delete
+# the runs of a sweep keep their CSVs and summaries; their own plots are redrawn by `dtpsim plot`
+find plots -path '*/runs/*' \( -name '*.png' -o -name '*.svg' \) -delete
