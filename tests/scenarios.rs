@@ -295,6 +295,18 @@ fn every_sweep_run_is_reproducible_alone_from_its_set_line() {
         dir.join("sw/sweep_final_test_loss.png").exists()
             && dir.join("sw/sweep_learning_curves.png").exists()
     );
+    // one summary row per grid point (two leak values, two seeds each), and each run's plots
+    let summary = std::fs::read_to_string(dir.join("sw/sweep_summary.csv")).unwrap();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(lines.len(), 1 + 2, "{summary}");
+    assert!(lines[0].starts_with(
+        "param:engine.dynamics.leak,final_test_loss_mean,final_test_loss_min,final_test_loss_max"
+    ));
+    assert!(
+        lines[1].starts_with("0.25,") && lines[1].ends_with(",2,2"),
+        "{summary}"
+    );
+    assert!(dir.join("sw/runs/003/learning_curve.png").exists());
     // take run 003's printed command and run it alone
     let line = stdout.lines().find(|l| l.starts_with("run 003: ")).unwrap();
     let args: Vec<&str> = line
@@ -538,4 +550,35 @@ fn every_schema_field_has_a_description() {
         missing.is_empty(),
         "fields without a description: {missing:?}"
     );
+}
+
+#[test]
+fn a_classification_run_reports_and_plots_accuracy() {
+    let dir = scratch("scn-accuracy");
+    let mut v = tiny();
+    v["task"] = serde_json::json!({"kind": "clusters", "dim": 4, "classes": 3, "separation": 3.0});
+    v["network"]["widths"] = serde_json::json!([4, 8, 3]);
+    std::fs::write(dir.join("s.json"), v.to_string()).unwrap();
+    let out = dtpsim(&["run", "s.json", "--out", "run", "--quiet"], &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    let acc = metrics
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "test_accuracy")
+        .unwrap();
+    for line in metrics.lines().skip(1) {
+        let a: f64 = line.split(',').nth(acc).unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&a), "{line}");
+    }
+    assert!(dir.join("run/accuracy.png").exists() && dir.join("run/accuracy.svg").exists());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/summary.json")).unwrap())
+            .unwrap();
+    assert!(summary["continuous"]["final_test_accuracy"]
+        .as_f64()
+        .is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
