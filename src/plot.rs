@@ -996,26 +996,10 @@ impl LinePlot {
                 0
             };
         let height = HEIGHT.max(legend.as_ref().map_or(0, |l| l.h as u32 + TITLE_H + 16));
-        let png = stem.with_extension("png");
-        let svg = stem.with_extension("svg");
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |message: String| PlotError {
-                path: path.clone(),
-                message,
-            }
-        };
-        {
-            let root = BitMapBackend::new(&png, (width, height)).into_drawing_area();
-            self.draw(root, &xa, &ya, legend.as_ref(), inside, height)
-                .map_err(err(&png))?;
-        }
-        {
-            let root = SVGBackend::new(&svg, (width, height)).into_drawing_area();
-            self.draw(root, &xa, &ya, legend.as_ref(), inside, height)
-                .map_err(err(&svg))?;
-        }
-        Ok(vec![png, svg])
+        save_png_svg(stem, (width, height), |target| match target {
+            Target::Png(root) => self.draw(root, &xa, &ya, legend.as_ref(), inside, height),
+            Target::Svg(root) => self.draw(root, &xa, &ya, legend.as_ref(), inside, height),
+        })
     }
 
     fn draw<DB: DrawingBackend>(
@@ -1051,6 +1035,44 @@ impl LinePlot {
         root.present().map_err(e)?;
         Ok(())
     }
+}
+
+/// A drawing area of one of the two file formats a figure is saved in.
+enum Target<'a> {
+    Png(DrawingArea<BitMapBackend<'a>, Shift>),
+    Svg(DrawingArea<SVGBackend<'a>, Shift>),
+}
+
+/// Writes `stem.png` and `stem.svg` of `size` pixels with `paint`, each drawn into a temporary
+/// file beside it (`stem.partial.png`) and renamed into place: a figure file is complete or
+/// absent, never cut short by an interrupted run.
+fn save_png_svg(
+    stem: &Path,
+    size: (u32, u32),
+    paint: impl Fn(Target<'_>) -> Result<(), String>,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let mut files = Vec::new();
+    for ext in ["png", "svg"] {
+        let path = stem.with_extension(ext);
+        let tmp = stem.with_extension(format!("partial.{ext}"));
+        let fail = |message: String| {
+            let _ = std::fs::remove_file(&tmp);
+            PlotError {
+                path: path.clone(),
+                message,
+            }
+        };
+        let drawn = match ext {
+            "png" => paint(Target::Png(
+                BitMapBackend::new(&tmp, size).into_drawing_area(),
+            )),
+            _ => paint(Target::Svg(SVGBackend::new(&tmp, size).into_drawing_area())),
+        };
+        drawn.map_err(fail)?;
+        std::fs::rename(&tmp, &path).map_err(|e| fail(e.to_string()))?;
+        files.push(path);
+    }
+    Ok(files)
 }
 
 fn draw_title<DB: DrawingBackend>(
@@ -1184,26 +1206,10 @@ impl StackedPlot {
         let width = WIDTH + legend.as_ref().map_or(0, |l| l.w as u32 + 16);
         let height = (TITLE_H + n * PANEL_H + X_AREA + MARGIN_B)
             .max(legend.as_ref().map_or(0, |l| l.h as u32 + TITLE_H + 16));
-        let png = stem.with_extension("png");
-        let svg = stem.with_extension("svg");
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |message: String| PlotError {
-                path: path.clone(),
-                message,
-            }
-        };
-        {
-            let root = BitMapBackend::new(&png, (width, height)).into_drawing_area();
-            self.draw(root, &xa, &yas, legend.as_ref())
-                .map_err(err(&png))?;
-        }
-        {
-            let root = SVGBackend::new(&svg, (width, height)).into_drawing_area();
-            self.draw(root, &xa, &yas, legend.as_ref())
-                .map_err(err(&svg))?;
-        }
-        Ok(vec![png, svg])
+        save_png_svg(stem, (width, height), |target| match target {
+            Target::Png(root) => self.draw(root, &xa, &yas, legend.as_ref()),
+            Target::Svg(root) => self.draw(root, &xa, &yas, legend.as_ref()),
+        })
     }
 
     fn draw<DB: DrawingBackend>(
@@ -1320,6 +1326,13 @@ mod tests {
         for label in ["teacher on", "0.01", "\n1\n</text>"] {
             assert!(svg.contains(label), "{label} is drawn");
         }
+        // drawn beside and renamed into place: only the two figures remain
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["plot.png", "plot.svg"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
