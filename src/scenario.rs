@@ -631,11 +631,6 @@ impl Scenario {
         Ok(arch)
     }
 
-    /// The continuous engine, if the scenario has one.
-    pub fn engine(&self) -> Option<&EngineConfig> {
-        self.engine.as_ref()
-    }
-
     /// Checks every field; errors name the JSON path and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_task_and_network(&self.task, &self.network)?;
