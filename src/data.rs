@@ -61,8 +61,8 @@ pub enum Task {
         separation: f64,
     },
     /// Examples from CSV files (paths relative to the scenario file): every row holds
-    /// `inputs` input values followed by `outputs` target values; a first row that is not all
-    /// numbers is taken as a header. With `classification` the targets must be one-hot. Every
+    /// `inputs` input values followed by `outputs` target values; a first row in which no cell
+    /// is a number is taken as a header. With `classification` the targets must be one-hot. Every
     /// row is used unless `data.train`/`data.test` ask for fewer (then a seeded random subset).
     Csv {
         /// Training rows (CSV file).
@@ -106,7 +106,9 @@ fn read_csv(
         let values: Result<Vec<f64>, _> = record.iter().map(|v| v.parse::<f64>()).collect();
         let values = match values {
             Ok(v) => v,
-            Err(_) if i == 0 => continue, // header
+            // a header is a first row without a single number; a row of numbers with one bad
+            // cell (`1,2,3x`) is data with an error, not a header
+            Err(_) if i == 0 && record.iter().all(|c| c.parse::<f64>().is_err()) => continue,
             Err(e) => return Err(invalid(format!("line {}: {e}", i + 1))),
         };
         if values.len() != inputs + outputs {

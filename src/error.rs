@@ -148,12 +148,26 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Longest path or message kept in an error: a huge input value is not echoed whole.
+const ECHO_LIMIT: usize = 400;
+
+/// `text` cut to [`ECHO_LIMIT`] characters, saying how much was cut.
+pub fn cut(text: String) -> String {
+    let n = text.chars().count();
+    if n <= ECHO_LIMIT {
+        return text;
+    }
+    let kept: String = text.chars().take(ECHO_LIMIT).collect();
+    format!("{kept}… ({} more characters cut)", n - ECHO_LIMIT)
+}
+
 impl ConfigError {
-    /// An error at `path` with a message that says what is wrong and how to fix it.
+    /// An error at `path` with a message that says what is wrong and how to fix it (both cut
+    /// to a few hundred characters, so a huge bad value is not echoed whole).
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
-            path: path.into(),
-            message: message.into(),
+            path: cut(path.into()),
+            message: cut(message.into()),
         }
     }
 }
@@ -175,6 +189,36 @@ pub fn check_at_least(path: &str, value: f64, min: f64) -> Result<(), ConfigErro
         return Err(ConfigError::new(
             path,
             format!("must be a finite number ≥ {min}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A number as a reader writes it: `0.1`, `1000`, `1e6`, `1e-300`.
+fn short(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && !(1e-4..1e6).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Checks that `value` lies in `[min, max]` (`min_open`: in `(min, max]`); the message gives
+/// the valid range and, as `why`, what the bound means.
+pub fn check_range(
+    path: &str,
+    value: f64,
+    (min, min_open): (f64, bool),
+    max: f64,
+    why: &str,
+) -> Result<(), ConfigError> {
+    let below = if min_open { value <= min } else { value < min };
+    if !value.is_finite() || below || value > max {
+        let open = if min_open { "(" } else { "[" };
+        let (min, max, value) = (short(min), short(max), short(value));
+        return Err(ConfigError::new(
+            path,
+            format!("must be in {open}{min}, {max}], got {value}{why}"),
         ));
     }
     Ok(())

@@ -12,7 +12,7 @@ use crate::data::Task;
 use crate::discrete::train::{
     validate_algorithms, validate_task_and_network, NamedAlgorithm, NetworkConfig,
 };
-use crate::error::{check_at_least, check_positive, ConfigError};
+use crate::error::{check_positive, ConfigError};
 use crate::network::{Architecture, Network};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -516,6 +516,7 @@ pub fn parse_scenario_at(
 ) -> Result<Scenario, ConfigError> {
     let mut value: Value = serde_json::from_str(text)
         .map_err(|e| ConfigError::new("(file)", format!("not valid JSON: {e}")))?;
+    reject_duplicate_keys(text)?;
     for s in sets {
         let (path, v) = s.split_once('=').ok_or_else(|| {
             ConfigError::new(
@@ -542,7 +543,7 @@ pub fn parse_scenario_at(
     }
     if let Some(engine) = &mut scenario.engine {
         if let Some(w) = engine.protocol.t_window {
-            check_at_least("engine.protocol.t_window", w, 0.0)?;
+            crate::error::check_range("engine.protocol.t_window", w, (0.0, true), 1e6, "")?;
         }
         engine.resolve();
     }
@@ -551,6 +552,99 @@ pub fn parse_scenario_at(
     }
     scenario.validate()?;
     Ok(scenario)
+}
+
+/// A key given twice in one JSON object is an error naming it (a JSON parser would silently
+/// keep the last one).
+fn reject_duplicate_keys(text: &str) -> Result<(), ConfigError> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    /// Walks a JSON value, remembering the path of the first duplicated key.
+    struct Walk<'a> {
+        path: String,
+        duplicate: &'a RefCell<Option<String>>,
+    }
+    impl Walk<'_> {
+        fn child(&self, segment: String) -> Self {
+            Walk {
+                path: segment,
+                duplicate: self.duplicate,
+            }
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                if !seen.insert(key) {
+                    *self.duplicate.borrow_mut() = Some(path);
+                    return Err(serde::de::Error::custom("duplicate key"));
+                }
+                map.next_value_seed(self.child(path))?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq
+                .next_element_seed(self.child(format!("{}[{i}]", self.path)))?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    let duplicate = RefCell::new(None);
+    let walk = Walk {
+        path: String::new(),
+        duplicate: &duplicate,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    if walk.deserialize(&mut de).is_err() {
+        if let Some(path) = duplicate.into_inner() {
+            return Err(ConfigError::new(
+                path,
+                "is given twice in the same object; keep one (JSON would silently use the last)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Fields that must not be given together: checked on the JSON as written, before defaults
@@ -655,6 +749,13 @@ impl Scenario {
                 engine
                     .validate(depth)
                     .map_err(|e| ConfigError::new(format!("engine.{}", e.path), e.message))?;
+                let p = &engine.protocol;
+                if p.t_on >= p.t_stim && self.schedule.trials > 0 {
+                    return Err(ConfigError::new(
+                        "engine.protocol.t_on",
+                        format!("{} is not before the end of the stimulus (t_stim = {}): the teacher never comes on and the learning trials cannot learn; make the window [t_on, t_stim) non-empty", p.t_on, p.t_stim),
+                    ));
+                }
                 self.validate_traces(engine, depth)?;
             }
             None => {

@@ -138,7 +138,10 @@ fn bad_scenarios_name_the_field_and_the_fix() {
     let mut mismatch = scenario();
     mismatch["network"]["widths"] = serde_json::json!([20, 20, 5]);
     let cases = [
-        (zero_width, vec!["network.widths[1]: must be at least 1"]),
+        (
+            zero_width,
+            vec!["network.widths[1]: must be in 1..=1000000, got 0"],
+        ),
         (
             unknown,
             vec![

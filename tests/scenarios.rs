@@ -72,12 +72,12 @@ fn malformed_scenarios_name_the_field_and_write_nothing() {
         (
             "negative time constant",
             edit(&|v| v["engine"]["dynamics"]["tau_h"] = (-1.0).into()),
-            "engine.dynamics.tau_h: must be a finite number > 0, got -1",
+            "engine.dynamics.tau_h: must be in (0, 1e6], got -1",
         ),
         (
             "width 0",
             edit(&|v| v["network"]["widths"][2] = 0.into()),
-            "network.widths[2]: must be at least 1",
+            "network.widths[2]: must be in 1..=1000000, got 0",
         ),
         (
             "missing data file",
@@ -135,6 +135,43 @@ fn malformed_scenarios_name_the_field_and_write_nothing() {
         ),
         ("not JSON", "{\"seed\": 1,".to_string(), "not valid JSON"),
         (
+            "duplicate key",
+            format!("{{\"seed\": 2, {}", &tiny().to_string()[1..]),
+            "seed: is given twice in the same object; keep one",
+        ),
+        (
+            "a huge bad value is cut, not echoed whole",
+            edit(&|v| v["seed"] = "x".repeat(1_000_000).into()),
+            "more characters cut)",
+        ),
+        (
+            "rtol that is not a tolerance",
+            edit(&|v| v["engine"]["solver"]["rtol"] = 50.into()),
+            "engine.solver.rtol: must be in (0, 0.1], got 50 (a relative error per step)",
+        ),
+        (
+            "empty teacher window",
+            edit(&|v| {
+                v["engine"]["protocol"] = serde_json::json!({"t_on": 5, "t_window": 0});
+            }),
+            "engine.protocol.t_window: must be in (0, 1e6], got 0",
+        ),
+        (
+            "runaway limit below the activities",
+            edit(&|v| v["engine"]["solver"]["runaway"] = 1e-300.into()),
+            "engine.solver.runaway: must be in [1, 1e300]",
+        ),
+        (
+            "teacher gain out of range",
+            edit(&|v| v["task"]["gain"] = 1e308.into()),
+            "task.gain: must be in (0, 100], got 1e308",
+        ),
+        (
+            "width beyond any machine",
+            edit(&|v| v["network"]["widths"][1] = 18446744073709551615u64.into()),
+            "network.widths[1]: must be in 1..=1000000, got 18446744073709551615",
+        ),
+        (
             "task/network mismatch",
             edit(&|v| v["network"]["widths"] = serde_json::json!([10, 10, 3])),
             "network.widths[2]: is 3, but the task's outputs have 10 dimensions",
@@ -149,6 +186,7 @@ fn malformed_scenarios_name_the_field_and_write_nothing() {
         assert_eq!(out.status.code(), Some(2), "{what}: {err}");
         assert!(!err.contains("panicked"), "{what}: {err}");
         assert!(err.contains(needle), "{what}: expected {needle:?} in {err}");
+        assert!(err.len() < 2000, "{what}: a {} byte message", err.len());
         assert!(
             err.contains("bad.json: "),
             "{what}: the file is named: {err}"

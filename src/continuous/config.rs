@@ -3,7 +3,7 @@
 //! errors name the JSON path and the fix.
 
 use crate::discrete::targets::Scheme;
-use crate::error::{check_at_least, check_positive, ConfigError};
+use crate::error::{check_range, ConfigError};
 use serde::{Deserialize, Serialize};
 
 /// Forward plasticity rule (docs/MODEL.md §6).
@@ -55,13 +55,13 @@ impl PerLayer {
 
     fn validate(&self, path: &str, depth: usize) -> Result<(), ConfigError> {
         match self {
-            PerLayer::All(v) => check_at_least(path, *v, 0.0),
+            PerLayer::All(v) => check_range(path, *v, (0.0, false), 1e6, ""),
             PerLayer::Each(v) => {
                 if v.len() != depth {
                     return Err(ConfigError::new(path, format!("give one value per weight layer W_1..W_{depth} ({depth} values) or a single number, got {}", v.len())));
                 }
                 for (i, x) in v.iter().enumerate() {
-                    check_at_least(&format!("{path}[{i}]"), *x, 0.0)?;
+                    check_range(&format!("{path}[{i}]"), *x, (0.0, false), 1e6, "")?;
                 }
                 Ok(())
             }
@@ -302,13 +302,24 @@ impl EngineConfig {
     /// engine section (`dynamics.tau_h`, `protocol.t_on`, …).
     pub fn validate(&self, depth: usize) -> Result<(), ConfigError> {
         let d = &self.dynamics;
-        check_at_least("dynamics.leak", d.leak, 0.0)?;
-        check_at_least("dynamics.beta", d.beta, 0.0)?;
-        check_positive("dynamics.tau_h", d.tau_h)?;
-        check_positive("dynamics.tau_d", d.tau_d)?;
-        check_positive("dynamics.tau_p", d.tau_p)?;
-        check_positive("dynamics.pool_eps", d.pool_eps)?;
-        check_at_least("dynamics.trace.delay", d.trace.delay, 0.0)?;
+        // the upper bounds keep the system integrable in a sensible number of steps: a rate
+        // beyond them (λ/τ_d, 1/τ) or a time beyond 1e6 is a typo, not a model
+        let time = |path: &str, v: f64| check_range(path, v, (0.0, true), 1e6, "");
+        let rate = " (larger values make the ODE too stiff to integrate)";
+        check_range("dynamics.leak", d.leak, (0.0, false), 1e3, rate)?;
+        check_range("dynamics.beta", d.beta, (0.0, false), 1e3, "")?;
+        time("dynamics.tau_h", d.tau_h)?;
+        time("dynamics.tau_d", d.tau_d)?;
+        time("dynamics.tau_p", d.tau_p)?;
+        let eps = " (a regulariser: small against ‖a‖², which is ≥ 1 with a bias unit)";
+        check_range("dynamics.pool_eps", d.pool_eps, (0.0, true), 1.0, eps)?;
+        check_range("dynamics.trace.delay", d.trace.delay, (0.0, false), 1e6, "")?;
+        if d.trace.stages > 1000 {
+            return Err(ConfigError::new(
+                "dynamics.trace.stages",
+                format!("must be at most 1000, got {}", d.trace.stages),
+            ));
+        }
         if d.trace.stages > 0 && d.trace.delay <= 0.0 {
             return Err(ConfigError::new(
                 "dynamics.trace.delay",
@@ -318,19 +329,43 @@ impl EngineConfig {
                 ),
             ));
         }
-        check_positive("dynamics.influence.eps", d.influence.eps)?;
+        check_range(
+            "dynamics.influence.eps",
+            d.influence.eps,
+            (0.0, true),
+            1.0,
+            "",
+        )?;
         d.plasticity
             .eta
             .validate("dynamics.plasticity.eta", depth)?;
-        check_at_least("dynamics.plasticity.gamma", d.plasticity.gamma, 0.0)?;
+        check_range(
+            "dynamics.plasticity.gamma",
+            d.plasticity.gamma,
+            (0.0, false),
+            1e3,
+            rate,
+        )?;
         if let Some(tr) = d.plasticity.relaxation_time {
-            check_positive("dynamics.plasticity.relaxation_time", tr)?;
+            time("dynamics.plasticity.relaxation_time", tr)?;
         }
-        check_at_least("dynamics.decoder.eta", d.decoder.eta, 0.0)?;
-        check_at_least("dynamics.decoder.gamma", d.decoder.gamma, 0.0)?;
+        check_range(
+            "dynamics.decoder.eta",
+            d.decoder.eta,
+            (0.0, false),
+            1e3,
+            rate,
+        )?;
+        check_range(
+            "dynamics.decoder.gamma",
+            d.decoder.gamma,
+            (0.0, false),
+            1e3,
+            rate,
+        )?;
         let p = &self.protocol;
         if let Some(w) = p.t_window {
-            check_at_least("protocol.t_window", w, 0.0)?;
+            time("protocol.t_window", w)?;
             if (p.t_stim - (p.t_on + w)).abs() > 1e-12 {
                 return Err(ConfigError::new(
                     "protocol.t_window",
@@ -338,17 +373,41 @@ impl EngineConfig {
                 ));
             }
         }
-        check_positive("protocol.t_stim", p.t_stim)?;
-        check_at_least("protocol.t_on", p.t_on, 0.0)?;
+        time("protocol.t_stim", p.t_stim)?;
+        check_range("protocol.t_on", p.t_on, (0.0, false), 1e6, "")?;
         if p.t_on > p.t_stim {
             return Err(ConfigError::new("protocol.t_on", format!("{} is after the end of the stimulus (t_stim = {}); the teacher must come on within the stimulus", p.t_on, p.t_stim)));
         }
-        check_at_least("protocol.t_gap", p.t_gap, 0.0)?;
+        check_range("protocol.t_gap", p.t_gap, (0.0, false), 1e6, "")?;
         let s = &self.solver;
-        check_positive("solver.rtol", s.rtol)?;
-        check_positive("solver.atol", s.atol)?;
-        check_positive("solver.step", s.step)?;
-        check_positive("solver.runaway", s.runaway)?;
+        check_range(
+            "solver.rtol",
+            s.rtol,
+            (0.0, true),
+            0.1,
+            " (a relative error per step)",
+        )?;
+        check_range(
+            "solver.atol",
+            s.atol,
+            (0.0, true),
+            0.1,
+            " (an absolute error per step)",
+        )?;
+        check_range(
+            "solver.step",
+            s.step,
+            (1e-6, false),
+            p.t_stim,
+            " (the rk4 step; at most t_stim)",
+        )?;
+        check_range(
+            "solver.runaway",
+            s.runaway,
+            (1.0, false),
+            1e300,
+            " (activities are of order 1; the limit must lie above them)",
+        )?;
         if s.weights == WeightsMode::LowRank && s.method == Method::Dop853 {
             return Err(ConfigError::new(
                 "solver.weights",

@@ -25,7 +25,7 @@ use crate::discrete::targets::{
 use crate::discrete::updates::{
     bp_gradients, corrupted, decoder_noise, decoder_update, dtp1_update, dtp_update, Adam,
 };
-use crate::error::{check_at_least, check_positive, ConfigError};
+use crate::error::{check_at_least, check_positive, check_range, ConfigError};
 use crate::metrics::{MetricsRow, RunningMean};
 use crate::network::{Init, Network};
 use crate::scenario::Scenario;
@@ -202,6 +202,21 @@ impl Default for NetworkConfig {
     }
 }
 
+/// The widest layer a scenario may ask for (the memory estimate refuses far smaller networks
+/// on most machines; this bound keeps every size computation exact).
+pub const MAX_WIDTH: usize = 1_000_000;
+
+/// Every width in `1..=MAX_WIDTH`.
+fn check_widths(field: &str, widths: &[usize]) -> Result<(), ConfigError> {
+    if let Some(i) = widths.iter().position(|&n| n == 0 || n > MAX_WIDTH) {
+        return Err(ConfigError::new(
+            format!("{field}[{i}]"),
+            format!("must be in 1..={MAX_WIDTH}, got {}", widths[i]),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a task and a student network against each other (shared by every configuration
 /// that has both); errors name the JSON path and the fix.
 pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result<(), ConfigError> {
@@ -223,12 +238,7 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
             ),
         ));
     }
-    if let Some(i) = widths.iter().position(|&n| n == 0) {
-        return Err(ConfigError::new(
-            format!("network.widths[{i}]"),
-            "must be at least 1",
-        ));
-    }
+    check_widths("network.widths", widths)?;
     match task {
         Task::TeacherStudent {
             widths: tw, gain, ..
@@ -236,26 +246,33 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
             if tw.len() < 2 {
                 return Err(ConfigError::new("task.widths", "need at least 2 layers"));
             }
-            if let Some(i) = tw.iter().position(|&n| n == 0) {
-                return Err(ConfigError::new(
-                    format!("task.widths[{i}]"),
-                    "must be at least 1",
-                ));
-            }
-            check_positive("task.gain", *gain)?;
+            check_widths("task.widths", tw)?;
+            check_range(
+                "task.gain",
+                *gain,
+                (0.0, true),
+                100.0,
+                " (the teacher's weights are N(0, gain²/fan_in); 1–3 is the useful range)",
+            )?;
         }
         Task::Clusters {
             dim,
             classes,
             separation,
         } => {
-            if *dim == 0 {
-                return Err(ConfigError::new("task.dim", "must be at least 1"));
+            if *dim == 0 || *dim > MAX_WIDTH {
+                return Err(ConfigError::new(
+                    "task.dim",
+                    format!("must be in 1..={MAX_WIDTH}, got {dim}"),
+                ));
             }
-            if *classes < 2 {
-                return Err(ConfigError::new("task.classes", "must be at least 2"));
+            if *classes < 2 || *classes > MAX_WIDTH {
+                return Err(ConfigError::new(
+                    "task.classes",
+                    format!("must be in 2..={MAX_WIDTH}, got {classes}"),
+                ));
             }
-            check_at_least("task.separation", *separation, 0.0)?;
+            check_range("task.separation", *separation, (0.0, false), 1e6, "")?;
         }
         Task::Csv {
             train,
@@ -264,11 +281,13 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
             outputs,
             ..
         } => {
-            if *inputs == 0 || *outputs == 0 {
-                return Err(ConfigError::new(
-                    "task",
-                    "csv tasks need inputs ≥ 1 and outputs ≥ 1",
-                ));
+            for (field, n) in [("task.inputs", inputs), ("task.outputs", outputs)] {
+                if *n == 0 || *n > MAX_WIDTH {
+                    return Err(ConfigError::new(
+                        field,
+                        format!("must be in 1..={MAX_WIDTH}, got {n}"),
+                    ));
+                }
             }
             for (field, path) in [("task.train", train), ("task.test", test)] {
                 if !path.is_file() {
@@ -306,9 +325,9 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
     let gain = match network.init {
         Init::Gaussian { gain } | Init::Orthogonal { gain } => gain,
     };
-    check_at_least("network.init.gain", gain, 0.0)?;
+    check_range("network.init.gain", gain, (0.0, false), 100.0, "")?;
     if let Activation::LeakyRelu { slope } = network.activation {
-        check_at_least("network.activation.slope", slope, 0.0)?;
+        check_range("network.activation.slope", slope, (0.0, false), 1e3, "")?;
     }
     Ok(())
 }
