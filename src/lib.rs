@@ -57,6 +57,7 @@ pub mod network;
 pub mod plot;
 pub mod record;
 pub mod report;
+pub mod resources;
 pub mod runner;
 pub mod scenario;
 pub mod sweep;

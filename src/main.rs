@@ -32,6 +32,13 @@ struct Cli {
     /// Results do not depend on it.
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Memory one run may use, in GiB (default: 80% of this machine's memory). Scenarios whose
+    /// estimate exceeds it are refused before anything is allocated.
+    #[arg(long, global = true, value_name = "GIB")]
+    max_memory: Option<f64>,
+    /// Hours of work one run may take, estimated at 5 GFLOP/s (default: 336, 14 days).
+    #[arg(long, global = true, value_name = "HOURS")]
+    max_hours: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -127,8 +134,8 @@ fn bench(
 ) -> anyhow::Result<bool> {
     use dtpsim::bench::{matmul_peak, peak_rss_kib, throughput, Case};
     use dtpsim::continuous::config::{Method, WeightsMode};
-    if widths.len() < 2 || widths.contains(&0) {
-        anyhow::bail!("--widths: give at least two positive widths, e.g. 784,256,256,10");
+    if widths.len() < 2 || widths.contains(&0) || widths[widths.len() - 1] < 2 {
+        anyhow::bail!("--widths: give at least two positive widths, the last (the number of classes) at least 2, e.g. 784,256,256,10");
     }
     if replicas.is_empty() || replicas.contains(&0) {
         anyhow::bail!("--replicas: give positive replica counts, e.g. 1,32");
@@ -136,6 +143,28 @@ fn bench(
     if trials == 0 || repeats == 0 {
         anyhow::bail!("--trials and --repeats must be at least 1");
     }
+    // the benchmark as a scenario, so that it is sized like any run before it allocates
+    let mut sized = dtpsim::scenario::Scenario {
+        task: dtpsim::data::Task::Clusters {
+            dim: widths[0],
+            classes: widths[widths.len() - 1],
+            separation: 1.0,
+        },
+        ..Default::default()
+    };
+    sized.network.widths = widths.to_vec();
+    sized.schedule.batch = replicas.iter().copied().max().unwrap_or(1);
+    sized.schedule.trials = (trials * repeats * 6).max(memory_trials * 10);
+    sized.schedule.warmup_trials = 0;
+    sized.data.train = Some(sized.schedule.batch * trials);
+    sized.data.test = Some(1);
+    if let Some(engine) = &mut sized.engine {
+        engine.solver.weights = WeightsMode::State;
+    }
+    sized
+        .validate()
+        .and_then(|()| dtpsim::resources::check(&sized))
+        .map_err(|e| anyhow::anyhow!("--widths, --replicas, --trials: {}", e.message))?;
     let case = |replicas, weights, method| Case {
         replicas,
         weights,
@@ -363,6 +392,8 @@ fn plot_run(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// `dtpsim check`: the resolved scenario on stdout; on stderr what the run will use (data,
 /// models, trials) and any warnings.
 fn check(file: &Path, s: &dtpsim::scenario::Scenario) -> anyhow::Result<bool> {
+    // the estimate comes first: nothing is allocated for a scenario that would not fit
+    let estimate = dtpsim::resources::check(s)?;
     s.initial_network()?;
     let data = dtpsim::runner::dataset(s)?;
     println!("{}", serde_json::to_string_pretty(s)?);
@@ -373,13 +404,14 @@ fn check(file: &Path, s: &dtpsim::scenario::Scenario) -> anyhow::Result<bool> {
     models.extend(s.references.iter().map(|r| r.name.clone()));
     let sched = &s.schedule;
     eprintln!(
-        "models: {}; trials {}..-1 warm up, 0..{} learn, {} examples each, evaluated every {}",
+        "models: {}; trials {}..-1 warm up, 0..{} learn, batch {}, evaluated every {} trials",
         models.join(", "),
         sched.first_trial(),
         sched.trials as i64 - 1,
         sched.batch,
         sched.eval_every
     );
+    eprintln!("{}", estimate.describe());
     print_warnings(s);
     eprintln!("{}: valid", file.display());
     Ok(true)
@@ -517,6 +549,23 @@ fn main() -> ExitCode {
     if let Some(threads) = cli.threads {
         dtpsim::linalg::set_threads(threads);
     }
+    let mut limits = dtpsim::resources::Limits::machine();
+    for (flag, value) in [
+        ("--max-memory", cli.max_memory),
+        ("--max-hours", cli.max_hours),
+    ] {
+        if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            eprintln!("error: {flag}: give a positive number");
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(gib) = cli.max_memory {
+        limits.memory_bytes = gib * 1024.0 * 1024.0 * 1024.0;
+    }
+    if let Some(hours) = cli.max_hours {
+        limits.hours = hours;
+    }
+    dtpsim::resources::set_limits(limits);
     let result = match &cli.command {
         None => dtpsim::scenario::parse_scenario(QUICKSTART, &[])
             .context("embedded quick-start scenario")

@@ -92,6 +92,7 @@ pub fn run_scenario(
     sets: &[String],
 ) -> anyhow::Result<RunReport> {
     scenario.validate()?;
+    crate::resources::check(scenario)?;
     let net = scenario.initial_network()?;
     let data = dataset(scenario)?;
     create_dir(out)?;

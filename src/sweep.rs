@@ -83,6 +83,12 @@ pub fn grid(params: &[(String, Vec<Value>)], seeds: usize, base_seed: u64) -> Ve
     runs
 }
 
+/// The largest grid a sweep runs (each run writes a folder).
+pub const MAX_RUNS: usize = 100_000;
+
+/// The most runs a sweep runs at a time.
+pub const MAX_JOBS: usize = 1024;
+
 /// Runs the grid for the scenario text of `file` (with `base_sets` applied first), `jobs` runs
 /// at a time, into `out`. Every grid point is validated before the first run starts.
 pub fn run_sweep(
@@ -99,19 +105,46 @@ pub fn run_sweep(
     let dir = file.parent().unwrap_or(Path::new(""));
     let base = parse_scenario_at(&text, base_sets, Some(dir))
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let size = params.iter().try_fold(seeds.max(1), |n, (_, values)| {
+        n.checked_mul(values.len().max(1))
+    });
+    match size {
+        Some(n) if n <= MAX_RUNS => {}
+        _ => anyhow::bail!(
+            "the grid has {} runs (values of every --param × seeds), more than {MAX_RUNS}; sweep fewer values, or split the grid into several sweeps",
+            size.map_or("too many".to_string(), |n| n.to_string())
+        ),
+    }
+    if jobs > MAX_JOBS {
+        anyhow::bail!("--jobs: {jobs} runs at a time is more than {MAX_JOBS}; give at most the number of cores");
+    }
     let runs = grid(params, seeds, base.seed);
+    let jobs = jobs.clamp(1, runs.len().max(1));
     let mut scenarios = Vec::with_capacity(runs.len());
+    let mut largest = 0.0f64;
     for r in &runs {
         let sets: Vec<String> = base_sets.iter().chain(&r.sets).cloned().collect();
-        let s = parse_scenario_at(&text, &sets, Some(dir)).map_err(|e| {
+        let named = |e: &dyn std::fmt::Display| {
             anyhow::anyhow!(
                 "{} (sweep run {}: {}): {e}",
                 file.display(),
                 r.index,
                 r.sets.join(" ")
             )
-        })?;
+        };
+        let s = parse_scenario_at(&text, &sets, Some(dir)).map_err(|e| named(&e))?;
+        let estimate = crate::resources::check(&s).map_err(|e| named(&e))?;
+        largest = largest.max(estimate.memory_bytes);
         scenarios.push((s, sets));
+    }
+    let limit = crate::resources::limits().memory_bytes;
+    if jobs as f64 * largest > limit {
+        anyhow::bail!(
+            "--jobs: {jobs} runs at a time would need about {} of memory (the largest run about {}), more than the limit of {}; lower --jobs or raise --max-memory",
+            crate::resources::bytes(jobs as f64 * largest),
+            crate::resources::bytes(largest),
+            crate::resources::bytes(limit)
+        );
     }
     create_dir(out)?;
     let summary = out.join("sweep.json");
@@ -136,9 +169,7 @@ pub fn run_sweep(
         progress,
         "sweep [{bar:30}] {pos}/{len} runs {elapsed_precise} ETA {eta}",
     );
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs.max(1))
-        .build()?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
     let results: Vec<anyhow::Result<crate::runner::RunReport>> = pool.install(|| {
         scenarios
             .par_iter()

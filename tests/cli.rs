@@ -191,3 +191,70 @@ fn a_diverging_algorithm_exits_1_and_keeps_everything_written() {
     assert!(dir.join("run/weights_dtp1_iterated.json").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Sizes are checked before anything is allocated: each case is refused in well under a
+/// second, with exit 2, the field and the flag that raises the limit.
+#[test]
+fn oversized_runs_are_refused_before_allocating() {
+    let dir = scratch("cli-sizes");
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/quickstart.json");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec![
+                "check",
+                quickstart,
+                "--set",
+                "network.widths=[10,40000,40000,10]",
+            ],
+            vec!["network.widths", "GiB of memory", "--max-memory"],
+        ),
+        (
+            vec![
+                "run",
+                quickstart,
+                "--set",
+                "schedule.batch=1000000",
+                "--out",
+                "big",
+            ],
+            vec!["schedule.batch", "--max-memory"],
+        ),
+        (
+            vec!["check", quickstart, "--set", "data.train=1000000000"],
+            vec!["data.train", "--max-memory"],
+        ),
+        (
+            vec!["check", quickstart, "--set", "schedule.trials=100000000000"],
+            vec!["schedule.trials", "--max-hours"],
+        ),
+        (
+            vec!["check", quickstart, "--set", "engine.dynamics.leak=1e6"],
+            vec!["engine.dynamics.leak: must be in [0, 1000], got 1e6"],
+        ),
+        (
+            vec!["check", quickstart, "--max-memory", "0.00001"],
+            vec!["--max-memory"],
+        ),
+        (
+            vec![
+                "sweep", quickstart, "--param", "seed=1,2", "--jobs", "100000", "--out", "sw",
+            ],
+            vec!["--jobs", "at most"],
+        ),
+        (
+            vec!["bench", "--widths", "10,1", "--out", "b"],
+            vec!["--widths", "at least 2"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let start = std::time::Instant::now();
+        let out = dtpsim(&args, &dir);
+        let err = expect_clean_error(&out, &needles);
+        assert!(start.elapsed().as_secs_f64() < 5.0, "{args:?}: {err}");
+    }
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "nothing is written"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
