@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut seconds = Vec::new();
         for run in 1..=runs {
             let start = Instant::now();
-            let out = train_one(&cfg, named, &data, &|_| {})?;
+            let out = train_one(&cfg, named, &data, &|_, _| {})?;
             seconds.push(start.elapsed().as_secs_f64());
             let last = out.rows.last().expect("rows");
             // ‖W_l‖ to the last digit: equal across runs and thread counts (MATMUL_NUM_THREADS)

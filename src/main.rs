@@ -48,7 +48,8 @@ enum Command {
     Run {
         /// Scenario JSON (scenarios/*.json; format in README and scenarios/scenario.schema.json).
         file: PathBuf,
-        /// Output folder (created; summary.json is written last and marks a complete run).
+        /// Output folder (default out/<file stem>); must be empty or absent, see --force.
+        /// summary.json is written last and marks a finished run.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Override a field before checking: --set engine.protocol.t_stim=9 (repeatable).
@@ -57,6 +58,10 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Replace the earlier run in --out (only dtpsim's own files are removed); without it a
+        /// folder that holds files is refused.
+        #[arg(long)]
+        force: bool,
     },
     /// Check a scenario and print it resolved (every default filled in).
     Check {
@@ -80,10 +85,15 @@ enum Command {
         /// Fixed overrides applied to every run.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         sets: Vec<String>,
+        /// Output folder (default out/<file stem>_sweep); must be empty or absent.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Replace the earlier sweep in --out (only dtpsim's own files are removed).
+        #[arg(long)]
+        force: bool,
     },
     /// Redraw the plots of a run or sweep folder from its CSV files.
     Plot { dir: PathBuf },
@@ -131,7 +141,7 @@ fn bench(
     memory_trials: usize,
     out: &Path,
     probe: Option<usize>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<u8> {
     use dtpsim::bench::{matmul_peak, peak_rss_kib, throughput, Case};
     use dtpsim::continuous::config::{Method, WeightsMode};
     if widths.len() < 2 || widths.contains(&0) || widths[widths.len() - 1] < 2 {
@@ -185,7 +195,7 @@ fn bench(
             t.state_bytes,
             n
         );
-        return Ok(true);
+        return Ok(0);
     }
     dtpsim::record::create_dir(out)?;
     let threads = dtpsim::linalg::threads_in_use();
@@ -292,18 +302,30 @@ fn bench(
     let path = out.join("bench.json");
     dtpsim::record::write_atomic(&path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
     println!("wrote {}", path.display());
-    Ok(true)
+    Ok(0)
 }
 
-fn sweep(
-    file: &Path,
-    params: &[String],
+/// What `dtpsim sweep` was given.
+struct SweepArgs<'a> {
+    params: &'a [String],
     seeds: Option<usize>,
     jobs: Option<usize>,
-    sets: &[String],
-    out: Option<&Path>,
+    sets: &'a [String],
+    out: Option<&'a Path>,
     quiet: bool,
-) -> anyhow::Result<bool> {
+    force: bool,
+}
+
+fn sweep(file: &Path, args: SweepArgs) -> anyhow::Result<u8> {
+    let SweepArgs {
+        params,
+        seeds,
+        jobs,
+        sets,
+        out,
+        quiet,
+        force,
+    } = args;
     let scenario = dtpsim::scenario::load_scenario(file, sets)?;
     let mut grid: Vec<(String, Vec<serde_json::Value>)> = params
         .iter()
@@ -330,14 +352,35 @@ fn sweep(
         ));
         d
     });
-    let files = dtpsim::sweep::run_sweep(file, sets, &grid, seeds, jobs, &out, !quiet)?;
+    let options = dtpsim::sweep::SweepOptions {
+        seeds,
+        jobs,
+        progress: !quiet,
+        force,
+    };
+    let outcome = dtpsim::sweep::run_sweep(file, sets, &grid, &out, &options)
+        .map_err(|e| after_writing(e, &out))?;
     let table = std::fs::read_to_string(out.join("sweep.csv"))?;
     print!("{table}");
-    println!("wrote {} files to {}", files.len(), out.display());
-    Ok(!table.contains(",failed: ") && !table.contains(",stopped: "))
+    println!(
+        "{} runs: {} complete, {} stopped, {} failed, {} interrupted; outputs in {}",
+        outcome.complete + outcome.stopped + outcome.failed + outcome.interrupted,
+        outcome.complete,
+        outcome.stopped,
+        outcome.failed,
+        outcome.interrupted,
+        out.display()
+    );
+    Ok(if outcome.interrupted > 0 {
+        EXIT_INTERRUPTED
+    } else if outcome.stopped + outcome.failed > 0 {
+        1
+    } else {
+        0
+    })
 }
 
-fn plot(dir: &Path) -> anyhow::Result<bool> {
+fn plot(dir: &Path) -> anyhow::Result<u8> {
     if !dir.is_dir() {
         anyhow::bail!(
             "{}: not a folder; give the output folder of dtpsim run or sweep",
@@ -368,7 +411,7 @@ fn plot(dir: &Path) -> anyhow::Result<bool> {
     for f in &files {
         println!("{}", f.display());
     }
-    Ok(true)
+    Ok(0)
 }
 
 /// The plots of one run folder; the title and the loss come from its summary when it has one
@@ -391,7 +434,7 @@ fn plot_run(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// `dtpsim check`: the resolved scenario on stdout; on stderr what the run will use (data,
 /// models, trials) and any warnings.
-fn check(file: &Path, s: &dtpsim::scenario::Scenario) -> anyhow::Result<bool> {
+fn check(file: &Path, s: &dtpsim::scenario::Scenario) -> anyhow::Result<u8> {
     // the estimate comes first: nothing is allocated for a scenario that would not fit
     let estimate = dtpsim::resources::check(s)?;
     s.initial_network()?;
@@ -414,7 +457,40 @@ fn check(file: &Path, s: &dtpsim::scenario::Scenario) -> anyhow::Result<bool> {
     eprintln!("{}", estimate.describe());
     print_warnings(s);
     eprintln!("{}: valid", file.display());
-    Ok(true)
+    Ok(0)
+}
+
+/// Exit status of a run or sweep stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Exit status of an error after the output folder was started (a write failed): the folder
+/// holds an incomplete run, without `summary.json`.
+const EXIT_INCOMPLETE: u8 = 3;
+
+/// An error that happened after `out` received files: marked so that `main` exits with
+/// [`EXIT_INCOMPLETE`] (2 is kept for "nothing written").
+#[derive(Debug)]
+struct Incomplete(anyhow::Error);
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for Incomplete {}
+
+/// Marks `e` as [`Incomplete`] when `out` holds anything (the error came after writing began).
+fn after_writing(e: anyhow::Error, out: &Path) -> anyhow::Error {
+    let written = std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some());
+    if written && e.downcast_ref::<dtpsim::ConfigError>().is_none() {
+        anyhow::Error::new(Incomplete(e)).context(format!(
+            "{} holds an incomplete run (no summary.json)",
+            out.display()
+        ))
+    } else {
+        e
+    }
 }
 
 /// A scenario error found after parsing (a data file, a weights file) names the scenario file
@@ -445,9 +521,14 @@ fn run(
     out: &Path,
     sets: &[String],
     quiet: bool,
-) -> anyhow::Result<bool> {
+    force: bool,
+) -> anyhow::Result<u8> {
     print_warnings(&scenario);
-    let report = dtpsim::runner::run_scenario(&scenario, out, !quiet, sets)?;
+    if force {
+        dtpsim::runner::prepare_output(out, true)?;
+    }
+    let report = dtpsim::runner::run_scenario(&scenario, out, !quiet, sets)
+        .map_err(|e| after_writing(e, out))?;
     println!(
         "{:<18} {:>8} {:>14} {:>14} {:>10}",
         "model", "trials", "initial loss", "final loss", "accuracy"
@@ -491,22 +572,24 @@ fn run(
                 st.field.evaluations,
                 100.0 * st.field.seconds / report.seconds.max(1e-9)
             );
-            if let Some(e) = &c.error {
-                eprintln!("error: continuous run: {e}");
-            }
         }
         None => println!("finished in {:.1} s", report.seconds),
     }
-    for r in &report.references {
-        if let Some(e) = &r.error {
-            eprintln!("error: {e}");
+    for (name, _, error) in report.model_statuses() {
+        if let Some(e) = error {
+            eprintln!("error: {name}: {e}");
         }
     }
-    println!("outputs in {}", out.display());
-    Ok(report.complete())
+    let status = report.status();
+    println!("{}: outputs in {}", status.name(), out.display());
+    Ok(match status {
+        dtpsim::runner::RunStatus::Complete => 0,
+        dtpsim::runner::RunStatus::Stopped => 1,
+        dtpsim::runner::RunStatus::Interrupted => EXIT_INTERRUPTED,
+    })
 }
 
-fn theory(out: &Path) -> anyhow::Result<bool> {
+fn theory(out: &Path) -> anyhow::Result<u8> {
     dtpsim::record::create_dir(out)?;
     let start = std::time::Instant::now();
     let (rows, files) = dtpsim::theory::run_all(Some(out))?;
@@ -541,7 +624,7 @@ fn theory(out: &Path) -> anyhow::Result<bool> {
         "theory suite finished in {:.2} s",
         start.elapsed().as_secs_f64()
     );
-    Ok(ok)
+    Ok(if ok { 0 } else { 1 })
 }
 
 fn main() -> ExitCode {
@@ -566,18 +649,21 @@ fn main() -> ExitCode {
         limits.hours = hours;
     }
     dtpsim::resources::set_limits(limits);
+    dtpsim::interrupt::install();
     let result = match &cli.command {
+        // the embedded demo replaces its own earlier output (and only dtpsim's files)
         None => dtpsim::scenario::parse_scenario(QUICKSTART, &[])
             .context("embedded quick-start scenario")
-            .and_then(|s| run(s, Path::new("out/quickstart"), &[], false)),
+            .and_then(|s| run(s, Path::new("out/quickstart"), &[], false, true)),
         Some(Command::Run {
             file,
             out,
             sets,
             quiet,
+            force,
         }) => dtpsim::scenario::load_scenario(file, sets).and_then(|s| {
             let out = out.clone().unwrap_or_else(|| default_out(file));
-            run(s, &out, sets, *quiet).map_err(|e| name_file(e, file))
+            run(s, &out, sets, *quiet, *force).map_err(|e| name_file(e, file))
         }),
         Some(Command::Check { file, sets }) => dtpsim::scenario::load_scenario(file, sets)
             .and_then(|s| check(file, &s).map_err(|e| name_file(e, file))),
@@ -589,11 +675,23 @@ fn main() -> ExitCode {
             sets,
             out,
             quiet,
-        }) => sweep(file, params, *seeds, *jobs, sets, out.as_deref(), *quiet),
+            force,
+        }) => sweep(
+            file,
+            SweepArgs {
+                params,
+                seeds: *seeds,
+                jobs: *jobs,
+                sets,
+                out: out.as_deref(),
+                quiet: *quiet,
+                force: *force,
+            },
+        ),
         Some(Command::Plot { dir }) => plot(dir),
         Some(Command::Schema) => {
             println!("{}", dtpsim::scenario::schema_json());
-            Ok(true)
+            Ok(0)
         }
         Some(Command::Theory { out }) => theory(out),
         Some(Command::Bench {
@@ -615,11 +713,11 @@ fn main() -> ExitCode {
         ),
     };
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            let incomplete = e.chain().any(|c| c.downcast_ref::<Incomplete>().is_some());
+            ExitCode::from(if incomplete { EXIT_INCOMPLETE } else { 2 })
         }
     }
 }

@@ -18,6 +18,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     })
 }
 
+/// `path` with `.partial` appended: the name a file has while it is being written.
+pub fn partial_path(path: &Path) -> PathBuf {
+    tmp_path(path)
+}
+
 fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()

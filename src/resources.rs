@@ -296,12 +296,8 @@ pub fn estimate(s: &Scenario) -> Estimate {
         let traced = (traced.end - traced.start).max(0) as f64;
         if s.traces.interval > 0.0 && columns > 0.0 {
             let rows = traced * ((p.t_stim + p.t_gap) / s.traces.interval + 6.0);
+            // streamed to disk as they are sampled: no memory term
             trace_bytes = rows * (columns + 4.0) * 24.0;
-            // rows are held until the run ends
-            memory.push((
-                rows * (columns * 8.0 + 64.0),
-                "traces.trials, traces.interval, traces.variables".to_string(),
-            ));
         }
     }
     let memory_bytes = memory.iter().map(|m| m.0).sum();

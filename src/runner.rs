@@ -9,9 +9,9 @@
 use crate::continuous::run::{run_protocol, RunOutcome};
 use crate::data::Dataset;
 use crate::discrete::train::{train_one, TrainOutcome};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, IoError};
 use crate::metrics::MetricsRow;
-use crate::record::{create_dir, num, write_atomic, Table};
+use crate::record::{write_atomic, Table};
 use crate::scenario::{Scenario, TraceRecorder};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use rayon::prelude::*;
@@ -32,11 +32,75 @@ pub struct RunReport {
     pub seconds: f64,
 }
 
+/// How a run (or one model of it) ended: `summary.json`'s `status` and the exit code of
+/// `dtpsim run` (0, 1, 130).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every model ran every trial and every evaluation is finite.
+    Complete,
+    /// Some model stopped early: it diverged, or an evaluation was not finite.
+    Stopped,
+    /// Ctrl-C stopped the run at a trial boundary.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The word written to `summary.json` and `sweep.csv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    fn of(error: bool, interrupted: bool) -> RunStatus {
+        match (error, interrupted) {
+            (true, _) => RunStatus::Stopped,
+            (false, true) => RunStatus::Interrupted,
+            (false, false) => RunStatus::Complete,
+        }
+    }
+}
+
 impl RunReport {
     /// Whether every model ran to the end.
     pub fn complete(&self) -> bool {
-        self.continuous.as_ref().is_none_or(|c| c.error.is_none())
-            && self.references.iter().all(|r| r.error.is_none())
+        self.status() == RunStatus::Complete
+    }
+
+    /// The run's status: stopped if any model stopped, else interrupted if any was, else
+    /// complete.
+    pub fn status(&self) -> RunStatus {
+        let models = self.model_statuses();
+        if models.iter().any(|(_, s, _)| *s == RunStatus::Stopped) {
+            RunStatus::Stopped
+        } else if models.iter().any(|(_, s, _)| *s == RunStatus::Interrupted) {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Complete
+        }
+    }
+
+    /// Every model's name, status and error message.
+    pub fn model_statuses(&self) -> Vec<(String, RunStatus, Option<String>)> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.continuous {
+            let error = c.error.as_ref().map(|e| e.to_string());
+            out.push((
+                "continuous".to_string(),
+                RunStatus::of(error.is_some(), c.interrupted),
+                error,
+            ));
+        }
+        for r in &self.references {
+            out.push((
+                r.name.clone(),
+                RunStatus::of(r.error.is_some(), r.interrupted),
+                r.error.clone(),
+            ));
+        }
+        out
     }
 
     /// Final evaluation of the continuous model.
@@ -60,31 +124,147 @@ pub fn dataset(s: &Scenario) -> Result<Dataset, ConfigError> {
         .map_err(ConfigError::from)
 }
 
-fn traces_table(recorder: &TraceRecorder) -> Table {
-    let mut header = vec![
-        "time".to_string(),
-        "trial".to_string(),
-        "phase".to_string(),
-        "teacher".to_string(),
-    ];
-    header.extend(recorder.columns.iter().map(|v| v.column()));
-    let h: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
-    let mut t = Table::new(&h);
-    for r in &recorder.rows {
-        let phase = if r.trial < 0 { "warmup" } else { "learning" };
-        let mut row = vec![
-            num(r.time),
-            r.trial.to_string(),
-            phase.to_string(),
-            u8::from(r.teacher).to_string(),
-        ];
-        row.extend(r.values.iter().map(|v| num(*v)));
-        t.push(row);
+/// The files dtpsim writes into a run or sweep folder (and nothing else): `--force` clears a
+/// folder only when everything in it matches.
+fn written_by_dtpsim(name: &str, is_dir: bool) -> bool {
+    if is_dir {
+        return name == "runs";
     }
-    t
+    let ext = |e: &str| name.ends_with(e);
+    matches!(
+        name,
+        "summary.json"
+            | "metrics.csv"
+            | "traces.csv"
+            | "sweep.csv"
+            | "sweep.json"
+            | "sweep_summary.csv"
+    ) || ext(".partial")
+        || ext(".png")
+        || ext(".svg")
+        || (name.starts_with("weights_") && ext(".json"))
 }
 
-/// Runs `scenario` into `out`. `sets` are recorded in the summary for reproduction.
+/// Makes `out` an empty, writable folder before anything runs. A folder that holds files is
+/// refused (so a run never mixes its files with another's), unless `force`: then it is
+/// cleared, provided everything in it is a dtpsim output. Errors are [`ConfigError`]s on
+/// `--out`: nothing has been written when one is returned.
+pub fn prepare_output(out: &Path, force: bool) -> Result<(), ConfigError> {
+    let bad = |msg: String| ConfigError::new("--out", format!("{}: {msg}", out.display()));
+    if out.exists() && !out.is_dir() {
+        return Err(bad("exists and is not a folder; give a folder name".into()));
+    }
+    if out.is_dir() {
+        let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(out)
+            .map_err(|e| bad(format!("cannot read: {e}")))?
+            .filter_map(Result::ok)
+            .collect();
+        if !entries.is_empty() {
+            let names: Vec<String> = entries
+                .iter()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect();
+            let shown = names.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
+            let foreign = entries.iter().find(|e| {
+                let dir = e.file_type().is_ok_and(|t| t.is_dir());
+                !written_by_dtpsim(&e.file_name().to_string_lossy(), dir)
+            });
+            if !force {
+                return Err(bad(format!(
+                    "holds files of an earlier run ({shown}{}); give another --out, or --force to replace them",
+                    if names.len() > 4 { ", …" } else { "" }
+                )));
+            }
+            if let Some(f) = foreign {
+                return Err(bad(format!(
+                    "holds {} that dtpsim did not write; --force clears only dtpsim's own outputs: give another --out",
+                    f.file_name().to_string_lossy()
+                )));
+            }
+            for e in entries {
+                let path = e.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|err| bad(format!("cannot clear {}: {err}", path.display())))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| bad(format!("cannot create: {e}")))?;
+    let probe = out.join(".dtpsim-write-test");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| bad(format!("is not writable: {e}")))?;
+    Ok(())
+}
+
+/// `metrics.csv` while the models run: every evaluation is appended to `metrics.csv.partial`
+/// and flushed as it is made (models interleave); at the end the complete file is written in
+/// a fixed order and the partial one removed.
+struct MetricsSink {
+    writer: std::sync::Mutex<Option<csv::Writer<std::fs::File>>>,
+    partial: PathBuf,
+    error: std::sync::Mutex<Option<std::io::Error>>,
+}
+
+impl MetricsSink {
+    fn create(path: &Path, depth: usize) -> Result<Self, IoError> {
+        let partial = crate::record::partial_path(path);
+        let fail = |cause: std::io::Error| IoError::Write {
+            path: partial.clone(),
+            cause,
+        };
+        let mut writer = csv::Writer::from_writer(std::fs::File::create(&partial).map_err(fail)?);
+        writer
+            .write_record(crate::metrics::header(depth))
+            .and_then(|()| writer.flush().map_err(Into::into))
+            .map_err(|e| fail(e.into()))?;
+        Ok(MetricsSink {
+            writer: std::sync::Mutex::new(Some(writer)),
+            partial,
+            error: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn push(&self, row: &MetricsRow) {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = guard.as_mut() else { return };
+        let written = w
+            .write_record(crate::metrics::record(row))
+            .map_err(std::io::Error::from)
+            .and_then(|()| w.flush());
+        if let Err(e) = written {
+            *guard = None;
+            *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        }
+    }
+
+    /// Writes the complete table to `path` in place of the partial file.
+    fn finish(self, path: &Path, table: &Table) -> Result<(), IoError> {
+        drop(self.writer);
+        let error = self.error.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(cause) = error {
+            return Err(IoError::Write {
+                path: self.partial,
+                cause,
+            });
+        }
+        // written through the same `.partial` name and renamed: the partial file becomes the
+        // complete one
+        table.write(path)
+    }
+}
+
+/// Runs `scenario` into `out`, which must be empty or absent (see [`prepare_output`]). `sets`
+/// are recorded in the summary for reproduction.
+///
+/// Files are written as the run goes: `metrics.csv.partial` and `traces.csv.partial` grow and
+/// are flushed at every evaluation and trial; at the end they become `metrics.csv` and
+/// `traces.csv`, then the weights and plots are written, and `summary.json` last. A run
+/// stopped by Ctrl-C ([`crate::interrupt`]) ends at a trial boundary and is written the same
+/// way with status `interrupted`.
 pub fn run_scenario(
     scenario: &Scenario,
     out: &Path,
@@ -95,16 +275,7 @@ pub fn run_scenario(
     crate::resources::check(scenario)?;
     let net = scenario.initial_network()?;
     let data = dataset(scenario)?;
-    create_dir(out)?;
-    let summary_path = out.join("summary.json");
-    if summary_path.exists() {
-        std::fs::remove_file(&summary_path).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: cannot remove the old summary: {e}",
-                summary_path.display()
-            )
-        })?;
-    }
+    prepare_output(out, false)?;
     let start = Instant::now();
     let sched = &scenario.schedule;
     let total = sched.total_trials() as u64;
@@ -118,7 +289,13 @@ pub fn run_scenario(
         b.set_prefix(name.to_string());
         b
     };
+    let depth = net.depth();
+    let metrics_path = out.join("metrics.csv");
+    let sink = MetricsSink::create(&metrics_path, depth)?;
     let mut recorder = TraceRecorder::new(scenario);
+    if recorder.active() {
+        recorder.stream_to(&out.join("traces.csv"))?;
+    }
     let warm = sched.warmup_trials;
     // the references and the continuous run in parallel (references are cheap)
     let (continuous, references) = rayon::join(
@@ -131,6 +308,7 @@ pub fn run_scenario(
                 &scenario.name,
                 "{prefix:>18} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta} {msg}",
             );
+            let mut last = String::new();
             let outcome = run_protocol(
                 &net,
                 engine,
@@ -141,16 +319,17 @@ pub fn run_scenario(
                 &mut recorder,
                 &mut |done, _, row| {
                     bar.set_position(done as u64);
-                    let phase = if done <= warm { "warm-up" } else { "learning" };
-                    let loss = row.map_or(String::new(), |r| {
+                    if let Some(r) = row {
+                        sink.push(r);
                         let acc = if r.test_accuracy.is_finite() {
                             format!(", accuracy {:.3}", r.test_accuracy)
                         } else {
                             String::new()
                         };
-                        format!(" test loss {:.4}{acc}", r.test_loss)
-                    });
-                    bar.set_message(format!("t = {:.0} ({phase}){loss}", done as f64 * t_trial));
+                        last = format!(" test loss {:.4}{acc}", r.test_loss);
+                    }
+                    let phase = if done <= warm { "warm-up" } else { "learning" };
+                    bar.set_message(format!("t = {:.0} ({phase}){last}", done as f64 * t_trial));
                 },
             );
             bar.finish();
@@ -163,10 +342,15 @@ pub fn run_scenario(
                 .map(|named| {
                     let bar = bar(
                         &named.name,
-                        "{prefix:>18} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta}",
+                        "{prefix:>18} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta} {msg}",
                     );
-                    let outcome =
-                        train_one(scenario, named, &data, &|n| bar.set_position(n as u64));
+                    let outcome = train_one(scenario, named, &data, &|n, row| {
+                        bar.set_position(n as u64);
+                        if let Some(r) = row {
+                            sink.push(r);
+                            bar.set_message(format!("test loss {:.4}", r.test_loss));
+                        }
+                    });
                     bar.finish();
                     outcome
                 })
@@ -175,7 +359,6 @@ pub fn run_scenario(
     );
     let continuous = continuous?;
     let references = references?;
-    let depth = net.depth();
     let mut report = RunReport {
         continuous,
         references,
@@ -184,14 +367,9 @@ pub fn run_scenario(
         seconds: 0.0,
     };
 
-    let metrics = out.join("metrics.csv");
-    crate::metrics::table(depth, report.rows()).write(&metrics)?;
-    report.files.push(metrics);
-    if !recorder.rows.is_empty() {
-        let path = out.join("traces.csv");
-        traces_table(&recorder).write(&path)?;
-        report.files.push(path);
-    }
+    sink.finish(&metrics_path, &crate::metrics::table(depth, report.rows()))?;
+    report.files.push(metrics_path);
+    report.files.extend(recorder.finish()?);
     if scenario.outputs.weights {
         if let Some(c) = &report.continuous {
             let path = out.join("weights_continuous.json");
@@ -214,6 +392,7 @@ pub fn run_scenario(
             .extend(crate::report::plot_run_dir(out, &labels)?);
     }
     report.seconds = start.elapsed().as_secs_f64();
+    let summary_path = out.join("summary.json");
     let summary = summary_json(scenario, sets, &report);
     write_atomic(
         &summary_path,
@@ -223,28 +402,42 @@ pub fn run_scenario(
     Ok(report)
 }
 
-/// The final values of one model's rows, for `summary.json`.
-fn finals(rows: &[MetricsRow]) -> serde_json::Value {
+/// One model's numbers for `summary.json`: the final ones only when it completed (a stopped
+/// model's last evaluation is not a final result), the last evaluation always.
+fn model_json(rows: &[MetricsRow], status: RunStatus, error: Option<String>) -> serde_json::Value {
     let last = rows.last();
-    let finite = |f: fn(&MetricsRow) -> f64| last.map(f).filter(|v| v.is_finite());
+    let done = status == RunStatus::Complete;
+    let finite = |f: fn(&MetricsRow) -> f64| last.filter(|_| done).map(f).filter(|v| v.is_finite());
     serde_json::json!({
+        "status": status.name(),
+        "error": error,
         "trials": last.map(|r| r.trial),
         "examples": last.map(|r| r.examples),
-        "initial_test_loss": rows.first().map(|r| r.test_loss),
+        "initial_test_loss": rows.first().map(|r| r.test_loss).filter(|v| v.is_finite()),
         "final_test_loss": finite(|r| r.test_loss),
         "final_test_mse": finite(|r| r.test_mse),
         "final_test_accuracy": finite(|r| r.test_accuracy),
+        "last_evaluation": last.map(|r| serde_json::json!({
+            "trial": r.trial,
+            "test_loss": Some(r.test_loss).filter(|v| v.is_finite()),
+            "test_accuracy": Some(r.test_accuracy).filter(|v| v.is_finite()),
+        })),
     })
 }
 
 fn summary_json(scenario: &Scenario, sets: &[String], report: &RunReport) -> serde_json::Value {
-    let status = match report.continuous.as_ref().and_then(|c| c.error.as_ref()) {
-        None => "complete".to_string(),
-        Some(e) => format!("stopped early: {e}"),
+    let statuses = report.model_statuses();
+    let status_of = |name: &str| {
+        statuses
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, s, e)| (*s, e.clone()))
+            .unwrap_or((RunStatus::Complete, None))
     };
     let continuous = report.continuous.as_ref().map(|c| {
         let st = c.stats;
-        let mut v = finals(&c.rows);
+        let (status, error) = status_of("continuous");
+        let mut v = model_json(&c.rows, status, error);
         let extra = serde_json::json!({
             "mean_update_cosine": mean_finite(c.rows.iter().map(|r| r.update_cosine)),
             "simulated_time": st.time,
@@ -252,27 +445,31 @@ fn summary_json(scenario: &Scenario, sets: &[String], report: &RunReport) -> ser
             "field_seconds": st.field.seconds,
             "accepted_steps": st.solver.accepted_steps,
             "rejected_steps": st.solver.rejected_steps,
-            "error": c.error.as_ref().map(|e| e.to_string()),
         });
         if let (Some(a), Some(b)) = (v.as_object_mut(), extra.as_object()) {
             a.extend(b.clone());
         }
         v
     });
+    let errors: Vec<String> = statuses
+        .iter()
+        .filter_map(|(n, _, e)| e.as_ref().map(|e| format!("{n}: {e}")))
+        .collect();
     serde_json::json!({
         "dtpsim_version": env!("CARGO_PKG_VERSION"),
         "kind": "run",
-        "status": status,
+        "status": report.status().name(),
+        "errors": errors,
         "set": sets,
         "scenario": scenario,
         "data": report.provenance,
         "seconds": report.seconds,
         "continuous": continuous,
         "references": report.references.iter().map(|o| {
-            let mut v = finals(&o.rows);
+            let (status, error) = status_of(&o.name);
+            let mut v = model_json(&o.rows, status, error);
             if let Some(a) = v.as_object_mut() {
                 a.insert("name".into(), o.name.clone().into());
-                a.insert("error".into(), o.error.clone().into());
             }
             v
         }).collect::<Vec<_>>(),

@@ -940,7 +940,9 @@ pub struct TraceRow {
     pub values: Vec<f64>,
 }
 
-/// Samples the scenario's trace columns during the chosen trials.
+/// Samples the scenario's trace columns during the chosen trials: into memory
+/// ([`TraceRecorder::rows`]), or, after [`TraceRecorder::stream_to`], straight into a CSV file
+/// that is flushed at every trial's end, so a long trace never sits in memory.
 pub struct TraceRecorder {
     /// Sampling interval in simulated time.
     pub interval: f64,
@@ -948,8 +950,19 @@ pub struct TraceRecorder {
     pub trials: std::ops::Range<i64>,
     /// What is read at each sample.
     pub columns: Vec<TraceColumn>,
-    /// The samples so far.
+    /// The samples so far (when not streaming).
     pub rows: Vec<TraceRow>,
+    sink: Option<TraceSink>,
+}
+
+/// The file a streaming recorder writes: `<name>.partial` until [`TraceRecorder::finish`].
+struct TraceSink {
+    writer: csv::Writer<std::io::BufWriter<std::fs::File>>,
+    partial: std::path::PathBuf,
+    path: std::path::PathBuf,
+    written: usize,
+    last_trial: Option<i64>,
+    error: Option<std::io::Error>,
 }
 
 impl TraceRecorder {
@@ -960,6 +973,103 @@ impl TraceRecorder {
             trials: scenario.traces.trial_range(&scenario.schedule),
             columns: scenario.trace_columns(),
             rows: Vec::new(),
+            sink: None,
+        }
+    }
+
+    /// Whether the recorder will take any sample.
+    pub fn active(&self) -> bool {
+        self.interval > 0.0 && !self.columns.is_empty() && !self.trials.is_empty()
+    }
+
+    /// The header of `traces.csv`: `time, trial, phase, teacher`, then one column per traced
+    /// variable.
+    pub fn header(&self) -> Vec<String> {
+        let mut header: Vec<String> = ["time", "trial", "phase", "teacher"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        header.extend(self.columns.iter().map(|v| v.column()));
+        header
+    }
+
+    /// Streams every sample into `path` (written as `path.partial` until [`Self::finish`]).
+    pub fn stream_to(&mut self, path: &Path) -> Result<(), crate::error::IoError> {
+        let partial = crate::record::partial_path(path);
+        let fail = |cause: std::io::Error| crate::error::IoError::Write {
+            path: partial.clone(),
+            cause,
+        };
+        let file = std::fs::File::create(&partial).map_err(fail)?;
+        let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
+        writer
+            .write_record(self.header())
+            .map_err(|e| fail(e.into()))?;
+        self.sink = Some(TraceSink {
+            writer,
+            partial: partial.clone(),
+            path: path.to_path_buf(),
+            written: 0,
+            last_trial: None,
+            error: None,
+        });
+        Ok(())
+    }
+
+    /// Ends a stream: flushes the file and gives it its name (or removes it when no sample
+    /// was taken). Returns the file written, if any; the first write error, if one happened.
+    pub fn finish(&mut self) -> Result<Option<std::path::PathBuf>, crate::error::IoError> {
+        let Some(mut sink) = self.sink.take() else {
+            return Ok(None);
+        };
+        let fail = |path: &Path, cause: std::io::Error| crate::error::IoError::Write {
+            path: path.to_path_buf(),
+            cause,
+        };
+        if let Some(e) = sink.error.take() {
+            let _ = std::fs::remove_file(&sink.partial);
+            return Err(fail(&sink.partial, e));
+        }
+        if let Err(e) = sink.writer.flush() {
+            let _ = std::fs::remove_file(&sink.partial);
+            return Err(fail(&sink.partial, e));
+        }
+        drop(sink.writer);
+        if sink.written == 0 {
+            let _ = std::fs::remove_file(&sink.partial);
+            return Ok(None);
+        }
+        std::fs::rename(&sink.partial, &sink.path).map_err(|e| fail(&sink.path, e))?;
+        Ok(Some(sink.path))
+    }
+
+    fn push(&mut self, row: TraceRow) {
+        let Some(sink) = &mut self.sink else {
+            self.rows.push(row);
+            return;
+        };
+        if sink.error.is_some() {
+            return;
+        }
+        // flush once per trial: a run stopped by a kill keeps every finished trial on disk
+        if sink.last_trial.is_some_and(|t| t != row.trial) {
+            if let Err(e) = sink.writer.flush() {
+                sink.error = Some(e);
+                return;
+            }
+        }
+        sink.last_trial = Some(row.trial);
+        let phase = if row.trial < 0 { "warmup" } else { "learning" };
+        let mut record = vec![
+            crate::record::num(row.time),
+            row.trial.to_string(),
+            phase.to_string(),
+            u8::from(row.teacher).to_string(),
+        ];
+        record.extend(row.values.iter().map(|v| crate::record::num(*v)));
+        match sink.writer.write_record(&record) {
+            Ok(()) => sink.written += 1,
+            Err(e) => sink.error = Some(e.into()),
         }
     }
 }
@@ -977,7 +1087,7 @@ impl Observer for TraceRecorder {
         }
         // a segment boundary is sampled twice, at the end of one segment and the start of the
         // next, each with its own teacher gate: the gate switch is drawn at the exact time
-        self.rows.push(TraceRow {
+        let row = TraceRow {
             time: s.time,
             trial: s.trial,
             teacher: s.teacher,
@@ -986,6 +1096,7 @@ impl Observer for TraceRecorder {
                 .iter()
                 .map(|v| v.read(s).unwrap_or(f64::NAN))
                 .collect(),
-        });
+        };
+        self.push(row);
     }
 }

@@ -2,8 +2,8 @@
 //! into `sweep.csv` with one plot per metric. Every run can be reproduced alone with the
 //! `dtpsim run … --set …` line printed for it (and stored in its `summary.json`).
 
-use crate::record::{create_dir, num, write_atomic, Table};
-use crate::runner::{mean_finite, run_scenario};
+use crate::record::{num, write_atomic, Table};
+use crate::runner::{mean_finite, run_scenario, RunStatus};
 use crate::scenario::parse_scenario_at;
 use rayon::prelude::*;
 use serde_json::Value;
@@ -83,6 +83,47 @@ pub fn grid(params: &[(String, Vec<Value>)], seeds: usize, base_seed: u64) -> Ve
     runs
 }
 
+/// The message of a run that was not started because the sweep was interrupted.
+const NOT_STARTED: &str = "not started: the sweep was interrupted";
+
+/// How a sweep runs.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepOptions {
+    /// Seeds per grid point (seed, seed + 1, …).
+    pub seeds: usize,
+    /// Runs at a time.
+    pub jobs: usize,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Replace an earlier sweep in the output folder (only dtpsim's files are removed).
+    pub force: bool,
+}
+
+/// What a sweep produced: its files and how its runs ended.
+#[derive(Debug, Default)]
+pub struct SweepOutcome {
+    /// The files written at the sweep's top level.
+    pub files: Vec<PathBuf>,
+    /// Runs that completed.
+    pub complete: usize,
+    /// Runs in which a model stopped early.
+    pub stopped: usize,
+    /// Runs that failed (an error before or while writing).
+    pub failed: usize,
+    /// Runs stopped by Ctrl-C, or not started after it.
+    pub interrupted: usize,
+}
+
+impl SweepOutcome {
+    fn count(&mut self, status: RunStatus) {
+        match status {
+            RunStatus::Complete => self.complete += 1,
+            RunStatus::Stopped => self.stopped += 1,
+            RunStatus::Interrupted => self.interrupted += 1,
+        }
+    }
+}
+
 /// The largest grid a sweep runs (each run writes a folder).
 pub const MAX_RUNS: usize = 100_000;
 
@@ -95,11 +136,15 @@ pub fn run_sweep(
     file: &Path,
     base_sets: &[String],
     params: &[(String, Vec<Value>)],
-    seeds: usize,
-    jobs: usize,
     out: &Path,
-    progress: bool,
-) -> anyhow::Result<Vec<PathBuf>> {
+    options: &SweepOptions,
+) -> anyhow::Result<SweepOutcome> {
+    let SweepOptions {
+        seeds,
+        jobs,
+        progress,
+        force,
+    } = *options;
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
     let dir = file.parent().unwrap_or(Path::new(""));
@@ -146,11 +191,8 @@ pub fn run_sweep(
             crate::resources::bytes(limit)
         );
     }
-    create_dir(out)?;
+    crate::runner::prepare_output(out, force)?;
     let summary = out.join("sweep.json");
-    if summary.exists() {
-        std::fs::remove_file(&summary)?;
-    }
     for r in &runs {
         let sets: Vec<String> = base_sets
             .iter()
@@ -175,6 +217,10 @@ pub fn run_sweep(
             .par_iter()
             .zip(&runs)
             .map(|((s, sets), r)| {
+                // after Ctrl-C no new run starts; the running ones stop at a trial boundary
+                if crate::interrupt::requested() {
+                    return Err(anyhow::anyhow!(NOT_STARTED));
+                }
                 let res = run_scenario(
                     s,
                     &out.join("runs").join(format!("{:03}", r.index)),
@@ -199,15 +245,19 @@ pub fn run_sweep(
     header.extend(metric_names.iter().map(|m| format!("metric:{m}")));
     header.push("wall_seconds".into());
     header.push("status".into());
+    header.push("message".into());
     let h: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
     let mut table = Table::new(&h);
     let mut failures = Vec::new();
+    let mut outcome = SweepOutcome::default();
     for (r, res) in runs.iter().zip(&results) {
         let mut row = vec![format!("{:03}", r.index), r.seed.to_string()];
         row.extend(r.params.iter().map(|(_, v)| set_value_text(v)));
         match res {
             Ok(rep) => {
-                let last = rep.final_row();
+                // a stopped or interrupted run has no final values
+                let status = rep.status();
+                let last = rep.final_row().filter(|_| status == RunStatus::Complete);
                 let metrics = [
                     last.map(|l| l.test_loss),
                     last.map(|l| l.test_mse),
@@ -222,23 +272,36 @@ pub fn run_sweep(
                 ];
                 row.extend(metrics.iter().map(|m| num(m.unwrap_or(f64::NAN))));
                 row.push(format!("{:.3}", rep.seconds));
-                row.push(
-                    match rep.continuous.as_ref().and_then(|c| c.error.as_ref()) {
-                        None => "complete".into(),
-                        Some(e) => format!("stopped: {e}"),
-                    },
-                );
+                row.push(status.name().into());
+                let errors: Vec<String> = rep
+                    .model_statuses()
+                    .into_iter()
+                    .filter_map(|(n, _, e)| e.map(|e| format!("{n}: {e}")))
+                    .collect();
+                row.push(errors.join("; "));
+                outcome.count(status);
+                if status == RunStatus::Stopped {
+                    failures.push(format!("run {:03}: {}", r.index, errors.join("; ")));
+                }
             }
             Err(e) => {
                 row.extend(metric_names.iter().map(|_| "NaN".to_string()));
                 row.push("NaN".into());
-                row.push(format!("failed: {e}"));
-                failures.push(format!("run {:03}: {e}", r.index));
+                if e.to_string() == NOT_STARTED {
+                    row.push("interrupted".into());
+                    row.push("not started: the sweep was interrupted".into());
+                    outcome.interrupted += 1;
+                } else {
+                    row.push("failed".into());
+                    row.push(format!("{e:#}"));
+                    outcome.failed += 1;
+                    failures.push(format!("run {:03}: {e:#}", r.index));
+                }
             }
         }
         table.push(row);
     }
-    let mut files = Vec::new();
+    let files = &mut outcome.files;
     let csv_path = out.join("sweep.csv");
     table.write(&csv_path)?;
     files.push(csv_path);
@@ -251,11 +314,15 @@ pub fn run_sweep(
         "seeds": seeds,
         "runs": runs.iter().map(|r| serde_json::json!({"run": format!("{:03}", r.index), "set": r.sets})).collect::<Vec<_>>(),
         "failures": failures,
+        "complete": outcome.complete,
+        "stopped": outcome.stopped,
+        "failed": outcome.failed,
+        "interrupted": outcome.interrupted,
     });
     write_atomic(&summary, serde_json::to_string_pretty(&json)?.as_bytes())?;
-    files.push(summary);
+    outcome.files.push(summary);
     for f in &failures {
         eprintln!("error: {f}");
     }
-    Ok(files)
+    Ok(outcome)
 }

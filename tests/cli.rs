@@ -258,3 +258,72 @@ fn oversized_runs_are_refused_before_allocating() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Metrics are on disk while a run goes, and Ctrl-C (SIGINT) stops it at a trial boundary
+/// with a consistent, marked folder: exit 130, `summary.json` status `interrupted`, complete
+/// CSVs, no partial files.
+#[test]
+fn an_interrupted_run_keeps_a_consistent_marked_folder() {
+    let dir = scratch("cli-sigint");
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/quickstart.json");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dtpsim"))
+        .args([
+            "run",
+            quickstart,
+            "--set",
+            "schedule.trials=1000000",
+            "--set",
+            "schedule.eval_every=20",
+            "--set",
+            "schedule.warmup_trials=10",
+            "--set",
+            "traces.start_trial=0",
+            "--out",
+            "run",
+            "--quiet",
+            "--max-hours",
+            "1000",
+        ])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until some evaluations are on disk
+    let partial = dir.join("run/metrics.csv.partial");
+    let start = std::time::Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&partial).map_or(0, |t| t.lines().count());
+        if lines >= 4 {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "no metrics on disk after 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let run = dir.join("run");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "interrupted");
+    assert_eq!(summary["continuous"]["status"], "interrupted");
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(metrics.lines().count() >= 4, "{metrics}");
+    assert!(run.join("traces.csv").exists() && run.join("learning_curve.png").exists());
+    let partials: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -376,12 +376,147 @@ fn a_diverging_run_exits_1_and_keeps_what_it_measured() {
     let out = dtpsim(&["run", "s.json", "--out", "run", "--quiet"], &dir);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("continuous run: diverged in trial"), "{err}");
-    let summary = std::fs::read_to_string(dir.join("run/summary.json")).unwrap();
-    assert!(summary.contains("stopped early: diverged in trial"));
+    assert!(err.contains("continuous: diverged in trial"), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["status"], "stopped");
+    let c = &summary["continuous"];
+    assert_eq!(c["status"], "stopped");
+    assert!(c["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("diverged in trial"));
+    // a stopped model has no final result, only its last evaluation
+    assert!(c["final_test_loss"].is_null(), "{c}");
+    assert!(c["last_evaluation"]["test_loss"].as_f64().is_some(), "{c}");
+    assert_eq!(summary["references"][0]["status"], "complete");
     assert!(
         dir.join("run/metrics.csv").exists() && dir.join("run/weights_continuous.json").exists()
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every model either completes with finite metrics or is reported as stopped, in the exit
+/// code, in summary.json and in a sweep's table and exit code.
+#[test]
+fn a_stopped_reference_or_non_finite_metrics_are_never_complete() {
+    let dir = scratch("scn-status");
+    let mut v = tiny();
+    v["traces"]["interval"] = 0.into();
+    std::fs::write(dir.join("s.json"), v.to_string()).unwrap();
+    for (set, model) in [
+        ("references[1].lr=1e300", "bp"),
+        ("references[0].beta=1e15", "dtp1_discrete"),
+    ] {
+        let out_dir = format!("run-{model}");
+        let out = dtpsim(
+            &["run", "s.json", "--set", set, "--out", &out_dir, "--quiet"],
+            &dir,
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{set}: {err}");
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(&out_dir).join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["status"], "stopped", "{set}");
+        let r = summary["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == model)
+            .unwrap();
+        assert_eq!(r["status"], "stopped", "{set}: {r}");
+        assert!(r["final_test_loss"].is_null(), "{set}: {r}");
+        assert!(err.contains(&format!("error: {model}: ")), "{set}: {err}");
+    }
+    // a sweep with a stopped run says so in its table and exits 1
+    let out = dtpsim(
+        &[
+            "sweep",
+            "s.json",
+            "--param",
+            "references[1].lr=0.01,1e300",
+            "--out",
+            "sw",
+            "--quiet",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let table = std::fs::read_to_string(dir.join("sw/sweep.csv")).unwrap();
+    let status: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            cells[cells.len() - 2]
+        })
+        .collect();
+    assert_eq!(status, ["complete", "stopped"], "{table}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A run never mixes its files with another run's: a folder holding files is refused (exit 2,
+/// nothing touched) unless --force, which clears only dtpsim's own outputs.
+#[test]
+fn an_output_folder_is_used_only_when_empty_or_forced() {
+    let dir = scratch("scn-force");
+    let mut v = tiny();
+    v["traces"]["interval"] = 0.into();
+    v["references"] = serde_json::json!([]);
+    std::fs::write(dir.join("s.json"), v.to_string()).unwrap();
+    assert!(dtpsim(&["run", "s.json", "--out", "run", "--quiet"], &dir)
+        .status
+        .success());
+    let before = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    let out = dtpsim(
+        &[
+            "run", "s.json", "--out", "run", "--quiet", "--set", "seed=2",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--out: run: holds files of an earlier run"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap(),
+        before
+    );
+    let out = dtpsim(
+        &[
+            "run", "s.json", "--out", "run", "--quiet", "--set", "seed=2", "--force",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(
+        std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap(),
+        before
+    );
+    // --force clears only dtpsim's outputs
+    std::fs::write(dir.join("run/notes.txt"), "mine").unwrap();
+    let out = dtpsim(
+        &["run", "s.json", "--out", "run", "--quiet", "--force"],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("holds notes.txt that dtpsim did not write"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(dir.join("run/notes.txt").exists() && dir.join("run/summary.json").exists());
+    // no partial files are left by a complete run
+    let names: Vec<String> = std::fs::read_dir(dir.join("run"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -113,7 +113,7 @@ fn every_algorithm_reduces_the_test_loss() {
     cfg.validate().unwrap();
     let data = data(&cfg);
     for named in &cfg.references {
-        let out = train_one(&cfg, named, &data, &|_| {}).unwrap();
+        let out = train_one(&cfg, named, &data, &|_, _| {}).unwrap();
         assert!(out.error.is_none(), "{:?}", out.error);
         let (first, last) = (out.rows.first().unwrap(), out.rows.last().unwrap());
         assert_eq!(last.trial, cfg.schedule.trials);
@@ -133,12 +133,12 @@ fn every_algorithm_reduces_the_test_loss() {
 fn runs_are_reproducible_from_the_seed() {
     let cfg = small_config();
     let data = data(&cfg);
-    let a = train_one(&cfg, &cfg.references[3], &data, &|_| {}).unwrap();
-    let b = train_one(&cfg, &cfg.references[3], &data, &|_| {}).unwrap();
+    let a = train_one(&cfg, &cfg.references[3], &data, &|_, _| {}).unwrap();
+    let b = train_one(&cfg, &cfg.references[3], &data, &|_, _| {}).unwrap();
     assert_eq!(a.network, b.network);
     let mut other = cfg.clone();
     other.seed = 99;
-    let c = train_one(&other, &other.references[3], &data, &|_| {}).unwrap();
+    let c = train_one(&other, &other.references[3], &data, &|_, _| {}).unwrap();
     assert_ne!(a.network, c.network);
 }
 
@@ -155,7 +155,7 @@ fn bp_learns_cluster_classification_with_softmax_cross_entropy() {
     cfg.references.truncate(1);
     cfg.validate().unwrap();
     let data = data(&cfg);
-    let out = train_one(&cfg, &cfg.references[0], &data, &|_| {}).unwrap();
+    let out = train_one(&cfg, &cfg.references[0], &data, &|_, _| {}).unwrap();
     let last = out.rows.last().unwrap();
     assert!(last.test_accuracy > 0.9, "accuracy {}", last.test_accuracy);
 }
@@ -171,7 +171,7 @@ fn a_diverging_run_stops_with_an_error_and_keeps_its_rows() {
         },
     }];
     let data = data(&cfg);
-    let out = train_one(&cfg, &cfg.references[0], &data, &|_| {}).unwrap();
+    let out = train_one(&cfg, &cfg.references[0], &data, &|_, _| {}).unwrap();
     let err = out.error.expect("diverges");
     assert!(
         err.contains("too_fast") && err.contains("learning rate"),
@@ -328,7 +328,7 @@ fn mini_batched_training_equals_the_per_example_reference() {
                 cfg.references = vec![named.clone()];
                 cfg.validate().unwrap();
                 let what = format!("net {n}, B = {batch_size}, {}", named.name);
-                let out = train_one(&cfg, &named, &data, &|_| {}).unwrap();
+                let out = train_one(&cfg, &named, &data, &|_, _| {}).unwrap();
                 let reference = per_example::train(&cfg, &named, &data);
                 assert_eq!(out.error, reference.error, "{what}");
                 for l in 1..=3 {
@@ -399,7 +399,7 @@ fn a_diverging_relaxation_is_reported_for_the_same_example_as_per_example() {
                     },
                 };
                 let data = data(&cfg);
-                let out = train_one(&cfg, &named, &data, &|_| {}).unwrap();
+                let out = train_one(&cfg, &named, &data, &|_, _| {}).unwrap();
                 let reference = per_example::train(&cfg, &named, &data);
                 let Some(want) = reference.error else {
                     assert!(out.error.is_none(), "{:?}", out.error);

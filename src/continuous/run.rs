@@ -29,6 +29,8 @@ pub struct RunOutcome {
     pub network: Network,
     /// Why the run stopped early.
     pub error: Option<EngineError>,
+    /// Whether it stopped at a trial boundary on request ([`crate::interrupt`]).
+    pub interrupted: bool,
     /// Work counters.
     pub stats: EngineStats,
     /// Matrix-product FLOPs of one vector-field evaluation.
@@ -105,8 +107,9 @@ fn eval_row(
 
 /// Runs the schedule's warm-up and learning trials (numbered `−W … −1` and `0, 1, …`) on
 /// `data.train` (shuffled epochs, seeded), evaluating on `data.test` before learning and every
-/// `eval_every` learning trials. `progress(trials_done, total, last_row)` is called after every
-/// trial.
+/// `eval_every` learning trials. `progress(trials_done, total, new_row)` is called after every
+/// trial, with the evaluation it made if any. Stops at a trial boundary when
+/// [`crate::interrupt::requested`], and with an error when the test loss is not finite.
 #[allow(clippy::too_many_arguments)]
 pub fn run_protocol(
     net: &Network,
@@ -136,7 +139,12 @@ pub fn run_protocol(
     let mut rows = Vec::new();
     let mut error = None;
     let mut done = 0usize;
+    let mut interrupted = false;
     for _ in 0..schedule.warmup_trials {
+        if crate::interrupt::requested() {
+            interrupted = true;
+            break;
+        }
         let batch = next_batch(&mut rng);
         if let Err(e) = sim.run_trial(&batch, Phase::Warmup, observer) {
             error = Some(e);
@@ -145,11 +153,32 @@ pub fn run_protocol(
         done += 1;
         progress(done, total, None);
     }
-    if error.is_none() {
+    // an evaluation that is not a number ends the run: the model no longer learns
+    let finite = |row: &MetricsRow| -> Result<(), EngineError> {
+        if row.test_loss.is_finite() {
+            Ok(())
+        } else {
+            Err(EngineError::Metrics {
+                trial: row.trial as i64,
+                what: format!("the test loss is {}", row.test_loss),
+            })
+        }
+    };
+    if error.is_none() && !interrupted {
         let mut acc = Accumulator::default();
-        rows.push(eval_row(&sim, data, 0, b, &acc, &start));
+        let first = eval_row(&sim, data, 0, b, &acc, &start);
+        error = finite(&first).err();
+        progress(done, total, Some(&first));
+        rows.push(first);
         let loss = net.arch().loss;
         for k in 1..=schedule.trials {
+            if error.is_some() {
+                break;
+            }
+            if crate::interrupt::requested() {
+                interrupted = true;
+                break;
+            }
             let batch = next_batch(&mut rng);
             let before = sim.network();
             for ex in &batch {
@@ -172,10 +201,14 @@ pub fn run_protocol(
             }
             done += 1;
             if k % schedule.eval_every == 0 || k == schedule.trials {
-                rows.push(eval_row(&sim, data, k, b, &acc, &start));
+                let row = eval_row(&sim, data, k, b, &acc, &start);
+                error = finite(&row).err();
+                progress(done, total, Some(&row));
+                rows.push(row);
                 acc = Accumulator::default();
+            } else {
+                progress(done, total, None);
             }
-            progress(done, total, rows.last());
         }
     }
     let network = sim.network();
@@ -183,6 +216,7 @@ pub fn run_protocol(
         rows,
         network,
         error,
+        interrupted,
         stats: sim.stats(),
         flops_per_eval: sim.flops_per_eval(),
     })

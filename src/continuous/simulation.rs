@@ -30,6 +30,14 @@ pub enum EngineError {
         /// What happened to it.
         what: String,
     },
+    /// An evaluation of the network gave a non-finite number.
+    #[error("after trial {trial} {what}; lower the learning rates or β")]
+    Metrics {
+        /// Learning trials completed.
+        trial: i64,
+        /// What was not finite.
+        what: String,
+    },
     /// The ODE solver gave up (step size underflow, too many steps).
     #[error("the solver failed in trial {trial} (t = {time:.4}): {message}; try a tighter solver.rtol or the rk4 method with a small solver.step")]
     Solver {

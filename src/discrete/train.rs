@@ -373,6 +373,8 @@ pub struct TrainOutcome {
     pub network: Network,
     /// Why the run stopped early.
     pub error: Option<String>,
+    /// Whether it stopped at a trial boundary on request ([`crate::interrupt`]).
+    pub interrupted: bool,
 }
 
 /// Applies one decoder update averaged over the mini-batch of `pass` (Sec. 9, 10.2;
@@ -511,15 +513,17 @@ fn apply_encoder_steps(net: &mut Network, steps: &[DMatrix<f64>]) -> Result<(), 
 /// Trains one algorithm on `data` with the scenario's schedule, seed and initial network
 /// (the same as the continuous engine's): `warmup_trials` decoder-only updates (BP skips
 /// them), then `trials` updates on mini-batches of `batch` examples drawn in shuffled epochs,
-/// evaluated every `eval_every` trials. Calls `progress(trials_done)` after every trial (warm-up
-/// included).
+/// evaluated every `eval_every` trials. Calls `progress(trials_done, new_row)` after every trial
+/// (warm-up included) and with every evaluation. Stops at a trial boundary when
+/// [`crate::interrupt::requested`], and with an error when the test loss is not finite.
 pub fn train_one(
     scenario: &Scenario,
     named: &NamedAlgorithm,
     data: &Dataset,
-    progress: &(dyn Fn(usize) + Sync),
+    progress: &(dyn Fn(usize, Option<&MetricsRow>) + Sync),
 ) -> Result<TrainOutcome, ConfigError> {
     let mut net = scenario.initial_network()?;
+    let mut interrupted = false;
     let sched = &scenario.schedule;
     let seed = scenario.seed;
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9e37_79b9));
@@ -538,9 +542,13 @@ pub fn train_one(
     if let Some(dec) = &decoder {
         let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdec0);
         for k in 0..sched.warmup_trials {
+            if crate::interrupt::requested() {
+                interrupted = true;
+                break;
+            }
             let pass = net.forward_batch(stack(&next_batch(&mut rng)).0);
             train_decoders(&mut net, &pass, dec, &mut noise_rng);
-            progress(k + 1);
+            progress(k + 1, None);
         }
     }
     let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdec1);
@@ -559,15 +567,32 @@ pub fn train_one(
         row.wall_seconds = start.elapsed().as_secs_f64();
         row
     };
-    let mut rows = vec![evaluate_now(
-        &net,
-        0,
-        &RunningMean::default(),
-        &RunningMean::default(),
-    )];
-    let (mut loss, mut residual) = (RunningMean::default(), RunningMean::default());
+    let mut rows = Vec::new();
     let mut error = None;
+    let record = |row: MetricsRow, rows: &mut Vec<MetricsRow>, error: &mut Option<String>| {
+        // a model whose test loss is not a number has stopped learning, whatever its weights
+        if !row.test_loss.is_finite() {
+            *error = Some(format!(
+                "{}: after trial {} the test loss is {}; lower the learning rate or β",
+                named.name, row.trial, row.test_loss
+            ));
+        }
+        progress(sched.warmup_trials + row.trial, Some(&row));
+        rows.push(row);
+    };
+    if !interrupted {
+        let first = evaluate_now(&net, 0, &RunningMean::default(), &RunningMean::default());
+        record(first, &mut rows, &mut error);
+    }
+    let (mut loss, mut residual) = (RunningMean::default(), RunningMean::default());
     for trial in 0..sched.trials {
+        if interrupted || error.is_some() {
+            break;
+        }
+        if crate::interrupt::requested() {
+            interrupted = true;
+            break;
+        }
         let batch = next_batch(&mut rng);
         let (x, y) = stack(&batch);
         // one pass serves the loss, the decoders and the targets: decoder training leaves W as it is
@@ -600,15 +625,18 @@ pub fn train_one(
             break;
         }
         let done = trial + 1;
-        progress(sched.warmup_trials + done);
         if done % sched.eval_every == 0 || done == sched.trials {
-            rows.push(evaluate_now(&net, done, &loss, &residual));
+            let row = evaluate_now(&net, done, &loss, &residual);
+            record(row, &mut rows, &mut error);
             loss = RunningMean::default();
             residual = RunningMean::default();
+        } else {
+            progress(sched.warmup_trials + done, None);
         }
     }
     Ok(TrainOutcome {
         name: named.name.clone(),
+        interrupted,
         rows,
         network: net,
         error,
