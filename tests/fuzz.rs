@@ -743,10 +743,11 @@ fn scenario_resolved_form_round_trips() {
     );
 }
 
-/// What `dtpsim check` does after parsing, on accepted mutated scenarios of modest size
-/// (every width ≤ 64, at most 8 layers, at most 3000 examples, so that nothing allocates
-/// without bound; larger sizes are `huge_sizes_are_refused_by_check`): building the initial
-/// network and generating or reading the data never panic, and their errors name a field.
+/// What `dtpsim check` does after parsing: the resource estimate (`resources::check`, on every
+/// accepted scenario) and, on scenarios of modest size (every width ≤ 64, at most 8 layers,
+/// at most 3000 examples, so that the test allocates little; larger sizes are
+/// `huge_sizes_are_refused_by_check`), building the initial network and generating or
+/// reading the data never panic, and their errors name a field.
 #[test]
 fn scenario_check_never_panics() {
     let bases = shipped_scenarios();
@@ -759,6 +760,10 @@ fn scenario_check_never_panics() {
             let Ok(s) = parse_scenario(&m.apply(&bases), &[]) else {
                 return Ok(false);
             };
+            if let Err(e) = dtpsim::resources::check(&s) {
+                check_config_error(&e)?;
+                return Ok(false);
+            }
             if !modest(&s) {
                 return Ok(false);
             }
