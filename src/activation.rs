@@ -97,7 +97,8 @@ impl Activation {
             "leaky_relu" => Some(Activation::LeakyRelu { slope: 0.01 }),
             _ => s
                 .strip_prefix("leaky_relu:")
-                .and_then(|x| x.parse().ok())
+                .and_then(|x| x.parse::<f64>().ok())
+                .filter(|slope| slope.is_finite())
                 .map(|slope| Activation::LeakyRelu { slope }),
         }
     }

@@ -111,11 +111,12 @@ fn read_csv(
             Err(_) if i == 0 && record.iter().all(|c| c.parse::<f64>().is_err()) => continue,
             Err(e) => return Err(invalid(format!("line {}: {e}", i + 1))),
         };
-        if values.len() != inputs + outputs {
+        let expected = inputs.checked_add(outputs);
+        if Some(values.len()) != expected {
+            let count = expected.map_or("more".to_string(), |n| n.to_string());
             return Err(invalid(format!(
-                "line {}: expected {} numbers ({inputs} inputs + {outputs} outputs), got {}",
+                "line {}: expected {count} numbers ({inputs} inputs + {outputs} outputs), got {}",
                 i + 1,
-                inputs + outputs,
                 values.len()
             )));
         }

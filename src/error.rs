@@ -118,7 +118,7 @@ pub enum IoError {
         /// Why.
         cause: std::io::Error,
     },
-    #[error("{path}: not valid JSON for {what}: {cause}")]
+    #[error("{path}: not valid JSON for {what}: {}", cut(.cause.to_string()))]
     /// A file is not the JSON it should be.
     Json {
         /// The file.
@@ -128,7 +128,7 @@ pub enum IoError {
         /// The parser's message.
         cause: serde_json::Error,
     },
-    #[error("{path}: {cause}")]
+    #[error("{path}: {}", cut(.cause.to_string()))]
     /// A weights file that does not describe a valid network.
     Model {
         /// The file.

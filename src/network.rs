@@ -75,6 +75,10 @@ pub fn softmax(h: &DVector<f64>) -> DVector<f64> {
     e / s
 }
 
+/// The widest layer a network may have (the memory estimate refuses far smaller networks on
+/// most machines; this bound keeps every size computation exact).
+pub const MAX_WIDTH: usize = 1_000_000;
+
 /// Weight initialisation (seeded).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -135,6 +139,12 @@ impl Architecture {
         }
         if let Some(layer) = self.widths.iter().position(|&n| n == 0) {
             return Err(ModelError::ZeroWidth { layer });
+        }
+        if let Some(l) = self.widths.iter().position(|&n| n > MAX_WIDTH) {
+            return Err(ModelError::Invalid {
+                field: format!("network.widths[{l}]"),
+                message: format!("must be at most {MAX_WIDTH}, got {}", self.widths[l]),
+            });
         }
         if self.activations.len() != self.widths.len() {
             return Err(ModelError::ActivationCount {
@@ -207,7 +217,7 @@ impl Architecture {
 
     /// Length of `a_l`: `n_l + 1` with the bias unit, `n_l` without.
     pub fn presyn_len(&self, l: usize) -> usize {
-        self.widths[l] + usize::from(self.bias)
+        self.widths[l].saturating_add(usize::from(self.bias))
     }
 }
 

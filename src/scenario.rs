@@ -66,12 +66,12 @@ impl Default for Schedule {
 impl Schedule {
     /// Warm-up plus learning trials.
     pub fn total_trials(&self) -> usize {
-        self.warmup_trials + self.trials
+        self.warmup_trials.saturating_add(self.trials)
     }
 
     /// The first trial's number, `−W`.
     pub fn first_trial(&self) -> i64 {
-        -(self.warmup_trials as i64)
+        -i64::try_from(self.warmup_trials).unwrap_or(i64::MAX)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -83,9 +83,23 @@ impl Schedule {
                 return Err(ConfigError::new(field, "must be at least 1"));
             }
         }
+        for (field, v) in [
+            ("schedule.trials", self.trials),
+            ("schedule.warmup_trials", self.warmup_trials),
+        ] {
+            if v > MAX_TRIALS {
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be at most {MAX_TRIALS:e}, got {v}"),
+                ));
+            }
+        }
         Ok(())
     }
 }
+
+/// The most trials of either kind a schedule may have (trial numbers stay exact in i64).
+pub const MAX_TRIALS: usize = 1_000_000_000_000;
 
 /// A traced variable of one neuron of one replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -328,12 +342,13 @@ impl Traces {
             return 0..0;
         }
         let end = schedule.trials as i64;
+        let count = i64::try_from(self.trials).unwrap_or(i64::MAX);
         let first = match self.start_trial {
             TraceStart::Trial(t) => t,
-            TraceStart::Last => end - self.trials as i64,
+            TraceStart::Last => end.saturating_sub(count),
         }
         .max(schedule.first_trial());
-        first..(first + self.trials as i64).min(end).max(first)
+        first..first.saturating_add(count).min(end).max(first)
     }
 }
 
@@ -801,12 +816,12 @@ impl Scenario {
         if let TraceStart::Trial(first) = t.start_trial {
             if t.interval > 0.0 && t.trials > 0 {
                 let (lo, hi) = (sched.first_trial(), sched.trials as i64 - 1);
-                if first > hi || first + (t.trials as i64) <= lo {
+                let last = first.saturating_add(i64::try_from(t.trials).unwrap_or(i64::MAX) - 1);
+                if first > hi || last < lo {
                     return Err(ConfigError::new(
                         "traces.start_trial",
                         format!(
-                            "traces trials {first}..{} but the run has trials {lo}..{hi} (warm-up {lo}..-1, learning 0..{hi}); give a start within the run, or \"last\"",
-                            first + t.trials as i64 - 1
+                            "traces trials {first}..{last} but the run has trials {lo}..{hi} (warm-up {lo}..-1, learning 0..{hi}); give a start within the run, or \"last\""
                         ),
                     ));
                 }

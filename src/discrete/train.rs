@@ -202,9 +202,7 @@ impl Default for NetworkConfig {
     }
 }
 
-/// The widest layer a scenario may ask for (the memory estimate refuses far smaller networks
-/// on most machines; this bound keeps every size computation exact).
-pub const MAX_WIDTH: usize = 1_000_000;
+pub use crate::network::MAX_WIDTH;
 
 /// Every width in `1..=MAX_WIDTH`.
 fn check_widths(field: &str, widths: &[usize]) -> Result<(), ConfigError> {
