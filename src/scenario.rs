@@ -541,6 +541,8 @@ pub fn parse_scenario_at(
         })?;
         set_path(&mut value, path.trim(), v.trim())?;
     }
+    let template = serde_json::to_value(Scenario::default()).unwrap_or(Value::Null);
+    reject_lists_for_objects(&value, &template, "")?;
     check_exclusive_fields(&value)?;
     let mut scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -660,6 +662,42 @@ fn reject_duplicate_keys(text: &str) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Sections are objects with named fields: a JSON list where the default scenario (`template`)
+/// has an object is an error (serde would read it positionally).
+fn reject_lists_for_objects(
+    value: &Value,
+    template: &Value,
+    path: &str,
+) -> Result<(), ConfigError> {
+    let here = || {
+        if path.is_empty() {
+            "(top level)".to_string()
+        } else {
+            path.to_string()
+        }
+    };
+    match (value, template) {
+        (Value::Array(_), Value::Object(_)) => Err(ConfigError::new(
+            here(),
+            "is a list, but must be an object with named fields (see scenarios/scenario.schema.json)",
+        )),
+        (Value::Object(v), Value::Object(t)) => {
+            for (k, sub) in v {
+                if let Some(ts) = t.get(k) {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    reject_lists_for_objects(sub, ts, &p)?;
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Fields that must not be given together: checked on the JSON as written, before defaults

@@ -1885,7 +1885,6 @@ fn finding_tagged_enum_errors_name_the_section() {
 /// such a list is named by position (`["n", "d", "x"]` gives `[2]: invalid type: string "x",
 /// expected u64`), not by field.
 #[test]
-#[ignore = "finding: scenarios and their sections may be JSON lists, read positionally"]
 fn finding_scenario_accepts_json_lists() {
     let e = parse_scenario("[]", &[]).expect_err("`[]` is not a scenario");
     assert_eq!(e.path, "(top level)", "{e}");
