@@ -71,30 +71,7 @@ enum Command {
     },
     /// Run a grid of parameter values × seeds in parallel; writes sweep.csv and one plot per
     /// metric. Without --param, the scenario's own "sweep" section is used.
-    Sweep {
-        file: PathBuf,
-        /// A swept field and its values: --param engine.protocol.t_stim=6,9,15 (repeatable).
-        #[arg(long = "param", value_name = "PATH=V1,V2,...")]
-        params: Vec<String>,
-        /// Seeds per grid point (seed, seed+1, ...); default: the scenario's sweep.seeds or 1.
-        #[arg(long)]
-        seeds: Option<usize>,
-        /// Runs at a time (default: number of cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Fixed overrides applied to every run.
-        #[arg(long = "set", value_name = "PATH=VALUE")]
-        sets: Vec<String>,
-        /// Output folder (default out/<file stem>_sweep); must be empty or absent.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
-        /// Replace the earlier sweep in --out (only dtpsim's own files are removed).
-        #[arg(long)]
-        force: bool,
-    },
+    Sweep(SweepArgs),
     /// Redraw the plots of a run or sweep folder from its CSV files.
     Plot { dir: PathBuf },
     /// Print the JSON Schema of the scenario format.
@@ -305,19 +282,37 @@ fn bench(
     Ok(0)
 }
 
-/// What `dtpsim sweep` was given.
-struct SweepArgs<'a> {
-    params: &'a [String],
+/// What `dtpsim sweep` is given.
+#[derive(clap::Args)]
+struct SweepArgs {
+    /// Scenario JSON.
+    file: PathBuf,
+    /// A swept field and its values: --param engine.protocol.t_stim=6,9,15 (repeatable).
+    #[arg(long = "param", value_name = "PATH=V1,V2,...")]
+    params: Vec<String>,
+    /// Seeds per grid point (seed, seed+1, ...); default: the scenario's sweep.seeds or 1.
+    #[arg(long)]
     seeds: Option<usize>,
+    /// Runs at a time (default: number of cores).
+    #[arg(long)]
     jobs: Option<usize>,
-    sets: &'a [String],
-    out: Option<&'a Path>,
+    /// Fixed overrides applied to every run.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    sets: Vec<String>,
+    /// Output folder (default out/<file stem>_sweep); must be empty or absent.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
     quiet: bool,
+    /// Replace the earlier sweep in --out (only dtpsim's own files are removed).
+    #[arg(long)]
     force: bool,
 }
 
-fn sweep(file: &Path, args: SweepArgs) -> anyhow::Result<u8> {
+fn sweep(args: &SweepArgs) -> anyhow::Result<u8> {
     let SweepArgs {
+        file,
         params,
         seeds,
         jobs,
@@ -326,6 +321,7 @@ fn sweep(file: &Path, args: SweepArgs) -> anyhow::Result<u8> {
         quiet,
         force,
     } = args;
+    let (seeds, jobs, quiet, force) = (*seeds, *jobs, *quiet, *force);
     let scenario = dtpsim::scenario::load_scenario(file, sets)?;
     let mut grid: Vec<(String, Vec<serde_json::Value>)> = params
         .iter()
@@ -343,7 +339,7 @@ fn sweep(file: &Path, args: SweepArgs) -> anyhow::Result<u8> {
     }
     let seeds = seeds.unwrap_or(spec.seeds.max(1));
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
+    let out = out.clone().unwrap_or_else(|| {
         let mut d = default_out(file);
         d.set_file_name(format!(
             "{}_sweep",
@@ -667,27 +663,7 @@ fn main() -> ExitCode {
         }),
         Some(Command::Check { file, sets }) => dtpsim::scenario::load_scenario(file, sets)
             .and_then(|s| check(file, &s).map_err(|e| name_file(e, file))),
-        Some(Command::Sweep {
-            file,
-            params,
-            seeds,
-            jobs,
-            sets,
-            out,
-            quiet,
-            force,
-        }) => sweep(
-            file,
-            SweepArgs {
-                params,
-                seeds: *seeds,
-                jobs: *jobs,
-                sets,
-                out: out.as_deref(),
-                quiet: *quiet,
-                force: *force,
-            },
-        ),
+        Some(Command::Sweep(args)) => sweep(args),
         Some(Command::Plot { dir }) => plot(dir),
         Some(Command::Schema) => {
             println!("{}", dtpsim::scenario::schema_json());
