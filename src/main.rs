@@ -520,11 +520,12 @@ fn run(
     force: bool,
 ) -> anyhow::Result<u8> {
     print_warnings(&scenario);
-    if force {
-        dtpsim::runner::prepare_output(out, true)?;
-    }
-    let report = dtpsim::runner::run_scenario(&scenario, out, !quiet, sets)
-        .map_err(|e| after_writing(e, out))?;
+    let run = if force {
+        dtpsim::runner::run_scenario_replacing
+    } else {
+        dtpsim::runner::run_scenario
+    };
+    let report = run(&scenario, out, !quiet, sets).map_err(|e| after_writing(e, out))?;
     println!(
         "{:<18} {:>8} {:>14} {:>14} {:>10}",
         "model", "trials", "initial loss", "final loss", "accuracy"

@@ -271,11 +271,33 @@ pub fn run_scenario(
     progress: bool,
     sets: &[String],
 ) -> anyhow::Result<RunReport> {
+    run_into(scenario, out, progress, sets, false)
+}
+
+/// [`run_scenario`] into a folder that may hold an earlier run, which is replaced (see
+/// [`prepare_output`] with `force`) once the scenario, its data and its size have been checked:
+/// an invalid scenario leaves the earlier run as it was.
+pub fn run_scenario_replacing(
+    scenario: &Scenario,
+    out: &Path,
+    progress: bool,
+    sets: &[String],
+) -> anyhow::Result<RunReport> {
+    run_into(scenario, out, progress, sets, true)
+}
+
+fn run_into(
+    scenario: &Scenario,
+    out: &Path,
+    progress: bool,
+    sets: &[String],
+    force: bool,
+) -> anyhow::Result<RunReport> {
     scenario.validate()?;
     crate::resources::check(scenario)?;
     let net = scenario.initial_network()?;
     let data = dataset(scenario)?;
-    prepare_output(out, false)?;
+    prepare_output(out, force)?;
     let start = Instant::now();
     let sched = &scenario.schedule;
     let total = sched.total_trials() as u64;

@@ -498,6 +498,26 @@ fn an_output_folder_is_used_only_when_empty_or_forced() {
         std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap(),
         before
     );
+    // an invalid scenario leaves the earlier run as it was, even with --force
+    let now = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    let out = dtpsim(
+        &[
+            "run",
+            "s.json",
+            "--out",
+            "run",
+            "--quiet",
+            "--force",
+            "--set",
+            "data.train=0",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap(),
+        now
+    );
     // --force clears only dtpsim's outputs
     std::fs::write(dir.join("run/notes.txt"), "mine").unwrap();
     let out = dtpsim(
