@@ -509,7 +509,7 @@ fn an_output_folder_is_used_only_when_empty_or_forced() {
             "--quiet",
             "--force",
             "--set",
-            "data.train=0",
+            "schedule.batch=1000000",
         ],
         &dir,
     );
