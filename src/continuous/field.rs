@@ -100,9 +100,13 @@ pub trait StageWeights {
 }
 
 /// Whether plastic matrix `m` has a factor `N` that is the same at every evaluation of a
-/// segment (see [`PlasticFactors::shared`]): `W_1` without a trace delay.
+/// segment (see [`PlasticFactors::shared`]): `W_1` without a trace delay, for up to a few
+/// hundred replicas (`3B² ≤ 4 n_1 (n_0 + 1)`).
 pub fn input_factor_shared(layout: &Layout, m: usize) -> bool {
-    m == encoder_index(1) && layout.stages == 0
+    // the shared form keeps B × B products of the stimulus; past a few hundred replicas they
+    // outgrow W_1 itself, and the stage terms are kept explicitly instead
+    let (w, b) = (layout.w(1), layout.replicas);
+    m == encoder_index(1) && layout.stages == 0 && 3 * b * b <= 4 * w.rows * w.cols
 }
 
 /// Where plastic matrix `m` (index into [`plastic_matrices`]) lives in the flat state.

@@ -568,45 +568,53 @@ impl LowRank {
         let plastic = plastic_matrices(layout)
             .into_iter()
             .enumerate()
-            .map(|(m, (_, _, block))| Plastic {
-                block,
-                mu: 0.0,
-                shared: false,
-                e: DMatrix::zeros(block.rows, s * b),
-                n: DMatrix::zeros(block.cols, s * b),
-                left: DMatrix::zeros(block.rows, s * b),
-                left_width: 0,
-                left_new: DMatrix::zeros(block.rows, s * b),
-                left_err: DMatrix::zeros(block.rows, s * b),
-                projection: RefCell::new(DMatrix::zeros(s * b, 3 * b)),
-                clamped: (m == 0).then(|| {
-                    RefCell::new(ProductCache {
-                        valid: false,
-                        projection_valid: false,
-                        input: DMatrix::zeros(block.cols, b),
-                        product: DMatrix::zeros(block.rows, b),
-                        projection: DMatrix::zeros(b, b),
-                    })
-                }),
-                solution: DMatrix::zeros(block.rows, block.cols),
-                error: DMatrix::zeros(block.rows, block.cols),
-                partial: vec![0.0; block.cols.div_ceil(FUSED_COLUMNS)],
-                coef: vec![0.0; FUSED_RANK],
-                explicit: (!input_factor_shared(layout, m)
+            .map(|(m, (_, _, block))| {
+                let explicit = !input_factor_shared(layout, m)
                     && match form {
                         StageForm::Auto => {
                             (s * b) as f64 >= EXPLICIT_RANK * block.rows.min(block.cols) as f64
                         }
                         StageForm::Factored => false,
                         StageForm::Explicit => true,
-                    })
-                .then(|| Explicit {
-                    terms: StageTerms {
-                        f: vec![DMatrix::zeros(block.rows, block.cols); s],
-                        active: [false; MAX_STAGES],
-                    },
-                    stage: DMatrix::zeros(block.rows, block.cols),
-                }),
+                    };
+                Plastic {
+                    block,
+                    mu: 0.0,
+                    shared: false,
+                    e: DMatrix::zeros(block.rows, s * b),
+                    n: DMatrix::zeros(block.cols, s * b),
+                    left: DMatrix::zeros(block.rows, s * b),
+                    left_width: 0,
+                    left_new: DMatrix::zeros(block.rows, s * b),
+                    left_err: DMatrix::zeros(block.rows, s * b),
+                    // `Nᵀa` of the factored form (explicit matrices never form it)
+                    projection: RefCell::new(if explicit {
+                        DMatrix::zeros(0, 0)
+                    } else {
+                        DMatrix::zeros(s * b, 3 * b)
+                    }),
+                    clamped: (m == 0).then(|| {
+                        let shared = input_factor_shared(layout, m);
+                        RefCell::new(ProductCache {
+                            valid: false,
+                            projection_valid: false,
+                            input: DMatrix::zeros(block.cols, b),
+                            product: DMatrix::zeros(block.rows, b),
+                            projection: DMatrix::zeros(if shared { b } else { 0 }, b),
+                        })
+                    }),
+                    solution: DMatrix::zeros(block.rows, block.cols),
+                    error: DMatrix::zeros(block.rows, block.cols),
+                    partial: vec![0.0; block.cols.div_ceil(FUSED_COLUMNS)],
+                    coef: vec![0.0; FUSED_RANK],
+                    explicit: explicit.then(|| Explicit {
+                        terms: StageTerms {
+                            f: vec![DMatrix::zeros(block.rows, block.cols); s],
+                            active: [false; MAX_STAGES],
+                        },
+                        stage: DMatrix::zeros(block.rows, block.cols),
+                    }),
+                }
             })
             .collect::<Vec<_>>();
         let count = plastic.len();
