@@ -1,4 +1,4 @@
-//! The continuous-time engine against its discrete limit and known solutions (DESIGN §5,
+//! The continuous-time engine against its discrete limit and known solutions (docs/MODEL.md §7,
 //! T6–T8), plus the engine's own invariants.
 
 use dtpsim::continuous::config::{

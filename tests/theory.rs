@@ -1,4 +1,4 @@
-//! The theory suite T1–T5 (DESIGN §5) as tests: each fails if the equation it checks is wrong.
+//! The theory suite T1–T5 (docs/MODEL.md §7) as tests: each fails if the equation it checks is wrong.
 
 use dtpsim::discrete::targets::{Relaxation, Scheme};
 use dtpsim::error::TargetError;
