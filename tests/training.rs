@@ -124,6 +124,14 @@ fn every_algorithm_reduces_the_test_loss() {
             first.test_loss,
             last.test_loss
         );
+        // the residual of the target iteration: none for difference targets (not iterated)
+        let residual = last.relaxation_residual;
+        match named.name.as_str() {
+            "dtp1_difference" | "bp" | "dtp" | "adam" => {
+                assert!(residual.is_nan(), "{}: {residual}", named.name)
+            }
+            _ => assert!(residual.is_finite(), "{}: {residual}", named.name),
+        }
         // mse per output unit is 2·loss/n_L for the ½‖·‖² loss
         assert!((last.test_mse - 2.0 * last.test_loss / 8.0).abs() < 1e-12);
     }

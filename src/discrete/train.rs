@@ -20,7 +20,7 @@ use crate::activation::Activation;
 use crate::data::{Dataset, EpochSampler, Example, Task};
 use crate::discrete::batch::{loss_sum, stack, BatchPass};
 use crate::discrete::targets::{
-    influence_scales_batch, output_displacements, relax_batch, BatchTargets, Relaxation,
+    influence_scales_batch, output_displacements, relax_batch, BatchTargets, Relaxation, Scheme,
 };
 use crate::discrete::updates::{
     bp_gradients, corrupted, decoder_noise, decoder_update, dtp1_update, dtp_update, Adam,
@@ -468,7 +468,10 @@ fn encoder_steps(
         } => {
             // Sec. 3: ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²
             let t = batch_targets(net, pass, y, *beta, relaxation, trial)?;
-            for inc in &t.increments {
+            // difference targets are computed, not iterated: they have no residual (docs/MODEL.md
+            // §4), and their increments, one per layer, would give a ratio of layers instead
+            let iterated = relaxation.scheme != Scheme::Difference;
+            for inc in t.increments.iter().filter(|_| iterated) {
                 if inc.len() > 1 && inc[0] > 0.0 {
                     residual.add(inc[inc.len() - 1] / inc[0]);
                 }

@@ -98,7 +98,7 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
             };
             batch_steps.push(t.increments.len());
             // the trainer reports the residual of DTP1's relaxations only
-            let dtp1 = matches!(algorithm, Algorithm::Dtp1 { .. });
+            let dtp1 = matches!(algorithm, Algorithm::Dtp1 { relaxation, .. } if relaxation.scheme != Scheme::Difference);
             if dtp1 && t.increments.len() > 1 && t.increments[0] > 0.0 {
                 residual.0 += t.increments.last().unwrap() / t.increments[0];
                 residual.1 += 1;
