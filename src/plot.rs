@@ -487,6 +487,18 @@ struct Axis {
 }
 
 impl Axis {
+    /// A numeric (not categorical) axis over `[lo, hi]` with the given ticks.
+    fn with_ticks(lo: f64, hi: f64, log: bool, major: Vec<f64>, minor: Vec<f64>) -> Axis {
+        Axis {
+            lo,
+            hi,
+            log,
+            major,
+            minor,
+            categories: Vec::new(),
+        }
+    }
+
     fn frac(&self, v: f64) -> f64 {
         if self.log {
             if v <= 0.0 {
@@ -564,14 +576,7 @@ impl Axis {
                 if fits {
                     let (_, _, _, minor) = log_ticks(a, b, px, min_gap);
                     let minor = minor.into_iter().filter(|v| *v >= a && *v <= b).collect();
-                    return Axis {
-                        lo: a,
-                        hi: b,
-                        log,
-                        major: pref,
-                        minor,
-                        categories: Vec::new(),
-                    };
+                    return Axis::with_ticks(a, b, log, pref, minor);
                 }
             }
             if pad > 0.0 {
@@ -581,25 +586,11 @@ impl Axis {
                 let major: Vec<f64> = major.into_iter().filter(keep).collect();
                 if major.len() >= 2 {
                     let minor = minor.into_iter().filter(keep).collect();
-                    return Axis {
-                        lo: a,
-                        hi: b,
-                        log,
-                        major,
-                        minor,
-                        categories: Vec::new(),
-                    };
+                    return Axis::with_ticks(a, b, log, major, minor);
                 }
             }
             let (a, b, major, minor) = log_ticks(lo, hi, px, min_gap);
-            Axis {
-                lo: a,
-                hi: b,
-                log,
-                major,
-                minor,
-                categories: Vec::new(),
-            }
+            Axis::with_ticks(a, b, log, major, minor)
         } else {
             let d = (hi - lo) * pad;
             let (a, b) = (lo - d, hi + d);
@@ -608,25 +599,11 @@ impl Axis {
                     .windows(2)
                     .all(|w| (w[1] - w[0]).abs() / (b - a) * px >= min_gap);
                 if fits {
-                    return Axis {
-                        lo: a,
-                        hi: b,
-                        log,
-                        major: pref,
-                        minor: Vec::new(),
-                        categories: Vec::new(),
-                    };
+                    return Axis::with_ticks(a, b, log, pref, Vec::new());
                 }
             }
             let (major, minor) = linear_ticks(a, b, px, min_gap);
-            Axis {
-                lo: a,
-                hi: b,
-                log,
-                major,
-                minor,
-                categories: Vec::new(),
-            }
+            Axis::with_ticks(a, b, log, major, minor)
         }
     }
 

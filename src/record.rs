@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
 /// reader sees either the old file or the whole new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
-    let tmp = tmp_path(path);
+    let tmp = partial_path(path);
     std::fs::write(&tmp, bytes).map_err(|cause| IoError::Write {
         path: tmp.clone(),
         cause,
@@ -20,10 +20,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
 
 /// `path` with `.partial` appended: the name a file has while it is being written.
 pub fn partial_path(path: &Path) -> PathBuf {
-    tmp_path(path)
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())

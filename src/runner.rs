@@ -500,8 +500,7 @@ fn summary_json(scenario: &Scenario, sets: &[String], report: &RunReport) -> ser
 
 /// Mean of the finite values (None if there are none).
 pub fn mean_finite(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (s, n) = values
-        .filter(|v| v.is_finite())
-        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    (n > 0).then(|| s / n as f64)
+    let mut mean = crate::metrics::RunningMean::default();
+    values.for_each(|v| mean.add(v));
+    Some(mean.mean()).filter(|m| !m.is_nan())
 }
