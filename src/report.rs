@@ -309,7 +309,7 @@ fn var_style(var: &str) -> (usize, String, Rgb, Dash) {
             (227, 119, 194),
             Dash::Solid,
         ),
-        "q" => (6, "q (influence pool)".into(), (23, 160, 180), Dash::Solid),
+        "s" => (6, "s (influence scale)".into(), (23, 160, 180), Dash::Solid),
         other => (7, other.to_string(), (110, 110, 110), Dash::Dotted),
     }
 }

@@ -117,12 +117,12 @@ pub enum Variable {
     P,
     /// Delayed presynaptic trace `n̄_l` (needs `dynamics.trace.stages > 0`).
     Trace,
-    /// Influence pool `q_l` (neuron 0).
-    Q,
+    /// Influence scale neuron `s_l` (neuron 0; hidden layers `1..L−1`).
+    S,
 }
 
 impl Variable {
-    /// The name used in column headers (`h`, `d`, `tau`, `u`, `p`, `trace`, `q`).
+    /// The name used in column headers (`h`, `d`, `tau`, `u`, `p`, `trace`, `s`).
     pub fn name(self) -> &'static str {
         match self {
             Variable::H => "h",
@@ -131,7 +131,7 @@ impl Variable {
             Variable::U => "u",
             Variable::P => "p",
             Variable::Trace => "trace",
-            Variable::Q => "q",
+            Variable::S => "s",
         }
     }
 }
@@ -237,7 +237,7 @@ impl TraceColumn {
             Variable::U => get(Population::U),
             Variable::P => get(Population::Pool),
             Variable::Trace => get(Population::Trace),
-            Variable::Q => get(Population::Influence),
+            Variable::S => get(Population::Influence),
         }
     }
 }
@@ -871,7 +871,8 @@ impl Scenario {
             let path = format!("traces.variables[{i}]");
             let name = v.variable.name();
             let (lo, hi) = match v.variable {
-                Variable::H | Variable::D | Variable::Tau | Variable::Q => (1, depth),
+                Variable::H | Variable::D | Variable::Tau => (1, depth),
+                Variable::S => (1, depth - 1),
                 Variable::U => (2, depth),
                 Variable::P => (0, depth),
                 Variable::Trace => (0, depth - 1),
@@ -907,7 +908,7 @@ impl Scenario {
                 Variable::Trace => {
                     (d.trace.stages == 0).then_some("engine.dynamics.trace.stages > 0")
                 }
-                Variable::Q => {
+                Variable::S => {
                     (!d.influence.enabled).then_some("engine.dynamics.influence.enabled = true")
                 }
                 _ => None,
@@ -925,7 +926,7 @@ impl Scenario {
     /// How many neurons a traced variable has in `layer`.
     fn trace_width(&self, variable: Variable, layer: usize) -> usize {
         match variable {
-            Variable::P | Variable::Q => 1,
+            Variable::P | Variable::S => 1,
             Variable::Trace => self.network.widths[layer] + usize::from(self.network.bias),
             _ => self.network.widths[layer],
         }

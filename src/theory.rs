@@ -672,6 +672,35 @@ pub fn run_all(
         "< 1e-3; cos > 0.99",
         Some(ok),
     ));
+    let (text, ok) = match t6_influence_limit() {
+        Ok(t6b) => {
+            let all: Vec<(f64, f64)> = t6b.linear.iter().chain(&t6b.tanh).copied().collect();
+            let worst_ratio = all.iter().map(|(r, _)| (r - 1.0).abs()).fold(0.0, f64::max);
+            let min_cos = all.iter().map(|(_, c)| *c).fold(1.0, f64::min);
+            let ratios = |v: &[(f64, f64)]| {
+                v.iter()
+                    .map(|(r, _)| format!("{r:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            (
+                format!(
+                    "ratio linear [{}], tanh [{}]; min cos {min_cos:.5}",
+                    ratios(&t6b.linear),
+                    ratios(&t6b.tanh)
+                ),
+                worst_ratio <= 0.05 && min_cos >= 0.99,
+            )
+        }
+        Err(e) => engine(e),
+    };
+    rows.push(ClaimRow::new(
+        "T6b",
+        "same with influence scaling = s_l*-scaled DTP1 (Sec. 7.1, 8)",
+        text,
+        "ratio within 5%, cos ≥ 0.99 per layer",
+        Some(ok),
+    ));
     let windows = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
     let t7 = t7_anytime(&windows);
     let (text, ok) = match &t7 {
@@ -834,6 +863,17 @@ pub fn limit_config(eta: f64, window: f64) -> EngineConfig {
 
 /// Discrete DTP1 update (`η = 1`) with converged decoder-output targets, `λ = 0`.
 pub fn discrete_dtp1(net: &Network, ex: &Example, beta: f64) -> Vec<DMatrix<f64>> {
+    discrete_dtp1_scaled(net, ex, beta, false)
+}
+
+/// [`discrete_dtp1`], each layer's update scaled by its influence scale
+/// `s_l* = ‖d_L*‖²/‖d_l*‖²` of the converged targets when `influence` (Sec. 8; docs/MODEL.md §4).
+pub fn discrete_dtp1_scaled(
+    net: &Network,
+    ex: &Example,
+    beta: f64,
+    influence: bool,
+) -> Vec<DMatrix<f64>> {
     let fwd = net.forward(&ex.x);
     let d_out = output_displacement(net, &fwd, &ex.y, beta);
     let relaxation = Relaxation {
@@ -843,8 +883,9 @@ pub fn discrete_dtp1(net: &Network, ex: &Example, beta: f64) -> Vec<DMatrix<f64>
         ..converged_relaxation()
     };
     let t = relax(net, &fwd, &d_out, &relaxation).expect("the nets used here contract");
+    let s = influence_scales(&t.d);
     (1..=net.depth())
-        .map(|l| dtp1_delta(&fwd, &t.d[l], l))
+        .map(|l| dtp1_delta(&fwd, &t.d[l], l) * if influence { s[l] } else { 1.0 })
         .collect()
 }
 
@@ -860,19 +901,56 @@ pub struct ContinuousLimit {
     pub tanh_cosine: Vec<f64>,
 }
 
+/// One trial from rest of the `tau_dot` rule (η = 1e-7, 40-unit relaxation after a 25-unit
+/// settle), divided by η, and the discrete DTP1 update with converged targets; both scaled by
+/// influence when `influence` (continuous scale neurons, discrete `s_l*`).
+fn continuous_and_discrete(
+    net: &Network,
+    ex: &Example,
+    influence: bool,
+) -> Result<(Updates, Updates), EngineError> {
+    let eta = 1e-7;
+    let mut cfg = limit_config(eta, 40.0);
+    cfg.dynamics.influence.enabled = influence;
+    let mut sim = Simulation::new(net, cfg, 1).expect("valid configuration");
+    let cont: Vec<DMatrix<f64>> = trial_update(&mut sim, ex)?
+        .into_iter()
+        .map(|m| m / eta)
+        .collect();
+    Ok((cont, discrete_dtp1_scaled(net, ex, 0.1, influence)))
+}
+
+/// Influence-scaled continuous limit (Sec. 8 with Sec. 7.1): per layer, `(‖ΔW_cont/η‖ /
+/// ‖ΔW_DTP1‖, cos(ΔW_cont, ΔW_DTP1))` where the continuous update learns from the scaled
+/// displacement `s_l d_l` of the scale neurons and the discrete one is DTP1 scaled by `s_l*`.
+#[derive(Debug, Clone)]
+pub struct InfluenceLimit {
+    /// On a linear net with exact inverses.
+    pub linear: Vec<(f64, f64)>,
+    /// On a tanh net with fitted decoders.
+    pub tanh: Vec<(f64, f64)>,
+}
+
+/// T6b: one trial from rest with influence scaling against discrete `s_l*`-scaled DTP1
+/// (same nets and settings as [`t6_continuous_limit`]).
+pub fn t6_influence_limit() -> Result<InfluenceLimit, EngineError> {
+    let per_layer = |net: &Network, ex: &Example| -> Result<Vec<(f64, f64)>, EngineError> {
+        let (c, d) = continuous_and_discrete(net, ex, true)?;
+        Ok((0..c.len())
+            .map(|l| (c[l].norm() / d[l].norm(), cosine_flat(&c[l..=l], &d[l..=l])))
+            .collect())
+    };
+    let lin = linear_invertible(4, 3, 2.0, 61);
+    let linear = per_layer(&lin, &noisy_example(&lin, 62, 1.0))?;
+    let tanh = fitted_tanh(6, 3, 0.5, 63, 400);
+    let tanh = per_layer(&tanh, &noisy_example(&tanh, 64, 0.3))?;
+    Ok(InfluenceLimit { linear, tanh })
+}
+
 /// T6: one trial of the `tau_dot` rule (η = 1e-7, 40-unit relaxation) against discrete DTP1
 /// with iterated decoder-output targets.
 pub fn t6_continuous_limit() -> Result<ContinuousLimit, EngineError> {
-    let eta = 1e-7;
-    let compare = |net: &Network, ex: &Example| -> Result<(Updates, Updates), EngineError> {
-        let mut sim =
-            Simulation::new(net, limit_config(eta, 40.0), 1).expect("valid configuration");
-        let cont: Vec<DMatrix<f64>> = trial_update(&mut sim, ex)?
-            .into_iter()
-            .map(|m| m / eta)
-            .collect();
-        Ok((cont, discrete_dtp1(net, ex, 0.1)))
-    };
+    let compare = |net: &Network, ex: &Example| continuous_and_discrete(net, ex, false);
     let lin = linear_invertible(4, 3, 2.0, 61);
     let (c, d) = compare(&lin, &noisy_example(&lin, 62, 1.0))?;
     let linear_rel_error = c

@@ -293,7 +293,7 @@ const STRINGS: &[&str] = &[
     "tau",
     "u",
     "p",
-    "q",
+    "s",
     "dtpsim-weights",
     "Cargo.toml",
     "scenarios/quickstart.json",

@@ -127,13 +127,19 @@ pub struct Trace {
     pub stages: usize,
 }
 
-/// Influence pools (Sec. 8).
+/// Influence scaling (Sec. 8; docs/MODEL.md §6): one scale neuron `s_l` per hidden layer and
+/// replica, `τ_q ṡ_l = s_l (‖d_L‖² − s_l‖d_l‖²)/(ε_q + ‖d_L‖² + s_l‖d_l‖²)`, starting at 1; each
+/// hidden layer learns from the scaled displacement `s_l d_l`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluenceConfig {
-    /// Scale each layer's update by `s_l` (off: `s_l = 1`).
+    /// Scale each hidden layer's update by `s_l` (off: `s_l = 1`).
     pub enabled: bool,
-    /// `ε_q` of `s_l = q_L/(ε_q + q_l)`.
+    /// Time constant `τ_q` of the scale neurons: `ln s_l` moves by less than `1/τ_q` per time
+    /// unit, and by `(1 − s_l/s_l*)/(2τ_q)` near its fixed point `s_l* = ‖d_L‖²/‖d_l‖²`.
+    pub tau: f64,
+    /// `ε_q` in the denominator of `ṡ_l`: below displacements of this squared size the scale
+    /// neurons slow down (it does not move the fixed point).
     pub eps: f64,
 }
 
@@ -141,7 +147,8 @@ impl Default for InfluenceConfig {
     fn default() -> Self {
         InfluenceConfig {
             enabled: false,
-            eps: 1e-8,
+            tau: 1.0,
+            eps: 1e-12,
         }
     }
 }
@@ -311,6 +318,7 @@ impl EngineConfig {
         time("dynamics.tau_h", d.tau_h)?;
         time("dynamics.tau_d", d.tau_d)?;
         time("dynamics.tau_p", d.tau_p)?;
+        time("dynamics.influence.tau", d.influence.tau)?;
         let eps = " (a regulariser: small against ‖a‖², which is ≥ 1 with a bias unit)";
         check_range("dynamics.pool_eps", d.pool_eps, (0.0, true), 1.0, eps)?;
         check_range("dynamics.trace.delay", d.trace.delay, (0.0, false), 1e6, "")?;

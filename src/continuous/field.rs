@@ -16,9 +16,11 @@
 //! * pools: `τ_p ṗ_l = −p_l + ‖a_l(h_l)‖²`, `n_l = a_l/(ε + p_l)`, `l = 0..=L`;
 //! * trace (Sec. 7.1): `ċ_{l,1} = (n_l − c_{l,1}) K/D`, `ċ_{l,k} = (c_{l,k−1} − c_{l,k}) K/D`,
 //!   `n̄_l = c_{l,K}` (`n̄_l = n_l` when `K = 0`);
-//! * influence (Sec. 8): `τ_p q̇_l = −q_l + ‖d_l‖²`, `s_l = q_L/(ε_q + q_l)`, `s_L = 1`;
-//! * forward plasticity (Sec. 7.1): `Ẇ_l = η_l[−γ W_l + (1/B) Σ_b s_{l,b} m_p e_{l,b} n̄_{l−1,b}ᵀ]`
-//!   with `e = ḋ_l` (`tau_dot`), `ḣ_l + ḋ_l` (`tau_dot_full`) or `d_l/T_r` (`displacement`);
+//! * influence (Sec. 8), `l = 1..L−1`: `τ_q ṡ_l = s_l (‖d_L‖² − s_l‖d_l‖²)/(ε_q + ‖d_L‖² + s_l‖d_l‖²)`,
+//!   `s_L = 1`;
+//! * forward plasticity (Sec. 7.1): `Ẇ_l = η_l[−γ W_l + (1/B) Σ_b m_p e_{l,b} n̄_{l−1,b}ᵀ]`
+//!   with `e = (s_l d_l)˙ = s_l ḋ_l + ṡ_l d_l` (`tau_dot`), `ḣ_l + (s_l d_l)˙` (`tau_dot_full`) or
+//!   `s_l d_l/T_r` (`displacement`);
 //! * decoder plasticity (Sec. 10.2): `Ω̇_l = η_Ω[−γ_Ω Ω_l + (1/B) Σ_b (h_{l−1} − g_l(h_l)) n_lᵀ]`.
 //!
 //! Every plastic matrix `M` (the `W_l` and `Ω_l`) therefore has a derivative of the form
@@ -205,8 +207,10 @@ pub struct Workspace {
     scratch: Vec<DMatrix<f64>>,
     /// `∇ℓ` per replica.
     grad: DMatrix<f64>,
-    /// Influence scales `s_l` per replica.
+    /// Influence scales `s_l` per replica (1 when influence is off, and for `l = L`).
     scale: Vec<DVector<f64>>,
+    /// Their rates `ṡ_l` per replica (0 when influence is off, and for `l = L`).
+    scale_rate: Vec<DVector<f64>>,
     /// Factors of the full-state path (taken out while it evaluates).
     flat: Option<PlasticFactors>,
 }
@@ -248,6 +252,7 @@ impl Workspace {
             scratch: (0..=depth).map(|l| DMatrix::zeros(n(l), b)).collect(),
             grad: DMatrix::zeros(n(depth), b),
             scale: vec![DVector::from_element(b, 1.0); depth + 1],
+            scale_rate: vec![DVector::zeros(b); depth + 1],
             flat: Some(PlasticFactors::new(layout)),
         }
     }
@@ -272,6 +277,21 @@ pub struct Field<'a> {
 fn scale_columns(m: &mut DMatrixViewMut<f64>, s: impl Fn(usize) -> f64) {
     for j in 0..m.ncols() {
         m.column_mut(j).scale_mut(s(j));
+    }
+}
+
+/// Turns `e = Ḋ` into the rate of the influence-scaled displacement, column by column:
+/// `(s d)˙ = s ḋ + ṡ d` (docs/MODEL.md §6, forward plasticity with influence).
+fn into_scaled_rate(
+    e: &mut DMatrix<f64>,
+    d: &DMatrixView<f64>,
+    s: &DVector<f64>,
+    sdot: &DVector<f64>,
+) {
+    for j in 0..e.ncols() {
+        let mut col = e.column_mut(j);
+        col.scale_mut(s[j]);
+        col.axpy(sdot[j], &d.column(j), 1.0);
     }
 }
 
@@ -640,23 +660,32 @@ impl<'a> Field<'a> {
         }
     }
 
-    /// Influence pools `q̇_l` and the scales `s_l = q_L/(ε_q + q_l)` (all 1 when off).
+    /// The influence scale neurons of the hidden layers (docs/MODEL.md §6, Sec. 8):
+    ///
+    /// `τ_q ṡ_l = s_l (‖d_L‖² − s_l‖d_l‖²) / (ε_q + ‖d_L‖² + s_l‖d_l‖²)`,
+    ///
+    /// whose fixed point is the discrete `s_l = ‖d_L‖²/‖d_l‖²` and whose log-rate is bounded,
+    /// `|d ln s_l/dt| < 1/τ_q`. Keeps `s_l` and `ṡ_l` in the workspace for the plasticity
+    /// (all `s = 1`, `ṡ = 0` when influence is off).
     fn influence(&self, x: &[f64], dx: &mut [f64], ws: &mut Workspace) {
         let lay = self.layout;
         let dynm = &self.cfg.dynamics;
         if !dynm.influence.enabled {
             return;
         }
-        let q = |l: usize| lay.q(l).expect("influence pools").view(x);
-        let q_top = q(lay.depth);
-        for l in 1..=lay.depth {
-            let (ql, d) = (q(l), lay.d(l).view(x));
-            let mut qdot = lay.q(l).expect("influence pools").view_mut(dx);
+        let (tau_q, eps_q) = (dynm.influence.tau, dynm.influence.eps);
+        let d_top = lay.d(lay.depth).view(x);
+        for l in 1..lay.depth {
+            let block = lay.scale(l).expect("influence scale neurons");
+            let (s, d) = (block.view(x), lay.d(l).view(x));
+            let mut sdot = block.view_mut(dx);
             for j in 0..lay.replicas {
-                qdot[j] = (d.column(j).norm_squared() - ql[j]) / dynm.tau_p;
-                if l < lay.depth {
-                    ws.scale[l][j] = q_top[j] / (dynm.influence.eps + ql[j]);
-                }
+                let (top, own) = (d_top.column(j).norm_squared(), d.column(j).norm_squared());
+                let s_j = s[j];
+                let rate = s_j * (top - s_j * own) / (tau_q * (eps_q + top + s_j * own));
+                sdot[j] = rate;
+                ws.scale[l][j] = s_j;
+                ws.scale_rate[l][j] = rate;
             }
         }
     }
@@ -679,19 +708,37 @@ impl<'a> Field<'a> {
                 continue;
             }
             let e = &mut plastic.e[m];
-            let ddot = lay.d(l).view(dx);
+            let (d, ddot) = (lay.d(l).view(x), lay.d(l).view(dx));
+            // the influence-scaled displacement s_l d_l and its rate (s_l d_l)˙ = s_l ḋ_l + ṡ_l d_l
+            // (s = 1, ṡ = 0 without influence and for the output layer)
+            let (s, sdot) = (&ws.scale[l], &ws.scale_rate[l]);
             match dynm.plasticity.rule {
-                PlasticityRule::TauDot => e.copy_from(&ddot),
+                PlasticityRule::TauDot => {
+                    e.copy_from(&ddot);
+                    if dynm.influence.enabled && l < depth {
+                        into_scaled_rate(e, &d, s, sdot);
+                    }
+                }
                 PlasticityRule::TauDotFull => {
-                    e.zip_zip_apply(&ddot, &lay.h(l).view(dx), |e, dd, dh| *e = dd + dh)
+                    e.copy_from(&ddot);
+                    if dynm.influence.enabled && l < depth {
+                        into_scaled_rate(e, &d, s, sdot);
+                    }
+                    *e += lay.h(l).view(dx);
                 }
                 PlasticityRule::Displacement => {
-                    e.copy_from(&lay.d(l).view(x));
-                    *e /= self.cfg.relaxation_time();
+                    e.copy_from(&d);
+                    let scaled = dynm.influence.enabled && l < depth;
+                    let t_r = self.cfg.relaxation_time();
+                    scale_columns(&mut e.as_view_mut(), |j| {
+                        if scaled {
+                            s[j] / t_r
+                        } else {
+                            1.0 / t_r
+                        }
+                    });
                 }
             }
-            let scaled = dynm.influence.enabled && l < depth;
-            let s = &ws.scale[l];
             // n_0 = a_0(x) diag(1/(ε + p_0)): the diagonal moves into E (see `shared`)
             plastic.shared[m] = input_factor_shared(lay, m);
             let p0 = lay.p(0).view(x);
@@ -703,7 +750,7 @@ impl<'a> Field<'a> {
                 }
             };
             scale_columns(&mut plastic.e[m].as_view_mut(), |j| {
-                eta * gate * inv_b * if scaled { s[j] } else { 1.0 } * pool(j)
+                eta * gate * inv_b * pool(j)
             });
             if plastic.shared[m] {
                 plastic.n[m].copy_from(&ws.a[0]);

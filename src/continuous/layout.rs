@@ -8,7 +8,7 @@
 //! | `u_l`, `l = 2..=L` (decoder-input correction) | `n_l × B` | `decoder_input` |
 //! | `p_l`, `l = 0..=L` (pooling neuron) | `1 × B` | always |
 //! | `c_{l,k}`, `l = 0..L−1`, `k = 1..=K` (trace stage) | `(n_l+1) × B` | `K > 0` |
-//! | `q_l`, `l = 1..=L` (influence pool) | `1 × B` | influence on |
+//! | `s_l`, `l = 1..L−1` (influence scale neuron) | `1 × B` | influence on |
 //! | `W_l`, `l = 1..=L` | `n_l × (n_{l−1}+1)` | always |
 //! | `Ω_l`, `l = 2..=L` | `n_{l−1} × (n_l+1)` | always |
 
@@ -69,7 +69,7 @@ pub enum Population {
     Pool,
     /// Last stage of the presynaptic trace, `n̄_l`.
     Trace,
-    /// Influence pool `q_l`.
+    /// Influence scale neuron `s_l` (Sec. 8; docs/MODEL.md §6).
     Influence,
     /// Encoder weights `W_l`.
     W,
@@ -86,7 +86,7 @@ impl Population {
             Population::U => "u",
             Population::Pool => "p",
             Population::Trace => "trace",
-            Population::Influence => "q",
+            Population::Influence => "s",
             Population::W => "W",
             Population::Omega => "Omega",
         }
@@ -107,7 +107,7 @@ pub struct Layout {
     u: Vec<Option<Block>>,
     p: Vec<Block>,
     chain: Vec<Vec<Block>>,
-    q: Vec<Option<Block>>,
+    scale: Vec<Option<Block>>,
     w: Vec<Block>,
     omega: Vec<Block>,
     len: usize,
@@ -158,9 +158,9 @@ impl Layout {
                     .collect()
             })
             .collect();
-        let mut q = vec![None];
-        for _ in 1..=depth {
-            q.push(influence.then(|| take(1, replicas)));
+        let mut scale = vec![None];
+        for l in 1..=depth {
+            scale.push((influence && l < depth).then(|| take(1, replicas)));
         }
         let mut w = vec![dummy];
         for l in 1..=depth {
@@ -179,7 +179,7 @@ impl Layout {
             u,
             p,
             chain,
-            q,
+            scale,
             w,
             omega,
             len: next,
@@ -216,9 +216,10 @@ impl Layout {
     pub fn stage(&self, l: usize, k: usize) -> Block {
         self.chain[l][k - 1]
     }
-    /// `q_l`, `l = 1..=L` (influence only).
-    pub fn q(&self, l: usize) -> Option<Block> {
-        self.q[l]
+    /// The influence scale neuron `s_l`, `l = 1..L−1` (influence only; `s_L = 1` is not a
+    /// neuron).
+    pub fn scale(&self, l: usize) -> Option<Block> {
+        self.scale.get(l).copied().flatten()
     }
     /// `W_l`, `l = 1..=L`.
     pub fn w(&self, l: usize) -> Block {
@@ -247,7 +248,7 @@ impl Layout {
             if self.u[l].as_ref().is_some_and(inside) {
                 return (Population::U, l);
             }
-            if self.q[l].as_ref().is_some_and(inside) {
+            if self.scale[l].as_ref().is_some_and(inside) {
                 return (Population::Influence, l);
             }
             if inside(&self.w[l]) {

@@ -122,9 +122,7 @@ impl Sample<'_> {
             Population::Trace => {
                 (layer < l.depth && l.stages > 0).then(|| l.stage(layer, l.stages))
             }
-            Population::Influence => (layer >= 1 && layer <= l.depth)
-                .then(|| l.q(layer))
-                .flatten(),
+            Population::Influence => (layer >= 1).then(|| l.scale(layer)).flatten(),
             Population::W => (layer >= 1 && layer <= l.depth).then(|| l.w(layer)),
             Population::Omega => (layer >= 2 && layer <= l.depth).then(|| l.omega(layer)),
         }?;
@@ -250,7 +248,7 @@ pub struct Simulation {
 
 impl Simulation {
     /// Starts from `net`'s weights with all neurons at rest for a zero input: `h = d = u = 0`,
-    /// pools at `‖a_l(0)‖²`, trace stages at `n_l(0)`, influence pools 0.
+    /// pools at `‖a_l(0)‖²`, trace stages at `n_l(0)`, influence scales `s_l = 1`.
     /// `replicas` is `B`, the number of replicas sharing the weights (docs/MODEL.md §6).
     pub fn new(net: &Network, cfg: EngineConfig, replicas: usize) -> Result<Self, ConfigError> {
         cfg.validate(net.depth())?;
@@ -285,6 +283,9 @@ impl Simulation {
                         block.column_mut(j).copy_from(&n0);
                     }
                 }
+            }
+            if let Some(scale) = layout.scale(l) {
+                scale.view_mut(y).fill(1.0);
             }
         }
         Ok(Simulation {
@@ -422,7 +423,7 @@ impl Simulation {
             if l >= 1 {
                 copy(lay.h(l), one.h(l));
                 copy(lay.d(l), one.d(l));
-                if let (Some(a), Some(b)) = (lay.q(l), one.q(l)) {
+                if let (Some(a), Some(b)) = (lay.scale(l), one.scale(l)) {
                     copy(a, b);
                 }
             }
