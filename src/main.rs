@@ -71,7 +71,7 @@ enum Command {
     },
     /// Run a grid of parameter values × seeds in parallel; writes sweep.csv and one plot per
     /// metric. Without --param, the scenario's own "sweep" section is used.
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
     /// Redraw the plots of a run or sweep folder from its CSV files.
     Plot { dir: PathBuf },
     /// Print the JSON Schema of the scenario format.
@@ -284,62 +284,158 @@ fn bench(
 
 /// What `dtpsim sweep` is given.
 #[derive(clap::Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "A sweep folder can be filled in several goes: runs whose summary.json says \
+complete are skipped, the others run (again). --shard I/N runs one part of the grid; --slurm \
+submits every part as a Slurm job array; `dtpsim sweep gather DIR` then builds sweep.csv and \
+the plots. See \"Running on a cluster\" in the README."
+)]
 struct SweepArgs {
+    #[command(subcommand)]
+    action: Option<SweepAction>,
     /// Scenario JSON.
-    file: PathBuf,
+    #[arg(required = true)]
+    file: Option<PathBuf>,
     /// A swept field and its values: --param engine.protocol.t_stim=6,9,15 (repeatable).
     #[arg(long = "param", value_name = "PATH=V1,V2,...")]
     params: Vec<String>,
     /// Seeds per grid point (seed, seed+1, ...); default: the scenario's sweep.seeds or 1.
     #[arg(long)]
     seeds: Option<usize>,
-    /// Runs at a time (default: number of cores).
+    /// Runs at a time (default: number of cores; with --slurm, --cpus).
     #[arg(long)]
     jobs: Option<usize>,
     /// Fixed overrides applied to every run.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     sets: Vec<String>,
-    /// Output folder (default out/<file stem>_sweep); must be empty or absent.
+    /// Output folder (default out/<file stem>_sweep): absent, empty, or holding this same
+    /// sweep (its complete runs are skipped, the others run again).
     #[arg(long)]
     out: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-    /// Replace the earlier sweep in --out (only dtpsim's own files are removed).
+    /// Start over: replace the sweep in --out, whatever its grid (only dtpsim's own files are
+    /// removed).
     #[arg(long)]
     force: bool,
+    /// Run only shard I of N: the runs whose number modulo N is I. Shards are numbered from
+    /// 0, like $SLURM_ARRAY_TASK_ID; --shard 0/N … --shard N-1/N together run the grid. A shard
+    /// writes run folders only; gather them with `dtpsim sweep gather DIR`.
+    #[arg(long, value_name = "I/N", value_parser = dtpsim::sweep::parse_shard, conflicts_with = "slurm")]
+    shard: Option<dtpsim::sweep::Shard>,
+    /// Write DIR/sweep.sbatch, a Slurm job array with one task per shard that has runs to do,
+    /// and submit it with sbatch (see --dry-run); prints the job id and the gather command.
+    #[arg(long)]
+    slurm: bool,
+    /// Slurm partition of the array's tasks.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// Time limit of each task, in Slurm's format (2:00:00, 1-12, 30 for minutes).
+    #[arg(long, requires = "slurm", value_name = "TIME")]
+    time: Option<String>,
+    /// CPUs per task (default 1); each task runs this many runs at a time unless --jobs.
+    #[arg(long, requires = "slurm", value_name = "C")]
+    cpus: Option<usize>,
+    /// Memory per task, e.g. 4G.
+    #[arg(long, requires = "slurm", value_name = "M")]
+    mem: Option<String>,
+    /// Tasks running at a time (--array=…%K).
+    #[arg(long, requires = "slurm", value_name = "K")]
+    max_parallel: Option<usize>,
+    /// Shards (array tasks) to split the grid into (default: one per run).
+    #[arg(long, requires = "slurm", value_name = "N")]
+    shards: Option<usize>,
+    /// A further #SBATCH option, e.g. --sbatch-arg=--account=lab (repeatable).
+    #[arg(
+        long = "sbatch-arg",
+        requires = "slurm",
+        value_name = "OPTION",
+        allow_hyphen_values = true
+    )]
+    sbatch_args: Vec<String>,
+    /// With --slurm: write sweep.sbatch (and sweep.json) but do not submit it.
+    #[arg(long, requires = "slurm")]
+    dry_run: bool,
 }
 
-fn sweep(args: &SweepArgs) -> anyhow::Result<u8> {
-    let SweepArgs {
-        file,
-        params,
-        seeds,
-        jobs,
-        sets,
-        out,
-        quiet,
-        force,
-    } = args;
-    let (seeds, jobs, quiet, force) = (*seeds, *jobs, *quiet, *force);
-    let scenario = dtpsim::scenario::load_scenario(file, sets)?;
-    let mut grid: Vec<(String, Vec<serde_json::Value>)> = params
-        .iter()
-        .map(|p| dtpsim::sweep::parse_param(p).map_err(anyhow::Error::msg))
-        .collect::<Result<_, _>>()?;
-    let spec = scenario.sweep.clone().unwrap_or_default();
-    if grid.is_empty() {
-        grid = spec.params.into_iter().collect();
+/// `dtpsim sweep gather`.
+#[derive(Subcommand)]
+enum SweepAction {
+    /// Build sweep.csv, sweep_summary.csv and the plots of a sweep folder from its run folders
+    /// (after its shards or Slurm tasks have finished). Every grid point gets a row; those
+    /// without a complete run are listed, and the exit status is then 3 (1 if some run
+    /// stopped, 0 if every run is complete).
+    Gather {
+        /// The sweep folder (the --out of dtpsim sweep).
+        dir: PathBuf,
+    },
+}
+
+/// The options given before the command that a Slurm task must repeat.
+fn global_args(cli: &Cli) -> Vec<String> {
+    let mut words = Vec::new();
+    if let Some(t) = cli.threads {
+        words.extend(["--threads".to_string(), t.to_string()]);
     }
-    if grid.is_empty() {
-        anyhow::bail!(
-            "{}: nothing to sweep; give --param path=v1,v2 or a \"sweep\" section in the scenario",
-            file.display()
-        );
+    if let Some(m) = cli.max_memory {
+        words.extend(["--max-memory".to_string(), m.to_string()]);
     }
-    let seeds = seeds.unwrap_or(spec.seeds.max(1));
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let out = out.clone().unwrap_or_else(|| {
+    if let Some(h) = cli.max_hours {
+        words.extend(["--max-hours".to_string(), h.to_string()]);
+    }
+    words
+}
+
+/// Prints `sweep.csv` and the counts of a finished (or gathered) sweep; the exit status:
+/// 130 if a run was interrupted, 3 if grid points are missing (gather), 1 if a run stopped or
+/// failed, else 0.
+fn sweep_report(outcome: &dtpsim::sweep::SweepOutcome, out: &Path) -> anyhow::Result<u8> {
+    let table = std::fs::read_to_string(out.join("sweep.csv"))?;
+    print!("{table}");
+    println!(
+        "{} runs: {} complete, {} stopped, {} failed, {} interrupted, {} missing; outputs in {}",
+        outcome.total(),
+        outcome.complete,
+        outcome.stopped,
+        outcome.failed,
+        outcome.interrupted,
+        outcome.missing,
+        out.display()
+    );
+    Ok(sweep_exit(outcome))
+}
+
+fn sweep_exit(outcome: &dtpsim::sweep::SweepOutcome) -> u8 {
+    if outcome.missing > 0 {
+        EXIT_INCOMPLETE
+    } else if outcome.interrupted > 0 {
+        EXIT_INTERRUPTED
+    } else if outcome.stopped + outcome.failed > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+fn sweep(args: &SweepArgs, global: Vec<String>) -> anyhow::Result<u8> {
+    if let Some(SweepAction::Gather { dir }) = &args.action {
+        return gather(dir);
+    }
+    let Some(file) = &args.file else {
+        anyhow::bail!("give a scenario file: dtpsim sweep FILE [--param PATH=V1,V2 ...], or dtpsim sweep gather DIR");
+    };
+    let command = dtpsim::sweep::SweepCommand {
+        global,
+        file: file.clone(),
+        params: args.params.clone(),
+        seeds: args.seeds,
+        sets: args.sets.clone(),
+    };
+    let plan = dtpsim::sweep::SweepPlan::new(&command)?;
+    let out = args.out.clone().unwrap_or_else(|| {
         let mut d = default_out(file);
         d.set_file_name(format!(
             "{}_sweep",
@@ -348,32 +444,109 @@ fn sweep(args: &SweepArgs) -> anyhow::Result<u8> {
         ));
         d
     });
+    if args.slurm {
+        let slurm = dtpsim::sweep::SlurmOptions {
+            partition: args.partition.clone(),
+            time: args.time.clone(),
+            cpus: args.cpus,
+            mem: args.mem.clone(),
+            max_parallel: args.max_parallel,
+            shards: args.shards,
+            extra: args.sbatch_args.clone(),
+            dry_run: args.dry_run,
+        };
+        let s = dtpsim::sweep::submit_slurm(&plan, &out, args.jobs, args.force, &slurm)?;
+        let gather = format!(
+            "dtpsim sweep gather {}",
+            dtpsim::sweep::shell_quote(&s.out.display().to_string())
+        );
+        let Some(script) = &s.script else {
+            println!(
+                "all {} runs are complete already: nothing to submit; gather them with: {gather}",
+                s.runs
+            );
+            return Ok(0);
+        };
+        let todo = format!(
+            "{} runs in {} shards, {} complete already; array {}",
+            s.runs, s.shards, s.complete, s.array
+        );
+        match &s.job_id {
+            Some(id) => {
+                println!("submitted Slurm job {id} ({todo})");
+                println!(
+                    "logs: {}/slurm/{id}_<task>.out and .err; follow it with: squeue -j {id}",
+                    s.out.display()
+                );
+            }
+            None => {
+                println!(
+                    "wrote {} ({todo}); not submitted (--dry-run): submit it with: sbatch {}",
+                    script.display(),
+                    dtpsim::sweep::shell_quote(&script.display().to_string())
+                );
+            }
+        }
+        println!("when every task has finished: {gather}");
+        return Ok(0);
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let options = dtpsim::sweep::SweepOptions {
-        seeds,
         jobs,
-        progress: !quiet,
-        force,
+        progress: !args.quiet,
+        force: args.force,
+        shard: args.shard,
     };
-    let outcome = dtpsim::sweep::run_sweep(file, sets, &grid, &out, &options)
-        .map_err(|e| after_writing(e, &out))?;
-    let table = std::fs::read_to_string(out.join("sweep.csv"))?;
-    print!("{table}");
+    let outcome =
+        dtpsim::sweep::run_sweep(&plan, &out, &options).map_err(|e| after_writing(e, &out))?;
+    let Some(shard) = args.shard else {
+        let code = sweep_report(&outcome, &out)?;
+        for line in &outcome.unfinished {
+            eprintln!("error: {line}");
+        }
+        return Ok(code);
+    };
+    for line in &outcome.unfinished {
+        eprintln!("error: {line}");
+    }
     println!(
-        "{} runs: {} complete, {} stopped, {} failed, {} interrupted; outputs in {}",
-        outcome.complete + outcome.stopped + outcome.failed + outcome.interrupted,
+        "shard {shard}: {} runs ({} skipped as complete): {} complete, {} stopped, {} failed, {} interrupted; when every shard has finished: dtpsim sweep gather {}",
+        outcome.total(),
+        outcome.skipped,
         outcome.complete,
         outcome.stopped,
         outcome.failed,
         outcome.interrupted,
-        out.display()
+        dtpsim::sweep::shell_quote(&out.display().to_string())
     );
-    Ok(if outcome.interrupted > 0 {
-        EXIT_INTERRUPTED
-    } else if outcome.stopped + outcome.failed > 0 {
-        1
-    } else {
-        0
-    })
+    Ok(sweep_exit(&outcome))
+}
+
+/// `dtpsim sweep gather DIR`.
+fn gather(dir: &Path) -> anyhow::Result<u8> {
+    let outcome = dtpsim::sweep::gather(dir, &Default::default())?;
+    let code = sweep_report(&outcome, dir)?;
+    for line in &outcome.unfinished {
+        eprintln!("{line}");
+    }
+    if !outcome.unfinished.is_empty() {
+        let def = dtpsim::sweep::SweepDefinition::read(dir)?;
+        eprintln!(
+            "{} of {} runs are not complete; run them (complete runs are skipped) with: {}",
+            outcome.unfinished.len(),
+            outcome.total(),
+            def.command
+        );
+        if dir.join("slurm").is_dir() {
+            eprintln!(
+                "or submit them as a job array: the same command with --slurm; the tasks' logs are in {}",
+                dir.join("slurm").display()
+            );
+        }
+    }
+    Ok(code)
 }
 
 fn plot(dir: &Path) -> anyhow::Result<u8> {
@@ -664,7 +837,7 @@ fn main() -> ExitCode {
         }),
         Some(Command::Check { file, sets }) => dtpsim::scenario::load_scenario(file, sets)
             .and_then(|s| check(file, &s).map_err(|e| name_file(e, file))),
-        Some(Command::Sweep(args)) => sweep(args),
+        Some(Command::Sweep(args)) => sweep(args, global_args(&cli)),
         Some(Command::Plot { dir }) => plot(dir),
         Some(Command::Schema) => {
             println!("{}", dtpsim::scenario::schema_json());

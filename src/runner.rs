@@ -128,7 +128,8 @@ pub fn dataset(s: &Scenario) -> Result<Dataset, ConfigError> {
 /// folder only when everything in it matches.
 fn written_by_dtpsim(name: &str, is_dir: bool) -> bool {
     if is_dir {
-        return name == "runs";
+        // `slurm`: the job array's logs of a sweep run with --slurm
+        return name == "runs" || name == "slurm";
     }
     let ext = |e: &str| name.ends_with(e);
     matches!(
@@ -139,6 +140,7 @@ fn written_by_dtpsim(name: &str, is_dir: bool) -> bool {
             | "sweep.csv"
             | "sweep.json"
             | "sweep_summary.csv"
+            | "sweep.sbatch"
     ) || ext(".partial")
         || ext(".png")
         || ext(".svg")
