@@ -1,5 +1,7 @@
-//! Built-in synthetic tasks, seeded: teacher–student regression and a Gaussian-cluster
-//! classification task (the discrete references and the continuous engine run on the same networks and data).
+//! The tasks, seeded: teacher–student regression and a Gaussian-cluster classification task
+//! (generated), and data files: CSV and the IDX images of MNIST and Fashion-MNIST
+//! ([`crate::idx`]). The discrete references and the continuous engine run on the same
+//! networks and data.
 
 use crate::activation::Activation;
 use crate::error::ModelError;
@@ -76,7 +78,58 @@ pub enum Task {
         /// One-hot targets: softmax cross-entropy loss and accuracy.
         #[serde(default)]
         classification: bool,
+        /// How a row gives its target: `one_hot` (the `outputs` columns after the inputs; one-hot
+        /// when `classification`, any numbers for regression) or `class_index` (one integer
+        /// class label `0..outputs` after the inputs, `outputs` being the number of classes;
+        /// implies `classification`).
+        #[serde(default)]
+        labels: CsvLabels,
     },
+    /// Images and labels in the IDX format of MNIST and Fashion-MNIST, gzip-compressed or raw:
+    /// the folder holds `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+    /// `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte` (optionally ending in `.gz`).
+    /// Each image is one input vector (`rows × columns` pixels, row-major), each label a class
+    /// index, one-hot over `classes`: softmax cross-entropy and accuracy. Every image is used
+    /// unless `data.train`/`data.test` ask for fewer (then a seeded random subset).
+    Idx {
+        /// Folder holding the four files, relative to the scenario file. `null`: the folder in
+        /// the environment variable `DTPSIM_FASHION_MNIST`, else `/usr/share/datasets/fashion-mnist`
+        /// (where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST).
+        #[serde(default)]
+        dir: Option<std::path::PathBuf>,
+        /// Pixel scaling: `unit` (`v/255`), `symmetric` (`2v/255 − 1`), `standardize` (one mean
+        /// and standard deviation over all pixels of the training file) or
+        /// `standardize_per_pixel` (per pixel, over the training file).
+        #[serde(default)]
+        scaling: crate::idx::PixelScaling,
+        /// Pixels per image, `rows × columns` of the files (784 for 28 × 28).
+        #[serde(default = "idx_inputs")]
+        inputs: usize,
+        /// Number of classes; every label must be below it (10 for MNIST and Fashion-MNIST).
+        #[serde(default = "idx_classes")]
+        classes: usize,
+    },
+}
+
+fn idx_inputs() -> usize {
+    784
+}
+
+fn idx_classes() -> usize {
+    10
+}
+
+/// How a CSV row gives its target ([`Task::Csv`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CsvLabels {
+    /// `outputs` target columns after the inputs (one-hot for classification).
+    #[default]
+    OneHot,
+    /// One integer class label in `0..outputs` after the inputs; becomes a one-hot target.
+    ClassIndex,
 }
 
 /// Reads every example of a CSV file (see [`Task::Csv`]).
@@ -85,6 +138,7 @@ fn read_csv(
     path: &std::path::Path,
     inputs: usize,
     outputs: usize,
+    labels: CsvLabels,
 ) -> Result<Vec<Example>, ModelError> {
     let invalid = |message: String| ModelError::Invalid {
         field: field.to_string(),
@@ -111,11 +165,15 @@ fn read_csv(
             Err(_) if i == 0 && record.iter().all(|c| c.parse::<f64>().is_err()) => continue,
             Err(e) => return Err(invalid(format!("line {}: {e}", i + 1))),
         };
-        let expected = inputs.checked_add(outputs);
+        let (targets, what) = match labels {
+            CsvLabels::OneHot => (outputs, format!("{outputs} outputs")),
+            CsvLabels::ClassIndex => (1, "1 class index".to_string()),
+        };
+        let expected = inputs.checked_add(targets);
         if Some(values.len()) != expected {
             let count = expected.map_or("more".to_string(), |n| n.to_string());
             return Err(invalid(format!(
-                "line {}: expected {count} numbers ({inputs} inputs + {outputs} outputs), got {}",
+                "line {}: expected {count} numbers ({inputs} inputs + {what}), got {}",
                 i + 1,
                 values.len()
             )));
@@ -127,9 +185,34 @@ fn read_csv(
                 j + 1
             )));
         }
+        let y = match labels {
+            CsvLabels::OneHot => DVector::from_column_slice(&values[inputs..]),
+            CsvLabels::ClassIndex => {
+                let c = values[inputs];
+                if c.fract() != 0.0 || c < 0.0 {
+                    return Err(invalid(format!(
+                        "line {}, column {}: class label {c} is not a class index; with labels class_index the last column is an integer 0..{} (use labels one_hot for {outputs} target columns)",
+                        i + 1,
+                        inputs + 1,
+                        outputs.saturating_sub(1)
+                    )));
+                }
+                if c >= outputs as f64 {
+                    return Err(invalid(format!(
+                        "line {}, column {}: class label {c} is out of range for {outputs} classes (labels 0..{}); set task.outputs (and the last entry of network.widths) to the number of classes",
+                        i + 1,
+                        inputs + 1,
+                        outputs.saturating_sub(1)
+                    )));
+                }
+                let mut y = DVector::zeros(outputs);
+                y[c as usize] = 1.0;
+                y
+            }
+        };
         out.push(Example {
             x: DVector::from_column_slice(&values[..inputs]),
-            y: DVector::from_column_slice(&values[inputs..]),
+            y,
         });
     }
     if out.is_empty() {
@@ -147,6 +230,9 @@ impl Task {
             Task::Csv {
                 inputs, outputs, ..
             } => (*inputs, *outputs),
+            Task::Idx {
+                inputs, classes, ..
+            } => (*inputs, *classes),
         }
     }
 
@@ -154,9 +240,9 @@ impl Task {
     pub fn natural_loss(&self) -> Loss {
         match self {
             Task::TeacherStudent { .. } => Loss::Mse,
-            Task::Clusters { .. } => Loss::SoftmaxCe,
-            Task::Csv { classification, .. } => {
-                if *classification {
+            Task::Clusters { .. } | Task::Idx { .. } => Loss::SoftmaxCe,
+            Task::Csv { .. } => {
+                if self.is_classification() {
                     Loss::SoftmaxCe
                 } else {
                     Loss::Mse
@@ -165,10 +251,65 @@ impl Task {
         }
     }
 
+    /// Whether the targets are class labels (one-hot `y`; accuracy is meaningful).
+    pub fn is_classification(&self) -> bool {
+        match self {
+            Task::TeacherStudent { .. } => false,
+            Task::Clusters { .. } | Task::Idx { .. } => true,
+            Task::Csv {
+                classification,
+                labels,
+                ..
+            } => *classification || *labels == CsvLabels::ClassIndex,
+        }
+    }
+
+    /// Checks the fields of an `idx` task (other tasks: nothing to check here). An explicit
+    /// `dir` must be a folder; the default folder is looked for when the data are loaded.
+    pub fn check_idx(&self) -> Result<(), crate::error::ConfigError> {
+        use crate::error::ConfigError;
+        let Task::Idx {
+            dir,
+            inputs,
+            classes,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let max = crate::network::MAX_WIDTH;
+        if *inputs == 0 || *inputs > max {
+            return Err(ConfigError::new(
+                "task.inputs",
+                format!("must be in 1..={max}, got {inputs}"),
+            ));
+        }
+        if *classes < 2 || *classes > 256 {
+            return Err(ConfigError::new(
+                "task.classes",
+                format!("must be in 2..=256 (IDX labels are bytes), got {classes}"),
+            ));
+        }
+        if let Some(d) = dir {
+            if !d.is_dir() {
+                return Err(ConfigError::new(
+                    "task.dir",
+                    format!(
+                        "{}: no such folder; give a folder (relative to the scenario file) holding the four IDX files, or null for ${} or {}",
+                        d.display(),
+                        crate::idx::ENV_DIR,
+                        crate::idx::DEBIAN_DIR
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The data set with the given seed: generated tasks draw `n_train` and `n_test` examples
     /// ([`DEFAULT_GENERATED`] when `None`); CSV tasks read every row and keep a seeded random
     /// subset of `n` rows (in file order) when a size is given, an error when the file holds
-    /// fewer than `n`.
+    /// fewer than `n`; IDX tasks do the same with images.
     pub fn generate(
         &self,
         n_train: Option<usize>,
@@ -259,23 +400,25 @@ impl Task {
                 test,
                 inputs,
                 outputs,
-                classification,
+                labels,
+                ..
             } => {
                 let (train, train_note) = csv_subset(
                     "train",
                     train,
-                    read_csv("task.train", train, *inputs, *outputs)?,
+                    read_csv("task.train", train, *inputs, *outputs, *labels)?,
                     requested.0,
                     seed,
                 )?;
                 let (test, test_note) = csv_subset(
                     "test",
                     test,
-                    read_csv("task.test", test, *inputs, *outputs)?,
+                    read_csv("task.test", test, *inputs, *outputs, *labels)?,
                     requested.1,
                     seed.wrapping_add(1),
                 )?;
-                if *classification {
+                let classification = self.is_classification();
+                if classification {
                     for (field, set) in [("task.train", &train), ("task.test", &test)] {
                         if let Some(i) = set.iter().position(|e| {
                             e.y.iter().any(|v| *v != 0.0 && *v != 1.0) || e.y.sum() != 1.0
@@ -290,10 +433,24 @@ impl Task {
                 Ok(Dataset {
                     train,
                     test,
-                    classification: *classification,
+                    classification,
                     provenance: vec![train_note, test_note],
                 })
             }
+            Task::Idx {
+                dir,
+                scaling,
+                inputs,
+                classes,
+            } => crate::idx::load(
+                dir.as_deref(),
+                *scaling,
+                *inputs,
+                *classes,
+                requested.0,
+                requested.1,
+                seed,
+            ),
         }
     }
 }
@@ -325,9 +482,7 @@ fn csv_subset(
             format!("{set}: {total} examples, every row of {}", path.display()),
         )),
         Some(n) => {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5b5e);
-            let mut keep = rand::seq::index::sample(&mut rng, total, n).into_vec();
-            keep.sort_unstable();
+            let keep = subset_indices(total, n, seed);
             let mut rows: Vec<Option<Example>> = rows.into_iter().map(Some).collect();
             let subset = keep.iter().filter_map(|&i| rows[i].take()).collect();
             Ok((
@@ -339,6 +494,15 @@ fn csv_subset(
             ))
         }
     }
+}
+
+/// A seeded random choice of `n ≤ total` distinct indices of `0..total`, in increasing (file)
+/// order: the subsets of data files (CSV rows, IDX images).
+pub fn subset_indices(total: usize, n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5b5e);
+    let mut keep = rand::seq::index::sample(&mut rng, total, n).into_vec();
+    keep.sort_unstable();
+    keep
 }
 
 /// Draws training examples in shuffled epochs: every example once per epoch, in a new
@@ -439,7 +603,50 @@ mod tests {
             inputs: 1,
             outputs: 1,
             classification: false,
+            labels: CsvLabels::OneHot,
         }
+    }
+
+    #[test]
+    fn csv_class_index_labels_are_one_hot_targets() {
+        let dir = std::env::temp_dir().join(format!("dtpsim-csv-ci-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.csv");
+        std::fs::write(&path, "a,b,label\n0.5,1,2\n-1,0,0\n").unwrap();
+        let task = Task::Csv {
+            train: path.clone(),
+            test: path.clone(),
+            inputs: 2,
+            outputs: 3,
+            classification: false,
+            labels: CsvLabels::ClassIndex,
+        };
+        assert_eq!(task.natural_loss(), Loss::SoftmaxCe);
+        let d = task.generate(None, None, 1).unwrap();
+        assert!(d.classification);
+        assert_eq!(d.train[0].x.as_slice(), &[0.5, 1.0]);
+        assert_eq!(d.train[0].y.as_slice(), &[0.0, 0.0, 1.0]);
+        assert_eq!(d.train[1].y.as_slice(), &[1.0, 0.0, 0.0]);
+        for (row, fault) in [
+            (
+                "1,1,2.5",
+                "line 2, column 3: class label 2.5 is not a class index",
+            ),
+            (
+                "1,1,3",
+                "line 2, column 3: class label 3 is out of range for 3 classes",
+            ),
+            (
+                "1,1,1,0",
+                "line 2: expected 3 numbers (2 inputs + 1 class index), got 4",
+            ),
+        ] {
+            std::fs::write(&path, format!("a,b,label\n{row}\n")).unwrap();
+            let e = task.generate(None, None, 1).unwrap_err().to_string();
+            assert!(e.starts_with("task.train: ") && e.contains(fault), "{e}");
+            assert!(e.contains("d.csv"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub mod continuous;
 pub mod data;
 pub mod discrete;
 pub mod error;
+pub mod idx;
 pub mod interrupt;
 pub mod linalg;
 pub mod metrics;

@@ -205,6 +205,12 @@ pub fn estimate(s: &Scenario) -> Estimate {
             // the text, and the parsed numbers (at most one per two characters)
             3.0 * (size(train) + size(test))
         }
+        Task::Idx { dir, .. } => {
+            // the examples kept, and the pixel bytes of both files (read whole)
+            let (tr, te) = crate::idx::counts(dir.as_deref()).unwrap_or((60_000, 10_000));
+            let kept = f(s.data.train.unwrap_or(tr).min(tr)) + f(s.data.test.unwrap_or(te).min(te));
+            kept * example + (f(tr) + f(te)) * f(n_in)
+        }
         _ => {
             let n = f(s.data.train.unwrap_or(DEFAULT_GENERATED.0))
                 + f(s.data.test.unwrap_or(DEFAULT_GENERATED.1));

@@ -731,9 +731,13 @@ impl Scenario {
                 *p = base.join(&*p);
             }
         };
-        if let Task::Csv { train, test, .. } = &mut self.task {
-            fix(train);
-            fix(test);
+        match &mut self.task {
+            Task::Csv { train, test, .. } => {
+                fix(train);
+                fix(test);
+            }
+            Task::Idx { dir: Some(d), .. } => fix(d),
+            _ => {}
         }
         if let Some(w) = &mut self.network.weights {
             fix(w);

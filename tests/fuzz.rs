@@ -789,6 +789,7 @@ fn modest(s: &Scenario) -> bool {
         Task::Csv {
             inputs, outputs, ..
         } => *inputs <= 64 && *outputs <= 64,
+        Task::Idx { .. } => false, // reads a real data set
     };
     let data_small = [s.data.train, s.data.test]
         .iter()
@@ -1328,6 +1329,7 @@ fn check_csv_case(dir: &Path, case: &CsvCase) -> Result<bool, TestCaseError> {
         inputs: case.inputs,
         outputs: case.outputs,
         classification: case.classification,
+        labels: Default::default(),
     };
     match task.generate(case.n_train, case.n_test, case.seed) {
         Ok(data) => {
@@ -1803,6 +1805,7 @@ fn finding_csv_column_count_overflow() {
         inputs: usize::MAX,
         outputs: 1,
         classification: false,
+        labels: Default::default(),
     };
     let e = std::panic::catch_unwind(|| task.generate(None, None, 1))
         .expect("Task::generate panicked")

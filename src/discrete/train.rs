@@ -299,6 +299,7 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
                 }
             }
         }
+        Task::Idx { .. } => task.check_idx()?,
     }
     let (n_in, n_out) = task.io_widths();
     if widths[0] != n_in {
