@@ -466,3 +466,21 @@ fn slurm_dry_run_writes_an_array_whose_tasks_make_the_same_sweep() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&elsewhere).unwrap();
 }
+
+/// The comparison of [`assert_same_sweep`] for scripts/slurm_local.sh: the sweep folders
+/// `$DTPSIM_SWEEP_A` and `$DTPSIM_SWEEP_B` (a Slurm array's, its `sweep.sbatch` and `slurm/`
+/// aside) hold the same files. Run with `-- --ignored`; fails when the variables are not set.
+#[test]
+#[ignore = "compares two folders named by the environment; run by scripts/slurm_local.sh"]
+fn two_sweep_folders_named_by_the_environment_are_the_same() {
+    let folder = |var: &str| {
+        PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
+            panic!("set {var}: DTPSIM_SWEEP_A and DTPSIM_SWEEP_B name the two sweep folders")
+        }))
+    };
+    assert_same_sweep(
+        &folder("DTPSIM_SWEEP_A"),
+        &folder("DTPSIM_SWEEP_B"),
+        &["sweep.sbatch", "slurm"],
+    );
+}
