@@ -324,40 +324,47 @@ struct SweepArgs {
     /// Run only shard I of N: the runs whose number modulo N is I. Shards are numbered from
     /// 0, like $SLURM_ARRAY_TASK_ID; --shard 0/N … --shard N-1/N together run the grid. A shard
     /// writes run folders only; gather them with `dtpsim sweep gather DIR`.
-    #[arg(long, value_name = "I/N", value_parser = dtpsim::sweep::parse_shard, conflicts_with = "slurm")]
+    #[arg(long, help_heading = "Cluster", value_name = "I/N", value_parser = dtpsim::sweep::parse_shard, conflicts_with = "slurm")]
     shard: Option<dtpsim::sweep::Shard>,
-    /// Write DIR/sweep.sbatch, a Slurm job array with one task per shard that has runs to do,
-    /// and submit it with sbatch (see --dry-run); prints the job id and the gather command.
-    #[arg(long)]
+    /// Write sweep.sbatch into --out: a Slurm job array with one task per shard that has runs
+    /// to do, and submit it with sbatch (see --dry-run); prints the job id and the gather
+    /// command.
+    #[arg(long, help_heading = "Cluster")]
     slurm: bool,
     /// Slurm partition of the array's tasks.
-    #[arg(long, requires = "slurm")]
+    #[arg(long, help_heading = "Cluster", requires = "slurm")]
     partition: Option<String>,
     /// Time limit of each task, in Slurm's format (2:00:00, 1-12, 30 for minutes).
-    #[arg(long, requires = "slurm", value_name = "TIME")]
+    #[arg(
+        long,
+        help_heading = "Cluster",
+        requires = "slurm",
+        value_name = "TIME"
+    )]
     time: Option<String>,
     /// CPUs per task (default 1); each task runs this many runs at a time unless --jobs.
-    #[arg(long, requires = "slurm", value_name = "C")]
+    #[arg(long, help_heading = "Cluster", requires = "slurm", value_name = "C")]
     cpus: Option<usize>,
     /// Memory per task, e.g. 4G.
-    #[arg(long, requires = "slurm", value_name = "M")]
+    #[arg(long, help_heading = "Cluster", requires = "slurm", value_name = "M")]
     mem: Option<String>,
     /// Tasks running at a time (--array=…%K).
-    #[arg(long, requires = "slurm", value_name = "K")]
+    #[arg(long, help_heading = "Cluster", requires = "slurm", value_name = "K")]
     max_parallel: Option<usize>,
     /// Shards (array tasks) to split the grid into (default: one per run).
-    #[arg(long, requires = "slurm", value_name = "N")]
+    #[arg(long, help_heading = "Cluster", requires = "slurm", value_name = "N")]
     shards: Option<usize>,
     /// A further #SBATCH option, e.g. --sbatch-arg=--account=lab (repeatable).
     #[arg(
         long = "sbatch-arg",
+        help_heading = "Cluster",
         requires = "slurm",
         value_name = "OPTION",
         allow_hyphen_values = true
     )]
     sbatch_args: Vec<String>,
     /// With --slurm: write sweep.sbatch (and sweep.json) but do not submit it.
-    #[arg(long, requires = "slurm")]
+    #[arg(long, help_heading = "Cluster", requires = "slurm")]
     dry_run: bool,
 }
 
@@ -365,9 +372,10 @@ struct SweepArgs {
 #[derive(Subcommand)]
 enum SweepAction {
     /// Build sweep.csv, sweep_summary.csv and the plots of a sweep folder from its run folders
-    /// (after its shards or Slurm tasks have finished). Every grid point gets a row; those
-    /// without a complete run are listed, and the exit status is then 3 (1 if some run
-    /// stopped, 0 if every run is complete).
+    /// (after its shards or Slurm tasks have finished). Every grid point gets a row. Exit
+    /// status: 0 every run complete; 1 some run stopped (diverged) or failed; 3 some grid
+    /// points have no finished run (missing or interrupted): they are listed, with the command
+    /// that runs them.
     Gather {
         /// The sweep folder (the --out of dtpsim sweep).
         dir: PathBuf,
@@ -389,9 +397,8 @@ fn global_args(cli: &Cli) -> Vec<String> {
     words
 }
 
-/// Prints `sweep.csv` and the counts of a finished (or gathered) sweep; the exit status:
-/// 130 if a run was interrupted, 3 if grid points are missing (gather), 1 if a run stopped or
-/// failed, else 0.
+/// Prints `sweep.csv` and the counts of a finished (or gathered) sweep; returns the exit
+/// status of [`sweep_exit`].
 fn sweep_report(outcome: &dtpsim::sweep::SweepOutcome, out: &Path) -> anyhow::Result<u8> {
     let table = std::fs::read_to_string(out.join("sweep.csv"))?;
     print!("{table}");
@@ -408,6 +415,8 @@ fn sweep_report(outcome: &dtpsim::sweep::SweepOutcome, out: &Path) -> anyhow::Re
     Ok(sweep_exit(outcome))
 }
 
+/// The exit status of a sweep or shard: 3 if grid points are missing, 130 if a run was
+/// interrupted, 1 if a run stopped or failed, else 0.
 fn sweep_exit(outcome: &dtpsim::sweep::SweepOutcome) -> u8 {
     if outcome.missing > 0 {
         EXIT_INCOMPLETE
@@ -527,7 +536,12 @@ fn sweep(args: &SweepArgs, global: Vec<String>) -> anyhow::Result<u8> {
 /// `dtpsim sweep gather DIR`.
 fn gather(dir: &Path) -> anyhow::Result<u8> {
     let outcome = dtpsim::sweep::gather(dir, &Default::default())?;
-    let code = sweep_report(&outcome, dir)?;
+    sweep_report(&outcome, dir)?;
+    let code = if outcome.missing + outcome.interrupted > 0 {
+        EXIT_INCOMPLETE
+    } else {
+        sweep_exit(&outcome)
+    };
     for line in &outcome.unfinished {
         eprintln!("{line}");
     }

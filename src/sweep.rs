@@ -763,10 +763,10 @@ pub fn run_sweep(
         Some(_) => {
             let mut outcome = SweepOutcome::default();
             for &i in &mine {
-                let (status, message) = overrides.get(&i).cloned().unwrap_or_else(|| {
-                    let status = run_folder_status(&run_dir(i));
-                    (status.unwrap_or_else(|| "missing".into()), String::new())
-                });
+                let (status, message) = match run_result(&out_abs, &def.runs[i], i, &overrides) {
+                    Ok(r) => (r.status, r.message),
+                    Err(e) => e,
+                };
                 outcome.count(&status);
                 if status != "complete" {
                     outcome
@@ -891,6 +891,25 @@ fn read_run_files(dir: &Path, text: &str) -> Result<RunRow, String> {
 /// The message of a grid point without `summary.json`.
 const MISSING: &str = "no summary.json: not run yet, still running, or killed before it finished";
 
+/// The result of run number `i` of the sweep in `dir`: read from its folder, unless
+/// `overrides` gives its status and message (a run that failed or was not started in this
+/// process); the status and message of a run without numbers.
+fn run_result(
+    dir: &Path,
+    run: &GridRun,
+    i: usize,
+    overrides: &BTreeMap<usize, (String, String)>,
+) -> Result<RunRow, (String, String)> {
+    match overrides.get(&i) {
+        Some(o) => Err(o.clone()),
+        None => match read_run(&dir.join("runs").join(&run.run)) {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(e)) => Err(("failed".into(), e)),
+            None => Err(("missing".into(), MISSING.into())),
+        },
+    }
+}
+
 /// Builds `sweep.csv`, `sweep_summary.csv` and the sweep plots of the sweep folder `dir` from
 /// its `sweep.json` and run folders. Every grid point has a row: a run without `summary.json`
 /// has status `missing` (or the status and message given for it in `overrides`, which an
@@ -913,15 +932,7 @@ pub fn gather(
     for (i, run) in def.runs.iter().enumerate() {
         let mut row = vec![run.run.clone(), run.seed.to_string()];
         row.extend(run.values.iter().map(set_value_text));
-        let read = match overrides.get(&i) {
-            Some((status, message)) => Err((status.clone(), message.clone())),
-            None => match read_run(&dir.join("runs").join(&run.run)) {
-                Some(Ok(r)) => Ok(r),
-                Some(Err(e)) => Err(("failed".into(), e)),
-                None => Err(("missing".into(), MISSING.into())),
-            },
-        };
-        let (status, message) = match read {
+        let (status, message) = match run_result(dir, run, i, overrides) {
             Ok(r) => {
                 row.extend(r.metrics.iter().map(|m| num(*m)));
                 row.push(format!("{:.3}", r.seconds));

@@ -238,6 +238,26 @@ fn a_sweep_run_again_skips_complete_runs_and_redoes_the_rest() {
     )
     .unwrap();
     std::fs::write(dir.join("sw/runs/002/metrics.csv.partial"), "model\n").unwrap();
+    // gather sees them: two missing and one interrupted grid point, exit 3
+    let g = run(&dir, &["sweep", "gather", "sw"], &[]);
+    assert_eq!(g.status.code(), Some(3), "{}", stderr(&g));
+    let listed: Vec<String> = stderr(&g)
+        .lines()
+        .filter(|l| l.starts_with("run "))
+        .map(|l| {
+            format!(
+                "{} {}",
+                &l[4..7],
+                l.split("): ").nth(1).unwrap().split(':').next().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        ["002 missing", "004 missing", "005 interrupted"],
+        "{}",
+        stderr(&g)
+    );
     let again = sweep(&dir, "sw", &[]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     let out = stdout(&again);
