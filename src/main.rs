@@ -351,7 +351,8 @@ struct SweepArgs {
     /// Tasks running at a time (--array=…%K).
     #[arg(long, help_heading = "Cluster", requires = "slurm", value_name = "K")]
     max_parallel: Option<usize>,
-    /// Shards (array tasks) to split the grid into (default: one per run).
+    /// Shards (array tasks) to split the grid into (default: one per run, at most 1000, the
+    /// array size Slurm allows by default).
     #[arg(long, help_heading = "Cluster", requires = "slurm", value_name = "N")]
     shards: Option<usize>,
     /// A further #SBATCH option, e.g. --sbatch-arg=--account=lab (repeatable).

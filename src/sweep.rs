@@ -574,12 +574,8 @@ pub fn open_sweep_folder(
     }
     };
     if !force && grid.exists() {
-        let existing = SweepDefinition::read(out).map_err(|e| {
-            bad(format!(
-                "{}; give another --out, or --force to replace it",
-                e.message
-            ))
-        })?;
+        let existing =
+            SweepDefinition::read(out).map_err(|e| bad(format!("sweep.json: {}", e.message)))?;
         same_grid(existing)?;
     } else {
         if let Err(e) = crate::runner::prepare_output(out, force) {
@@ -972,13 +968,17 @@ pub struct SlurmOptions {
     pub mem: Option<String>,
     /// Tasks running at once (`--array=…%K`).
     pub max_parallel: Option<usize>,
-    /// Shards, one task each (default: one per run).
+    /// Shards, one task each (default: one per run, at most [`DEFAULT_MAX_SHARDS`]).
     pub shards: Option<usize>,
     /// Further `#SBATCH` options, e.g. `--account=lab`.
     pub extra: Vec<String>,
     /// Write the script but do not submit it.
     pub dry_run: bool,
 }
+
+/// The most shards `--slurm` makes without `--shards`: Slurm's default `MaxArraySize` (1001)
+/// allows array indices 0 … 1000.
+pub const DEFAULT_MAX_SHARDS: usize = 1000;
 
 /// What `--slurm` did.
 #[derive(Debug, Clone)]
@@ -1102,7 +1102,10 @@ pub fn submit_slurm(
     };
     let cpus = slurm.cpus.unwrap_or(1);
     let jobs = jobs.unwrap_or(cpus);
-    let shards = slurm.shards.unwrap_or(plan.runs.len()).min(plan.runs.len());
+    let shards = slurm
+        .shards
+        .unwrap_or(DEFAULT_MAX_SHARDS)
+        .min(plan.runs.len());
     let per_task = plan.runs.len().div_ceil(shards);
     plan.check_jobs(jobs, per_task)?;
     let exe = std::env::current_exe()
@@ -1211,7 +1214,7 @@ pub fn submit_slurm(
         match (output.status.success(), id) {
             (true, Some(id)) => submission.job_id = Some(id.to_string()),
             _ => anyhow::bail!(
-                "--slurm: sbatch refused {} ({}): {}{}; the script is kept: fix what sbatch names (--partition, --time, --mem, --sbatch-arg) and run this command again, or edit the script and submit it with sbatch",
+                "--slurm: sbatch refused {} ({}): {}{}; the script is kept: fix what sbatch names (--partition, --time, --mem, --shards for the array size, --sbatch-arg) and run this command again, or edit the script and submit it with sbatch",
                 script.display(),
                 output.status,
                 String::from_utf8_lossy(&output.stderr).trim(),
