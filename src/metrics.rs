@@ -31,8 +31,11 @@ pub struct MetricsRow {
     /// Mean relative reconstruction error `‖h_{l−1} − g_l(h_l)‖²/‖h_{l−1}‖²` of the decoders
     /// on the test set (NaN for BP).
     pub reconstruction: f64,
-    /// Mean relaxation residual since the previous evaluation (NaN when not measured).
-    pub relaxation_residual: f64,
+    /// Measured contraction `α_l` of the target relaxation of each hidden layer
+    /// `l = 1..L−1` (index `l − 1`), the mean since the previous evaluation: `α < 1` contracts
+    /// (Sec. 6.2). NaN where targets are not iterated (BP, difference targets) or nothing was
+    /// measured (docs/MODEL.md §3 and §6).
+    pub alpha: Vec<f64>,
     /// Mean cosine between each trial's weight change and the fully relaxed DTP1 update
     /// (continuous engine with `diagnostics.update_cosine`; NaN otherwise).
     pub update_cosine: f64,
@@ -43,8 +46,18 @@ pub struct MetricsRow {
 }
 
 impl MetricsRow {
+    /// The largest finite `α_l` over the hidden layers: the layer whose relaxation contracts
+    /// least (NaN when none was measured).
+    pub fn alpha_max(&self) -> f64 {
+        self.alpha
+            .iter()
+            .copied()
+            .filter(|a| a.is_finite())
+            .fold(f64::NAN, f64::max)
+    }
+
     /// The test-set measurements of `net` after `trial` learning trials of `batch` examples;
-    /// the per-interval means (`train_loss`, `relaxation_residual`, `update_cosine`), `time`
+    /// the per-interval means (`train_loss`, `alpha`, `update_cosine`), `time`
     /// and `wall_seconds` start as NaN for the caller to fill in.
     pub fn measure(
         model: &str,
@@ -73,7 +86,7 @@ impl MetricsRow {
             } else {
                 f64::NAN
             },
-            relaxation_residual: f64::NAN,
+            alpha: vec![f64::NAN; net.depth().saturating_sub(1)],
             update_cosine: f64::NAN,
             w_norms: net.encoders().iter().map(|w| w.norm()).collect(),
             wall_seconds: f64::NAN,
@@ -93,12 +106,12 @@ pub fn header(depth: usize) -> Vec<String> {
         "test_mse",
         "test_accuracy",
         "reconstruction",
-        "relaxation_residual",
-        "update_cosine",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    h.extend((1..depth).map(|l| format!("alpha_{l}")));
+    h.push("update_cosine".into());
     h.extend((1..=depth).map(|l| format!("w_norm_{l}")));
     h.push("wall_seconds".into());
     h
@@ -116,9 +129,9 @@ pub fn record(row: &MetricsRow) -> Vec<String> {
         num(row.test_mse),
         num(row.test_accuracy),
         num(row.reconstruction),
-        num(row.relaxation_residual),
-        num(row.update_cosine),
     ];
+    r.extend(row.alpha.iter().map(|v| num(*v)));
+    r.push(num(row.update_cosine));
     r.extend(row.w_norms.iter().map(|v| num(*v)));
     r.push(format!("{:.3}", row.wall_seconds));
     r
@@ -159,6 +172,30 @@ pub fn mean_squared_error(net: &Network, examples: &[Example]) -> f64 {
         .map(|ex| (net.predict(&ex.x) - &ex.y).norm_squared())
         .sum();
     total / (examples.len().max(1) as f64 * n_out)
+}
+
+/// One [`RunningMean`] per hidden layer `l = 1..L−1`: the per-layer contraction `α_l` between
+/// evaluations.
+#[derive(Debug, Clone)]
+pub struct LayerMeans(Vec<RunningMean>);
+
+impl LayerMeans {
+    /// Empty means for a network of `depth` weight layers.
+    pub fn new(depth: usize) -> Self {
+        LayerMeans(vec![RunningMean::default(); depth.saturating_sub(1)])
+    }
+
+    /// Adds `v` to hidden layer `l` (`1..L−1`) if it is finite.
+    pub fn add(&mut self, l: usize, v: f64) {
+        if let Some(m) = self.0.get_mut(l.wrapping_sub(1)) {
+            m.add(v);
+        }
+    }
+
+    /// The means, index `l − 1` (NaN where nothing finite was added).
+    pub fn means(&self) -> Vec<f64> {
+        self.0.iter().map(RunningMean::mean).collect()
+    }
 }
 
 /// A running mean of the finite values added.

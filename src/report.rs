@@ -1,6 +1,6 @@
 //! Plots of a run or sweep folder, drawn from its CSV files (so `dtpsim plot DIR` redraws
 //! exactly what `dtpsim run` drew): learning curves, test accuracy, weight norms, relaxation
-//! residual, update cosine, traces (one panel per layer, teacher-on and warm-up intervals
+//! contraction α_l, update cosine, traces (one panel per layer, teacher-on and warm-up intervals
 //! shaded), and for a sweep one plot per metric against the swept parameter, the learning
 //! curves of every grid point and `sweep_summary.csv` (mean, min and max over seeds).
 
@@ -137,7 +137,7 @@ fn progress_axis(m: &Columns) -> (Vec<f64>, &'static str) {
 }
 
 /// Draws every plot a run folder's CSVs support (`metrics.csv`: learning curves, accuracy for
-/// classification, weight norms, relaxation residual, update cosine; `traces.csv`: traces);
+/// classification, weight norms, contraction α_l, update cosine; `traces.csv`: traces);
 /// returns the files written.
 pub fn plot_run_dir(dir: &Path, labels: &RunLabels) -> anyhow::Result<Vec<PathBuf>> {
     let title = labels.title.as_str();
@@ -218,21 +218,35 @@ pub fn plot_run_dir(dir: &Path, labels: &RunLabels) -> anyhow::Result<Vec<PathBu
                 files.extend(p.save(&dir.join("weight_norms"))?);
             }
         }
-        if let Some((_, idx)) = groups.iter().find(|(g, _)| g == "continuous") {
-            let pts: Vec<(f64, f64)> = col(idx, "relaxation_residual")
-                .into_iter()
-                .filter(|(_, v)| v.is_finite() && *v > 0.0)
-                .collect();
-            if !pts.is_empty() {
-                let mut p = LinePlot::new(
-                    format!("{title}: relaxation residual at teacher offset"),
-                    x_label,
-                    "τ_d‖ḋ‖/‖d‖ (0 = fully relaxed)",
-                );
-                p.log_y = true;
-                p.series.push(Series::new("continuous", pts, 0));
-                files.extend(p.save(&dir.join("relaxation_residual"))?);
+        // the measured contraction α_l of every model that iterates its targets
+        let alphas: Vec<&String> = m
+            .header
+            .iter()
+            .filter(|h| h.starts_with("alpha_"))
+            .collect();
+        let mut p = LinePlot::new(
+            format!("{title}: contraction of the target relaxation"),
+            x_label,
+            "α_l (< 1: the relaxation contracts, Sec. 6.2)",
+        );
+        for (c, (model, idx)) in groups.iter().enumerate() {
+            for (k, name) in alphas.iter().enumerate() {
+                let pts: Vec<(f64, f64)> = col(idx, name)
+                    .into_iter()
+                    .filter(|(_, v)| v.is_finite())
+                    .collect();
+                if !pts.is_empty() {
+                    let layer = name.trim_start_matches("alpha_");
+                    let series = Series::new(format!("{model} α_{layer}"), pts, c);
+                    p.series
+                        .push(if k % 2 == 1 { series.dashed() } else { series });
+                }
             }
+        }
+        if !p.series.is_empty() {
+            files.extend(p.save(&dir.join("relaxation_alpha"))?);
+        }
+        if let Some((_, idx)) = groups.iter().find(|(g, _)| g == "continuous") {
             let pts: Vec<(f64, f64)> = col(idx, "update_cosine")
                 .into_iter()
                 .filter(|(_, v)| v.is_finite())
@@ -1138,7 +1152,7 @@ run,seed,param:engine.protocol.t_window,param:engine.gate,metric:final_test_loss
     fn classification_run_gets_accuracy_plot() {
         let dir = tmp("run");
         let csv = "\
-model,trial,examples,time,train_loss,test_loss,test_mse,test_accuracy,reconstruction,relaxation_residual,update_cosine,w_norm_1,w_norm_2,wall_seconds
+model,trial,examples,time,train_loss,test_loss,test_mse,test_accuracy,reconstruction,alpha_1,update_cosine,w_norm_1,w_norm_2,wall_seconds
 bp,0,0,NaN,NaN,2.3,NaN,0.1,NaN,NaN,NaN,1,1,0
 bp,10,100,NaN,1.5,1.2,NaN,0.6,NaN,NaN,NaN,1.1,1.2,0.1
 bp,20,200,NaN,0.9,0.8,NaN,0.8,NaN,NaN,NaN,1.2,1.3,0.2

@@ -793,7 +793,7 @@ const METRICS: [&str; 5] = [
     "final_test_mse",
     "final_test_accuracy",
     "mean_update_cosine",
-    "final_relaxation_residual",
+    "final_alpha_max",
 ];
 
 /// What a run folder says about its run: status, message and the `sweep.csv` numbers.
@@ -847,8 +847,11 @@ fn read_run_files(dir: &Path, text: &str) -> Result<RunRow, String> {
         column("test_loss")?,
         column("test_mse")?,
         column("test_accuracy")?,
-        column("relaxation_residual")?,
     ];
+    // the measured contraction of every hidden layer (none for a one-layer network)
+    let alphas: Vec<usize> = (0..header.len())
+        .filter(|&c| header.get(c).is_some_and(|h| h.starts_with("alpha_")))
+        .collect();
     let cosine = column("update_cosine")?;
     let number = |record: &csv::StringRecord, c: usize| {
         record
@@ -863,7 +866,14 @@ fn read_run_files(dir: &Path, text: &str) -> Result<RunRow, String> {
         if record.get(model) != Some("continuous") {
             continue;
         }
-        last = Some(wanted.map(|c| number(&record, c)));
+        let [loss, mse, accuracy] = wanted.map(|c| number(&record, c));
+        // the layer that contracts least: the largest finite α_l
+        let alpha_max = alphas
+            .iter()
+            .map(|&c| number(&record, c))
+            .filter(|a| a.is_finite())
+            .fold(f64::NAN, f64::max);
+        last = Some([loss, mse, accuracy, alpha_max]);
         cosines.push(number(&record, cosine));
     }
     // a stopped or interrupted run has no final values

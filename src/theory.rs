@@ -593,6 +593,20 @@ pub fn run_all(
         "within 10%",
         Some(rel <= 0.1),
     ));
+    let (text, ok) = match t3_measured_contraction(0.6) {
+        Ok((discrete, continuous)) => (
+            format!("discrete α_1 {discrete:.6}, continuous α_1 {continuous:.6}"),
+            (discrete - 0.6).abs() <= 1e-6 && (continuous - 0.6).abs() <= 1e-3,
+        ),
+        Err(e) => (format!("engine error: {e}"), false),
+    };
+    rows.push(ClaimRow::new(
+        "T3e",
+        "measured α (metrics alpha_l), discrete and continuous, = α of g∘f = (1−α)I",
+        text,
+        "0.6 (1e-6; 1e-3)",
+        Some(ok),
+    ));
     let (meas, pred) = contraction_curves(&ct.increments, ct.predicted);
     contraction_series.push(Series::new(
         format!("tanh, ρ = {:.3}", ct.predicted),
@@ -699,6 +713,22 @@ pub fn run_all(
         "same with influence scaling = s_l*-scaled DTP1 (Sec. 7.1, 8)",
         text,
         "ratio within 5%, cos ≥ 0.99 per layer",
+        Some(ok),
+    ));
+    let settles: Vec<Result<(f64, f64), EngineError>> =
+        [5.0, 30.0].iter().map(|&t| t6_settle(t)).collect();
+    let (text, ok) = match (&settles[0], &settles[1]) {
+        (Ok((r5, c5)), Ok((r30, c30))) => (
+            format!("t_on 5: ratio {r5:.4}, cos {c5:.6}; t_on 30: ratio {r30:.6}, cos {c30:.8}"),
+            (r30 - 1.0).abs() < 1e-3,
+        ),
+        (Err(e), _) | (_, Err(e)) => engine(e.clone()),
+    };
+    rows.push(ClaimRow::new(
+        "T6c",
+        "settle before the teacher: T6 from rest after t_on = 5 and 30 (docs/MODEL.md §6)",
+        text,
+        "t_on 30: ratio within 1e-3",
         Some(ok),
     ));
     let windows = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
@@ -834,7 +864,9 @@ pub fn run_all(
 // T6–T8: the continuous engine against its discrete limit and known solutions.
 
 use crate::continuous::config::{EngineConfig, PerLayer};
-use crate::continuous::{trial_update, EngineError, Observer, Population, Sample, Simulation};
+use crate::continuous::{
+    trial_update, EngineError, NoObserver, Observer, Phase, Population, Sample, Simulation,
+};
 use crate::data::Example;
 
 /// An example for `net`: Gaussian input, target = output + `N(0, noise²)`.
@@ -899,6 +931,56 @@ pub struct ContinuousLimit {
     pub linear_rel_error: Vec<f64>,
     /// Per layer, cosine between the two on a tanh net with fitted decoders.
     pub tanh_cosine: Vec<f64>,
+}
+
+/// T6c (docs/MODEL.md §6, Settling): one trial from rest of the `tau_dot` rule on the T6 tanh
+/// net with a settle of `t_on` before a 40-unit teacher window, against discrete DTP1:
+/// `(‖ΔW_cont/η‖/‖ΔW_DTP1‖, cos)` over all layers together. With a short settle the cascade
+/// of `h` is still moving when the teacher comes on.
+pub fn t6_settle(t_on: f64) -> Result<(f64, f64), EngineError> {
+    let net = fitted_tanh(6, 3, 0.5, 63, 400);
+    let ex = noisy_example(&net, 64, 0.3);
+    let eta = 1e-7;
+    let mut cfg = limit_config(eta, 40.0);
+    cfg.protocol.t_on = t_on;
+    cfg.protocol.t_stim = t_on + 40.0;
+    let mut sim = Simulation::new(&net, cfg, 1).expect("valid configuration");
+    let cont: Updates = trial_update(&mut sim, &ex)?
+        .into_iter()
+        .map(|m| m / eta)
+        .collect();
+    let disc = discrete_dtp1(&net, &ex, 0.1);
+    let norm = |m: &[DMatrix<f64>]| m.iter().map(|w| w.norm_squared()).sum::<f64>().sqrt();
+    Ok((norm(&cont) / norm(&disc), cosine_flat(&cont, &disc)))
+}
+
+/// T3e: the measured contraction `α_1` (the `alpha_1` column of metrics.csv) of a 2-layer
+/// linear net whose decoder is a scaled inverse, `Ω_2 = (1 − α) W_2⁻¹`, so that `g∘f = (1 − α)I`
+/// and the decoder-output map has Jacobian `m′ = αI` (Sec. 6.2): `(discrete, continuous)`,
+/// from 20 parallel sweeps and from the engine at the end of a 20-unit teacher window (the output
+/// layer's own mode, `e^{−t/τ_d}`, has then faded against the layer-1 mode `e^{−(1−α)t/τ_d}`). Both
+/// equal `α`.
+pub fn t3_measured_contraction(alpha: f64) -> Result<(f64, f64), EngineError> {
+    let exact = linear_invertible(4, 2, 2.0, 91);
+    let mut decoders = exact.decoders().to_vec();
+    decoders[0] *= 1.0 - alpha;
+    let net = Network::from_parts(exact.arch().clone(), exact.encoders().to_vec(), decoders)
+        .expect("shapes are unchanged");
+    let ex = noisy_example(&net, 92, 1.0);
+    let fwd = net.forward(&ex.x);
+    let d_out = output_displacement(&net, &fwd, &ex.y, 0.1);
+    let relaxation = Relaxation {
+        order: Order::Parallel,
+        iterations: 20,
+        ..converged_relaxation()
+    };
+    let discrete = match relax(&net, &fwd, &d_out, &relaxation) {
+        Ok(t) => t.alpha()[1],
+        Err(_) => f64::NAN,
+    };
+    let mut sim = Simulation::new(&net, limit_config(0.0, 20.0), 1).expect("valid configuration");
+    let continuous = sim.run_trial(&[&ex], Phase::Learn, &mut NoObserver)?[0];
+    Ok((discrete, continuous))
 }
 
 /// One trial from rest of the `tau_dot` rule (η = 1e-7, 40-unit relaxation after a 25-unit

@@ -266,3 +266,16 @@ fn dop853_on_the_low_rank_path_is_refused_naming_the_field_and_the_fix() {
     cfg.solver.weights = WeightsMode::State;
     assert!(cfg.validate(3).is_ok());
 }
+
+#[test]
+fn t6c_a_short_settle_leaves_a_measurable_gap_that_a_long_one_closes() {
+    let (r5, c5) = dtpsim::theory::t6_settle(5.0).unwrap();
+    let (r30, c30) = dtpsim::theory::t6_settle(30.0).unwrap();
+    assert!((r30 - 1.0).abs() < 1e-3, "settle 30: ratio {r30}");
+    assert!(c30 > 1.0 - 1e-6, "settle 30: cosine {c30}");
+    // the cascade of h is still moving after 5 time units: the update is measurably off
+    assert!(
+        (r5 - 1.0).abs() > 10.0 * (r30 - 1.0).abs() && c5 < c30,
+        "settle 5: ratio {r5}, cos {c5}; settle 30: {r30}, {c30}"
+    );
+}

@@ -257,7 +257,7 @@ fn run_writes_a_complete_folder_and_plot_redraws_it_without_system_fonts() {
         "learning_curve.svg",
         "traces.png",
         "weight_norms.png",
-        "relaxation_residual.png",
+        "relaxation_alpha.png",
     ] {
         assert!(run.join(f).exists(), "{f} missing");
     }

@@ -142,3 +142,18 @@ fn theory_run_writes_its_plots() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn t3e_measured_contraction_is_the_alpha_of_the_decoder_in_discrete_and_continuous_time() {
+    for alpha in [0.6, 0.8] {
+        let (discrete, continuous) = t3_measured_contraction(alpha).unwrap();
+        assert!(
+            (discrete - alpha).abs() <= 1e-6,
+            "discrete α_1 = {discrete} ≠ {alpha}"
+        );
+        assert!(
+            (continuous - alpha).abs() <= 1e-3,
+            "continuous α_1 = {continuous} ≠ {alpha}"
+        );
+    }
+}

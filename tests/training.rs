@@ -124,13 +124,16 @@ fn every_algorithm_reduces_the_test_loss() {
             first.test_loss,
             last.test_loss
         );
-        // the residual of the target iteration: none for difference targets (not iterated)
-        let residual = last.relaxation_residual;
-        match named.name.as_str() {
-            "dtp1_difference" | "bp" | "dtp" | "adam" => {
-                assert!(residual.is_nan(), "{}: {residual}", named.name)
+        // the contraction of the target iteration, per hidden layer: none for difference
+        // targets (not iterated) and BP
+        assert_eq!(last.alpha.len(), 2);
+        for alpha in &last.alpha {
+            match named.name.as_str() {
+                "dtp1_difference" | "bp" | "dtp" | "adam" => {
+                    assert!(alpha.is_nan(), "{}: {alpha}", named.name)
+                }
+                _ => assert!(alpha.is_finite(), "{}: {alpha}", named.name),
             }
-            _ => assert!(residual.is_finite(), "{}: {residual}", named.name),
         }
         // mse per output unit is 2·loss/n_L for the ½‖·‖² loss
         assert!((last.test_mse - 2.0 * last.test_loss / 8.0).abs() < 1e-12);
@@ -350,7 +353,9 @@ fn mini_batched_training_equals_the_per_example_reference() {
                 let last = out.rows.last().unwrap();
                 assert_eq!(last.examples, 4 * batch_size);
                 assert_close_scalar(&what, last.train_loss, reference.train_loss);
-                assert_close_scalar(&what, last.relaxation_residual, reference.residual);
+                for (l, (got, want)) in last.alpha.iter().zip(&reference.alpha).enumerate() {
+                    assert_close_scalar(&format!("{what}: α_{}", l + 1), *got, *want);
+                }
                 mixed_stops += reference
                     .steps
                     .iter()

@@ -1,6 +1,6 @@
 //! The protocol of docs/MODEL.md §6 end to end: warm-up trials, learning trials, evaluation with
 //! the exact discrete forward pass every `eval_every` learning trials, and per-trial diagnostics
-//! (training loss before the trial, relaxation residual at teacher offset and, on request,
+//! (training loss before the trial, the measured contraction α_l at teacher offset and, on request,
 //! the cosine of the trial's weight change with the fully relaxed DTP1 update).
 
 use super::config::EngineConfig;
@@ -12,7 +12,7 @@ use crate::discrete::targets::{
 };
 use crate::discrete::updates::dtp1_delta;
 use crate::error::ConfigError;
-use crate::metrics::{MetricsRow, RunningMean};
+use crate::metrics::{LayerMeans, MetricsRow, RunningMean};
 use crate::network::Network;
 use crate::scenario::Schedule;
 use nalgebra::DMatrix;
@@ -38,11 +38,20 @@ pub struct RunOutcome {
 }
 
 /// Running means between evaluations.
-#[derive(Default)]
 struct Accumulator {
     loss: RunningMean,
-    residual: RunningMean,
+    alpha: LayerMeans,
     cosine: RunningMean,
+}
+
+impl Accumulator {
+    fn new(depth: usize) -> Self {
+        Accumulator {
+            loss: RunningMean::default(),
+            alpha: LayerMeans::new(depth),
+            cosine: RunningMean::default(),
+        }
+    }
 }
 
 /// The update a fully relaxed trial would make (the continuous limit of T6): `η_l s_l` times
@@ -99,7 +108,7 @@ fn eval_row(
     let mut row = MetricsRow::measure("continuous", &sim.network(), data, true, trial, batch);
     row.time = sim.time();
     row.train_loss = acc.loss.mean();
-    row.relaxation_residual = acc.residual.mean();
+    row.alpha = acc.alpha.means();
     row.update_cosine = acc.cosine.mean();
     row.wall_seconds = start.elapsed().as_secs_f64();
     row
@@ -165,7 +174,7 @@ pub fn run_protocol(
         }
     };
     if error.is_none() && !interrupted {
-        let mut acc = Accumulator::default();
+        let mut acc = Accumulator::new(sim.network().depth());
         let first = eval_row(&sim, data, 0, b, &acc, &start);
         error = finite(&first).err();
         progress(done, total, Some(&first));
@@ -186,7 +195,11 @@ pub fn run_protocol(
             }
             let full = update_cosine.then(|| fully_relaxed_update(&before, cfg, &batch));
             match sim.run_trial(&batch, Phase::Learn, observer) {
-                Ok(residual) => acc.residual.add(residual),
+                Ok(alpha) => {
+                    for (i, a) in alpha.into_iter().enumerate() {
+                        acc.alpha.add(i + 1, a);
+                    }
+                }
                 Err(e) => {
                     error = Some(e);
                     break;
@@ -205,7 +218,7 @@ pub fn run_protocol(
                 error = finite(&row).err();
                 progress(done, total, Some(&row));
                 rows.push(row);
-                acc = Accumulator::default();
+                acc = Accumulator::new(sim.network().depth());
             } else {
                 progress(done, total, None);
             }

@@ -7,6 +7,7 @@ use super::integrate::tableau::{dopri5, rk4};
 use super::integrate::{integrate_segment, DenseSample, LowRank, SolverStats, StageForm};
 use super::layout::{Block, Layout, Population};
 use crate::data::Example;
+use crate::discrete::targets::Scheme;
 use crate::error::ConfigError;
 use crate::network::{Architecture, Network};
 use nalgebra::{DMatrix, DVector};
@@ -538,24 +539,34 @@ impl Simulation {
     }
 
     /// Runs one trial (docs/MODEL.md §6, Protocol): stimulus for `T_stim` with the teacher on during
-    /// `[t_on, T_stim)` (learning phase only), then `T_gap` of blank input. Returns the
-    /// relaxation residual at teacher offset (see [`Simulation::relaxation_residual`]).
+    /// `[t_on, T_stim)` (learning phase only), then `T_gap` of blank input. Returns, for a
+    /// learning trial, the measured contraction `α_l` of every hidden layer at teacher offset,
+    /// index `l − 1`, the mean over replicas (see [`Simulation::contraction`]); empty in
+    /// warm-up.
     pub fn run_trial(
         &mut self,
         examples: &[&Example],
         phase: Phase,
         observer: &mut dyn Observer,
-    ) -> Result<f64, EngineError> {
+    ) -> Result<Vec<f64>, EngineError> {
         let p = self.cfg.protocol.clone();
         let learn = phase == Phase::Learn;
         let settle = self.drive(examples, true, false, learn);
         self.run_segment(&settle, p.t_on, observer)?;
         let taught = self.drive(examples, true, learn, learn);
         self.run_segment(&taught, p.t_stim - p.t_on, observer)?;
-        let residual = if learn {
-            self.relaxation_residual(&taught)
+        let alpha = if learn {
+            let per_replica = self.contraction(&taught);
+            per_replica
+                .iter()
+                .map(|layer| {
+                    let mut mean = crate::metrics::RunningMean::default();
+                    layer.iter().for_each(|a| mean.add(*a));
+                    mean.mean()
+                })
+                .collect()
         } else {
-            f64::NAN
+            Vec::new()
         };
         if p.t_gap > 0.0 {
             let blank = self.drive(examples, false, false, learn);
@@ -563,23 +574,69 @@ impl Simulation {
         }
         self.trial += 1;
         self.stats.trials += 1;
-        Ok(residual)
+        Ok(alpha)
     }
 
-    /// How far the targets are from relaxed under `drive`: `τ_d ‖Ḋ‖ / ‖D‖` over every target
-    /// population and replica (0 at a fixed point, about 1 right after the teacher comes on).
-    pub fn relaxation_residual(&self, drive: &Drive) -> f64 {
-        let dy = self.derivative(drive);
-        let (mut num, mut den) = (0.0, 0.0);
-        for l in 1..=self.layout.depth {
-            num += self.layout.d(l).view(dy.as_slice()).norm_squared();
-            den += self.layout.d(l).view(self.state.as_slice()).norm_squared();
+    /// The measured contraction of the target relaxation under `drive`, per hidden layer
+    /// `l = 1..L−1` (index `l − 1`) and replica (docs/MODEL.md §6):
+    ///
+    /// `α_l = 1 + τ_d (v̇_l · v̈_l)/‖v̇_l‖²`,
+    ///
+    /// where `v_l` is the iterated variable (`d_l`; `u_{l+1}` for `decoder_input`) and `v̈_l`
+    /// the rate of `v̇_l` along the trajectory, a central difference of the vector field over
+    /// `±10⁻³ τ_d`. This is the discrete α of Sec. 6.2 (the ratio of successive increments) in
+    /// continuous form: a parallel sweep is a forward-Euler step of length `τ_d`, whose
+    /// amplification of a mode that decays at rate `r` is `1 − τ_d r`. NaN for `difference`
+    /// targets and where `v̇_l = 0`.
+    pub fn contraction(&self, drive: &Drive) -> Vec<Vec<f64>> {
+        let (lay, dynm) = (&self.layout, &self.cfg.dynamics);
+        let hidden = lay.depth.saturating_sub(1);
+        let nan = vec![vec![f64::NAN; lay.replicas]; hidden];
+        let iterated = |l: usize| match dynm.scheme {
+            Scheme::Difference => None,
+            Scheme::DecoderOutput => Some(lay.d(l)),
+            Scheme::DecoderInput => lay.u(l + 1),
+        };
+        if dynm.scheme == Scheme::Difference {
+            return nan;
         }
-        if den > 0.0 {
-            self.cfg.dynamics.tau_d * (num / den).sqrt()
-        } else {
-            f64::NAN
-        }
+        let field = Field::new(&self.arch, lay, &self.cfg, drive);
+        let y = self.state.as_slice();
+        let eval = |state: &[f64]| {
+            let mut dy = vec![0.0; state.len()];
+            field.eval(self.time, state, &mut dy);
+            dy
+        };
+        let rate = eval(y);
+        let step = 1e-3 * dynm.tau_d;
+        let shifted = |sign: f64| -> Vec<f64> {
+            let state: Vec<f64> = y
+                .iter()
+                .zip(&rate)
+                .map(|(v, r)| v + sign * step * r)
+                .collect();
+            eval(&state)
+        };
+        let (ahead, behind) = (shifted(1.0), shifted(-1.0));
+        (1..=hidden)
+            .map(|l| {
+                let Some(block) = iterated(l) else {
+                    return vec![f64::NAN; lay.replicas];
+                };
+                let (v, a, b) = (block.view(&rate), block.view(&ahead), block.view(&behind));
+                (0..lay.replicas)
+                    .map(|j| {
+                        let speed2 = v.column(j).norm_squared();
+                        let accel = (a.column(j) - b.column(j)) / (2.0 * step);
+                        if speed2 > 0.0 {
+                            1.0 + dynm.tau_d * v.column(j).dot(&accel) / speed2
+                        } else {
+                            f64::NAN
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
     }
 }
 

@@ -108,6 +108,51 @@ pub struct Targets {
     pub steps: usize,
     /// Norm of each step's increment (of `d` for decoder_output, of `u` for decoder_input).
     pub increments: Vec<f64>,
+    /// Per target layer `l = 0..=L`, the norms of its own increments, one per step that
+    /// changed it (of `d_l`, or of `u_{l+1}` for decoder_input); empty for `l = 0`, `L` and for
+    /// difference targets.
+    pub layer_increments: Vec<Vec<f64>>,
+}
+
+impl Targets {
+    /// The measured contraction `α_l` of each target layer `l = 0..=L` (NaN where there is no
+    /// iteration; see [`contraction_estimate`]).
+    pub fn alpha(&self) -> Vec<f64> {
+        self.layer_increments
+            .iter()
+            .map(|inc| contraction_estimate(inc))
+            .collect()
+    }
+}
+
+/// Increments at most this fraction of a layer's largest are at the round-off floor and do not
+/// start a ratio in [`contraction_estimate`].
+const CONTRACTION_FLOOR: f64 = 1e-8;
+
+/// The contraction `α` of Sec. 6.2 as measured from one layer's increment norms
+/// `‖ε_1‖, ‖ε_2‖, …`: the ratio `‖ε_k‖/‖ε_{k−1}‖` of the last pair whose earlier increment is
+/// above `10⁻⁸` of the largest (below that, round-off sets the ratio). `α < 1`: the iteration
+/// contracts (Sec. 6.2: `‖ε_t‖ < α‖ε_{t−1}‖`); `α = 0`: it converged in one step; NaN with
+/// fewer than two increments or none above 0 (docs/MODEL.md §3).
+///
+/// ```
+/// use dtpsim::discrete::targets::contraction_estimate;
+/// assert_eq!(contraction_estimate(&[0.0, 1.0, 0.5, 0.25]), 0.5);
+/// assert_eq!(contraction_estimate(&[1.0, 0.0]), 0.0);
+/// // increments below 1e-8 of the largest do not start a ratio
+/// assert_eq!(contraction_estimate(&[1.0, 0.1, 1e-9, 5e-10]), 1e-8);
+/// assert!(contraction_estimate(&[1.0]).is_nan());
+/// ```
+pub fn contraction_estimate(increments: &[f64]) -> f64 {
+    let largest = increments.iter().copied().fold(0.0, f64::max);
+    if !(largest > 0.0 && largest.is_finite()) {
+        return f64::NAN;
+    }
+    let floor = CONTRACTION_FLOOR * largest;
+    (1..increments.len())
+        .rev()
+        .find(|&k| increments[k - 1] > floor)
+        .map_or(f64::NAN, |k| increments[k] / increments[k - 1])
 }
 
 impl Targets {
@@ -125,6 +170,9 @@ pub struct BatchTargets {
     /// Per example, the norm of each of its serial steps' increments; their count is the
     /// example's number of serial steps.
     pub increments: Vec<Vec<f64>>,
+    /// Per example and target layer `l = 0..=L`, the norms of that layer's own increments
+    /// (see [`Targets::layer_increments`]).
+    pub layer_increments: Vec<Vec<Vec<f64>>>,
 }
 
 /// A mini-batch relaxation that diverged: the first example (column) that did, and its error.
@@ -208,6 +256,7 @@ pub fn relax_observed(
         d: columns(&t.d, 0),
         steps: increments.len(),
         increments,
+        layer_increments: t.layer_increments.into_iter().next().unwrap_or_default(),
     })
 }
 
@@ -287,6 +336,8 @@ struct Relaxer<'a> {
     leak: f64,
     tolerance: f64,
     input_side: bool,
+    /// Whether targets are iterated (not difference targets).
+    iterated: bool,
     /// `D_l`, `l = 0..=L`.
     d: Vec<DMatrix<f64>>,
     /// Decoder-input corrections `U_l`, `l = 0..=L` (used for `l ≥ 2`, decoder_input only).
@@ -295,6 +346,8 @@ struct Relaxer<'a> {
     target_presyn: Vec<Option<DMatrix<f64>>>,
     /// Per example: its increment norms, and its error once it has diverged.
     increments: Vec<Vec<f64>>,
+    /// Per example and target layer: that layer's own increment norms (iterated schemes).
+    layer_increments: Vec<Vec<Vec<f64>>>,
     failed: Vec<Option<TargetError>>,
     /// Serial steps of the batch.
     steps: usize,
@@ -318,10 +371,12 @@ impl<'a> Relaxer<'a> {
             leak: relax.leak,
             tolerance: relax.tolerance,
             input_side: relax.scheme == Scheme::DecoderInput,
+            iterated: relax.scheme != Scheme::Difference,
             u: (0..=depth).map(zeros).collect(),
             d,
             target_presyn: vec![None; depth + 1],
             increments: vec![Vec::new(); batch],
+            layer_increments: vec![vec![Vec::new(); depth + 1]; batch],
             failed: (0..batch).map(|_| None).collect(),
             steps: 0,
         }
@@ -350,6 +405,7 @@ impl<'a> Relaxer<'a> {
                 let mut took = false;
                 for b in iterating(&running) {
                     let norm = inc.column(b).norm();
+                    self.record_layer(b, l - 1, norm);
                     let ok = self.record(b, norm, &mut first[b], l - 1, it);
                     took |= ok;
                     running[b] = ok && norm > self.tolerance;
@@ -382,6 +438,9 @@ impl<'a> Relaxer<'a> {
             }
             let mut took = false;
             for b in iterating(&running) {
+                for (l, inc) in (2..=depth).zip(&incs) {
+                    self.record_layer(b, l - 1, inc.column(b).norm());
+                }
                 let (norm, worst) = sweep_norm(&incs, b);
                 let ok = self.record(b, norm, &mut first[b], worst, it);
                 took |= ok;
@@ -468,6 +527,14 @@ impl<'a> Relaxer<'a> {
         }
     }
 
+    /// Records the increment norm of example `b`'s target layer `layer` for the contraction
+    /// estimate (iterated schemes only: a difference target is computed once).
+    fn record_layer(&mut self, b: usize, layer: usize, norm: f64) {
+        if self.iterated {
+            self.layer_increments[b][layer].push(norm);
+        }
+    }
+
     /// Counts a serial step and shows it to `observer`, if some example took it.
     fn observe(&mut self, took: bool, observer: &mut dyn FnMut(usize, &[DMatrix<f64>])) {
         if took {
@@ -488,6 +555,7 @@ impl<'a> Relaxer<'a> {
         Ok(BatchTargets {
             d: self.d,
             increments: self.increments,
+            layer_increments: self.layer_increments,
         })
     }
 }

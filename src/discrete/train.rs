@@ -20,13 +20,14 @@ use crate::activation::Activation;
 use crate::data::{Dataset, EpochSampler, Example, Task};
 use crate::discrete::batch::{loss_sum, stack, BatchPass};
 use crate::discrete::targets::{
-    influence_scales_batch, output_displacements, relax_batch, BatchTargets, Relaxation, Scheme,
+    contraction_estimate, influence_scales_batch, output_displacements, relax_batch, BatchTargets,
+    Relaxation,
 };
 use crate::discrete::updates::{
     bp_gradients, corrupted, decoder_noise, decoder_update, dtp1_update, dtp_update, Adam,
 };
 use crate::error::{check_at_least, check_positive, check_range, ConfigError};
-use crate::metrics::{MetricsRow, RunningMean};
+use crate::metrics::{LayerMeans, MetricsRow, RunningMean};
 use crate::network::{Init, Network};
 use crate::scenario::Scenario;
 use nalgebra::DMatrix;
@@ -431,7 +432,8 @@ fn non_finite_output(trial: usize) -> String {
 }
 
 /// The encoder changes `ΔW_1..ΔW_L` of one mini-batch (docs/MODEL.md §4), already averaged,
-/// or the error message. Adds DTP1's relaxation residuals `‖ε_last‖/‖ε_1‖` to `residual`.
+/// or the error message. Adds each example's measured contraction `α_l` of DTP1's iterated
+/// relaxation to `alpha` (docs/MODEL.md §3).
 /// `trial` numbers the messages.
 fn encoder_steps(
     net: &Network,
@@ -439,7 +441,7 @@ fn encoder_steps(
     pass: &BatchPass,
     y: &DMatrix<f64>,
     adam: Option<&mut Adam>,
-    residual: &mut RunningMean,
+    alpha: &mut LayerMeans,
     trial: usize,
 ) -> Result<Vec<DMatrix<f64>>, String> {
     let (depth, batch) = (net.depth(), pass.size() as f64);
@@ -469,12 +471,10 @@ fn encoder_steps(
         } => {
             // Sec. 3: ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²
             let t = batch_targets(net, pass, y, *beta, relaxation, trial)?;
-            // difference targets are computed, not iterated: they have no residual (docs/MODEL.md
-            // §4), and their increments, one per layer, would give a ratio of layers instead
-            let iterated = relaxation.scheme != Scheme::Difference;
-            for inc in t.increments.iter().filter(|_| iterated) {
-                if inc.len() > 1 && inc[0] > 0.0 {
-                    residual.add(inc[inc.len() - 1] / inc[0]);
+            // difference targets are computed, not iterated: no layer increments, no α
+            for example in &t.layer_increments {
+                for (l, inc) in example.iter().enumerate() {
+                    alpha.add(l, contraction_estimate(inc));
                 }
             }
             let mut scales = match influence {
@@ -562,10 +562,11 @@ pub fn train_one(
         _ => None,
     };
     let decoders = algorithm.uses_decoders();
-    let evaluate_now = |net: &Network, trial: usize, loss: &RunningMean, residual: &RunningMean| {
+    let depth = net.depth();
+    let evaluate_now = |net: &Network, trial: usize, loss: &RunningMean, alpha: &LayerMeans| {
         let mut row = MetricsRow::measure(&named.name, net, data, decoders, trial, sched.batch);
         row.train_loss = loss.mean();
-        row.relaxation_residual = residual.mean();
+        row.alpha = alpha.means();
         row.wall_seconds = start.elapsed().as_secs_f64();
         row
     };
@@ -583,10 +584,10 @@ pub fn train_one(
         rows.push(row);
     };
     if !interrupted {
-        let first = evaluate_now(&net, 0, &RunningMean::default(), &RunningMean::default());
+        let first = evaluate_now(&net, 0, &RunningMean::default(), &LayerMeans::new(depth));
         record(first, &mut rows, &mut error);
     }
-    let (mut loss, mut residual) = (RunningMean::default(), RunningMean::default());
+    let (mut loss, mut alpha) = (RunningMean::default(), LayerMeans::new(depth));
     for trial in 0..sched.trials {
         if interrupted || error.is_some() {
             break;
@@ -604,21 +605,14 @@ pub fn train_one(
         if let Some(dec) = &decoder {
             train_decoders(&mut net, &pass, dec, &mut noise_rng);
         }
-        let steps = match encoder_steps(
-            &net,
-            algorithm,
-            &pass,
-            &y,
-            adam.as_mut(),
-            &mut residual,
-            trial,
-        ) {
-            Ok(steps) => steps,
-            Err(message) => {
-                error = Some(format!("{}: {message}", named.name));
-                break;
-            }
-        };
+        let steps =
+            match encoder_steps(&net, algorithm, &pass, &y, adam.as_mut(), &mut alpha, trial) {
+                Ok(steps) => steps,
+                Err(message) => {
+                    error = Some(format!("{}: {message}", named.name));
+                    break;
+                }
+            };
         if let Err(l) = apply_encoder_steps(&mut net, &steps) {
             error = Some(format!(
                 "{}: in trial {trial} the update of W_{l} became non-finite; lower the learning rate",
@@ -628,10 +622,10 @@ pub fn train_one(
         }
         let done = trial + 1;
         if done % sched.eval_every == 0 || done == sched.trials {
-            let row = evaluate_now(&net, done, &loss, &residual);
+            let row = evaluate_now(&net, done, &loss, &alpha);
             record(row, &mut rows, &mut error);
             loss = RunningMean::default();
-            residual = RunningMean::default();
+            alpha = LayerMeans::new(depth);
         } else {
             progress(sched.warmup_trials + done, None);
         }

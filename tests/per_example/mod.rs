@@ -5,7 +5,7 @@
 //! trainer can be compared with it number for number.
 
 use dtpsim::data::{Dataset, EpochSampler, Example};
-use dtpsim::discrete::targets::{Order, Relaxation, Scheme};
+use dtpsim::discrete::targets::{contraction_estimate, Order, Relaxation, Scheme};
 use dtpsim::discrete::train::{Algorithm, DecoderTraining, NamedAlgorithm, Optimizer};
 use dtpsim::error::TargetError;
 use dtpsim::scenario::Scenario;
@@ -20,8 +20,9 @@ pub struct Reference {
     pub net: Network,
     /// Mean loss over all presented examples, each before its mini-batch's update.
     pub train_loss: f64,
-    /// Mean `‖ε_last‖/‖ε_1‖` over the iterated relaxations (NaN if none).
-    pub residual: f64,
+    /// Per hidden layer, the mean measured contraction `α_l` over the iterated relaxations
+    /// (NaN if none).
+    pub alpha: Vec<f64>,
     /// Serial steps of every relaxation, grouped by mini-batch.
     pub steps: Vec<Vec<usize>>,
     pub error: Option<String>,
@@ -34,6 +35,18 @@ pub struct Reference {
 struct Relaxed {
     d: Vec<DVector<f64>>,
     increments: Vec<f64>,
+    /// Per target layer, its own increment norms (iterated schemes only).
+    layer_increments: Vec<Vec<f64>>,
+}
+
+impl Relaxed {
+    /// The measured contraction `α_l` per target layer `l = 0..=L`.
+    fn alpha(&self) -> Vec<f64> {
+        self.layer_increments
+            .iter()
+            .map(|inc| contraction_estimate(inc))
+            .collect()
+    }
 }
 
 /// Trains `named` example by example with the schedule of `cfg`.
@@ -59,7 +72,8 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
     let mut noise = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec1);
     let mut adam = AdamState::new(&net);
     let depth = net.depth();
-    let (mut seen, mut loss_sum, mut residual) = (0, 0.0, (0.0, 0usize));
+    let (mut seen, mut loss_sum) = (0, 0.0);
+    let mut alpha = vec![(0.0, 0usize); depth - 1];
     let mut steps = Vec::new();
     let (mut error, mut diverged_example) = (None, None);
     'batches: while seen < cfg.schedule.trials * cfg.schedule.batch {
@@ -97,11 +111,13 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
                 }
             };
             batch_steps.push(t.increments.len());
-            // the trainer reports the residual of DTP1's relaxations only
+            // the trainer reports the contraction of DTP1's iterated relaxations only
             let dtp1 = matches!(algorithm, Algorithm::Dtp1 { relaxation, .. } if relaxation.scheme != Scheme::Difference);
-            if dtp1 && t.increments.len() > 1 && t.increments[0] > 0.0 {
-                residual.0 += t.increments.last().unwrap() / t.increments[0];
-                residual.1 += 1;
+            for (l, a) in t.alpha().into_iter().enumerate().filter(|_| dtp1) {
+                if (1..depth).contains(&l) && a.is_finite() {
+                    alpha[l - 1].0 += a;
+                    alpha[l - 1].1 += 1;
+                }
             }
             let out2 = t.d[depth].norm_squared();
             for l in 1..=depth {
@@ -144,7 +160,7 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
     Reference {
         net,
         train_loss: loss_sum / seen.max(1) as f64,
-        residual: residual.0 / residual.1 as f64,
+        alpha: alpha.iter().map(|(s, n)| s / *n as f64).collect(),
         steps,
         error,
         diverged_example,
@@ -218,6 +234,8 @@ fn relax(
     };
     let input_side = r.scheme == Scheme::DecoderInput;
     let mut increments = Vec::new();
+    let mut layer_increments = vec![Vec::new(); depth + 1];
+    let iterated = r.scheme != Scheme::Difference;
     let check = |norm: f64, first: f64, layer, iteration| {
         if !norm.is_finite() || (first > 0.0 && norm > 1e8 * first) {
             Err(TargetError::Diverged {
@@ -261,6 +279,9 @@ fn relax(
                     }
                     check(norm, first, l - 1, it)?;
                     increments.push(norm);
+                    if iterated {
+                        layer_increments[l - 1].push(norm);
+                    }
                     if norm <= r.tolerance {
                         break;
                     }
@@ -275,6 +296,9 @@ fn relax(
                 let mut worst = (0.0, 0);
                 for (l, inc) in (2..=depth).zip(incs) {
                     let n2 = inc.norm_squared();
+                    if iterated {
+                        layer_increments[l - 1].push(n2.sqrt());
+                    }
                     total += n2;
                     if n2 >= worst.0 {
                         worst = (n2, l - 1);
@@ -302,7 +326,11 @@ fn relax(
             }
         }
     }
-    Ok(Relaxed { d, increments })
+    Ok(Relaxed {
+        d,
+        increments,
+        layer_increments,
+    })
 }
 
 /// Adam with bias correction (`β₁ = 0.9`, `β₂ = 0.999`, `ε = 10⁻⁸`).
