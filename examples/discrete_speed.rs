@@ -16,7 +16,7 @@
 use dtpsim::data::Task;
 use dtpsim::discrete::targets::{Order, Relaxation, Scheme};
 use dtpsim::discrete::train::{train_one, Algorithm, DecoderTraining, NamedAlgorithm, Optimizer};
-use dtpsim::scenario::{Scenario, Schedule};
+use dtpsim::scenario::Scenario;
 use std::time::Instant;
 
 /// A references-only scenario: `examples / 32` trials of mini-batches of 32.
@@ -28,15 +28,13 @@ fn config(examples: usize) -> Scenario {
             classes: 10,
             separation: 1.0,
         },
-        schedule: Schedule {
-            trials,
-            warmup_trials: 0,
-            batch: 32,
-            eval_every: trials,
-        },
         engine: None,
         ..Scenario::default()
     };
+    cfg.schedule.trials = trials;
+    cfg.schedule.warmup_trials = 0;
+    cfg.schedule.batch = 32;
+    cfg.schedule.eval_every = trials;
     cfg.data.train = Some(60_000);
     cfg.data.test = Some(1_000);
     cfg.network.widths = vec![784, 256, 256, 256, 10];

@@ -505,6 +505,13 @@ pub fn subset_indices(total: usize, n: usize, seed: u64) -> Vec<usize> {
     keep
 }
 
+/// The random stream that orders a run's training examples: every model of a scenario, the
+/// continuous engine and each reference, draws the same examples in the same order
+/// (docs/MODEL.md §6, Protocol).
+pub fn example_order(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9e37_79b9))
+}
+
 /// Draws training examples in shuffled epochs: every example once per epoch, in a new
 /// random order each epoch (shared by the discrete trainer and the continuous protocol).
 #[derive(Debug, Clone)]

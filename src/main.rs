@@ -620,9 +620,13 @@ fn plot_run(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// models, trials) and any warnings.
 fn check(file: &Path, s: &dtpsim::scenario::Scenario) -> anyhow::Result<u8> {
     // the estimate comes first: nothing is allocated for a scenario that would not fit
-    let estimate = dtpsim::resources::check(s)?;
+    dtpsim::resources::check(s)?;
     s.initial_network()?;
     let data = dtpsim::runner::dataset(s)?;
+    // with schedule.epochs the trial count follows from the training set
+    let resolved = s.for_training_set(data.train.len())?;
+    let s = &resolved;
+    let estimate = dtpsim::resources::check(s)?;
     println!("{}", serde_json::to_string_pretty(s)?);
     for line in &data.provenance {
         eprintln!("data {line}");

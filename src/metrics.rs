@@ -2,9 +2,10 @@
 //! the same type and the same `metrics.csv` columns for the continuous engine and for the
 //! discrete references.
 
-use crate::data::{evaluate, Dataset, Example};
+use crate::data::{evaluate, subset_indices, Dataset, Example};
 use crate::network::Network;
 use crate::record::{num, Table};
+use crate::scenario::Schedule;
 
 /// One evaluation of one model (a row of `metrics.csv`).
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +16,11 @@ pub struct MetricsRow {
     pub trial: usize,
     /// Learning examples presented, `trial × batch`.
     pub examples: usize,
+    /// Epochs of learning, `examples / n_train`.
+    pub epoch: f64,
+    /// How many test examples the test columns average over: the whole test set, or the
+    /// `schedule.eval_examples` subset between epoch ends.
+    pub test_examples: usize,
     /// Simulated time since the start, warm-up included (continuous engine; NaN for the
     /// references).
     pub time: f64,
@@ -56,33 +62,40 @@ impl MetricsRow {
             .fold(f64::NAN, f64::max)
     }
 
-    /// The test-set measurements of `net` after `trial` learning trials of `batch` examples;
-    /// the per-interval means (`train_loss`, `alpha`, `update_cosine`), `time`
+    /// The measurements of `net` on `test` after `trial` learning trials of `batch` examples
+    /// from a training set of `n_train`; the per-interval means (`train_loss`, `alpha`,
+    /// `update_cosine`), `time`
     /// and `wall_seconds` start as NaN for the caller to fill in.
+    #[allow(clippy::too_many_arguments)]
     pub fn measure(
         model: &str,
         net: &Network,
-        data: &Dataset,
+        test: &[Example],
+        classification: bool,
         decoders: bool,
         trial: usize,
         batch: usize,
+        n_train: usize,
     ) -> MetricsRow {
-        let (test_loss, test_accuracy) = evaluate(net, &data.test, data.classification);
+        let (test_loss, test_accuracy) = evaluate(net, test, classification);
+        let examples = trial * batch;
         MetricsRow {
             model: model.to_string(),
             trial,
-            examples: trial * batch,
+            examples,
+            epoch: examples as f64 / n_train.max(1) as f64,
+            test_examples: test.len(),
             time: f64::NAN,
             train_loss: f64::NAN,
             test_loss,
-            test_mse: if data.classification {
+            test_mse: if classification {
                 f64::NAN
             } else {
-                mean_squared_error(net, &data.test)
+                mean_squared_error(net, test)
             },
             test_accuracy,
             reconstruction: if decoders {
-                reconstruction_error(net, &data.test)
+                reconstruction_error(net, test)
             } else {
                 f64::NAN
             },
@@ -100,6 +113,8 @@ pub fn header(depth: usize) -> Vec<String> {
         "model",
         "trial",
         "examples",
+        "epoch",
+        "test_examples",
         "time",
         "train_loss",
         "test_loss",
@@ -123,6 +138,8 @@ pub fn record(row: &MetricsRow) -> Vec<String> {
         row.model.clone(),
         row.trial.to_string(),
         row.examples.to_string(),
+        num(row.epoch),
+        row.test_examples.to_string(),
         num(row.time),
         num(row.train_loss),
         num(row.test_loss),
@@ -172,6 +189,83 @@ pub fn mean_squared_error(net: &Network, examples: &[Example]) -> f64 {
         .map(|ex| (net.predict(&ex.x) - &ex.y).norm_squared())
         .sum();
     total / (examples.len().max(1) as f64 * n_out)
+}
+
+/// Which test examples an evaluation uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestScope {
+    /// The seeded `schedule.eval_examples` subset (the whole test set without it).
+    Subset,
+    /// The whole test set.
+    Full,
+}
+
+/// When every model is evaluated and on which test examples (docs/MODEL.md §6, Protocol):
+/// before learning, every `eval_every` learning trials on the seeded subset of
+/// `schedule.eval_examples` test examples (the same subset each time; the whole test set
+/// without it), and on the whole test set at every epoch end and after the last trial.
+#[derive(Debug, Clone)]
+pub struct EvaluationPlan<'a> {
+    data: &'a Dataset,
+    subset: Option<Vec<Example>>,
+    schedule: Schedule,
+}
+
+impl<'a> EvaluationPlan<'a> {
+    /// The plan of `schedule` on `data`; the subset is drawn from `seed`.
+    pub fn new(data: &'a Dataset, schedule: &Schedule, seed: u64) -> Self {
+        let total = data.test.len();
+        let subset = schedule.eval_examples.filter(|&n| n < total).map(|n| {
+            subset_indices(total, n, seed ^ 0xe7a1)
+                .into_iter()
+                .map(|i| data.test[i].clone())
+                .collect()
+        });
+        EvaluationPlan {
+            data,
+            subset,
+            schedule: *schedule,
+        }
+    }
+
+    /// Whether learning trial number `done − 1` (after which `done` trials are complete) ends
+    /// with an evaluation, and on which examples.
+    pub fn after(&self, done: usize) -> Option<TestScope> {
+        let (n, b) = (self.data.train.len().max(1), self.schedule.batch);
+        let epoch_end = done >= 1 && (done * b) / n > ((done - 1) * b) / n;
+        if done == self.schedule.trials || epoch_end {
+            Some(TestScope::Full)
+        } else if done.is_multiple_of(self.schedule.eval_every) {
+            Some(TestScope::Subset)
+        } else {
+            None
+        }
+    }
+
+    /// [`MetricsRow::measure`] of `net` after `trial` trials on the examples of `scope`.
+    pub fn measure(
+        &self,
+        scope: TestScope,
+        model: &str,
+        net: &Network,
+        decoders: bool,
+        trial: usize,
+    ) -> MetricsRow {
+        let test = match (scope, &self.subset) {
+            (TestScope::Subset, Some(subset)) => subset.as_slice(),
+            _ => self.data.test.as_slice(),
+        };
+        MetricsRow::measure(
+            model,
+            net,
+            test,
+            self.data.classification,
+            decoders,
+            trial,
+            self.schedule.batch,
+            self.data.train.len(),
+        )
+    }
 }
 
 /// One [`RunningMean`] per hidden layer `l = 1..L−1`: the per-layer contraction `α_l` between

@@ -288,6 +288,20 @@ pub fn run_scenario_replacing(
     run_into(scenario, out, progress, sets, true)
 }
 
+/// What a progress bar shows of an evaluation: epoch, test loss and (classification)
+/// accuracy, and how many test examples they are over when that is a subset.
+fn progress_message(r: &MetricsRow) -> String {
+    let acc = if r.test_accuracy.is_finite() {
+        format!(", accuracy {:.3}", r.test_accuracy)
+    } else {
+        String::new()
+    };
+    format!(
+        "epoch {:.2}: test loss {:.4}{acc} ({} test examples)",
+        r.epoch, r.test_loss, r.test_examples
+    )
+}
+
 fn run_into(
     scenario: &Scenario,
     out: &Path,
@@ -299,6 +313,10 @@ fn run_into(
     crate::resources::check(scenario)?;
     let net = scenario.initial_network()?;
     let data = dataset(scenario)?;
+    // with schedule.epochs the trial count follows from the training set
+    let resolved = scenario.for_training_set(data.train.len())?;
+    let scenario = &resolved;
+    crate::resources::check(scenario)?;
     prepare_output(out, force)?;
     let start = Instant::now();
     let sched = &scenario.schedule;
@@ -345,12 +363,7 @@ fn run_into(
                     bar.set_position(done as u64);
                     if let Some(r) = row {
                         sink.push(r);
-                        let acc = if r.test_accuracy.is_finite() {
-                            format!(", accuracy {:.3}", r.test_accuracy)
-                        } else {
-                            String::new()
-                        };
-                        last = format!(" test loss {:.4}{acc}", r.test_loss);
+                        last = format!(" {}", progress_message(r));
                     }
                     let phase = if done <= warm { "warm-up" } else { "learning" };
                     bar.set_message(format!("t = {:.0} ({phase}){last}", done as f64 * t_trial));
@@ -372,7 +385,7 @@ fn run_into(
                         bar.set_position(n as u64);
                         if let Some(r) = row {
                             sink.push(r);
-                            bar.set_message(format!("test loss {:.4}", r.test_loss));
+                            bar.set_message(progress_message(r));
                         }
                     });
                     bar.finish();

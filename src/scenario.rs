@@ -37,29 +37,65 @@ pub struct DataSizes {
 /// reference makes the same number of updates on mini-batches of `batch` examples, drawn in
 /// the same way. Learning trials are numbered `0, 1, …` and warm-up trials `−W … −1` in every
 /// output file and message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Schedule {
-    /// Learning trials (one mini-batch update each for the references).
+    /// Learning trials (one mini-batch update each for the references). With `epochs` it is
+    /// derived from the training set's size; give one of the two.
     pub trials: usize,
+    /// Learning epochs (passes over the training set): sets `trials = ⌈epochs · n_train /
+    /// batch⌉` once the data is loaded (a mini-batch may straddle two epochs). Every epoch
+    /// starts with a fresh seeded shuffle, with or without this field.
+    pub epochs: Option<usize>,
     /// Warm-up trials before learning: teacher off and `η = 0` in the continuous engine,
     /// decoder-only updates for the references (BP skips them).
     pub warmup_trials: usize,
     /// Examples per trial: the continuous engine's `B` replicas (sharing the weights, each
     /// with its own example) and the references' mini-batch size.
     pub batch: usize,
-    /// Evaluate on the test set every this many learning trials (and after the last one).
+    /// Evaluate on the test set every this many learning trials; also at the end of every
+    /// epoch and after the last trial.
     pub eval_every: usize,
+    /// Test examples of the evaluations every `eval_every` trials: a seeded random subset of
+    /// this size, the same one each time. The evaluations at epoch ends and after the last
+    /// trial use the whole test set. Default: the whole test set every time.
+    pub eval_examples: Option<usize>,
+    /// Whether `trials` is known: given, or derived from `epochs` by
+    /// [`Schedule::for_training_set`]. Checks of the trial count wait until it is.
+    #[serde(skip)]
+    #[schemars(skip)]
+    trials_known: bool,
 }
 
 impl Default for Schedule {
     fn default() -> Self {
         Schedule {
             trials: 2000,
+            epochs: None,
             warmup_trials: 300,
             batch: 1,
             eval_every: 100,
+            eval_examples: None,
+            trials_known: false,
         }
+    }
+}
+
+/// Written as it can be read back: `epochs` instead of `trials` when the trials follow from
+/// the epochs (a file with both is refused).
+impl Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self.epochs {
+            Some(epochs) => m.serialize_entry("epochs", &epochs)?,
+            None => m.serialize_entry("trials", &self.trials)?,
+        }
+        m.serialize_entry("warmup_trials", &self.warmup_trials)?;
+        m.serialize_entry("batch", &self.batch)?;
+        m.serialize_entry("eval_every", &self.eval_every)?;
+        m.serialize_entry("eval_examples", &self.eval_examples)?;
+        m.end()
     }
 }
 
@@ -74,7 +110,52 @@ impl Schedule {
         -i64::try_from(self.warmup_trials).unwrap_or(i64::MAX)
     }
 
+    /// The schedule for a training set of `n_train` examples: `trials` from `epochs` when
+    /// given (docs/MODEL.md §6, Protocol).
+    pub fn for_training_set(&self, n_train: usize) -> Result<Schedule, ConfigError> {
+        let Some(epochs) = self.epochs else {
+            return Ok(*self);
+        };
+        if n_train == 0 {
+            return Err(ConfigError::new("data", "the training set is empty"));
+        }
+        let examples = (epochs as u128) * (n_train as u128);
+        let trials = examples.div_ceil(self.batch.max(1) as u128);
+        if trials > MAX_TRIALS as u128 {
+            return Err(ConfigError::new(
+                "schedule.epochs",
+                format!(
+                    "{epochs} epochs of {n_train} examples in batches of {} are {trials} trials, more than {MAX_TRIALS:e}",
+                    self.batch
+                ),
+            ));
+        }
+        Ok(Schedule {
+            trials: trials as usize,
+            trials_known: true,
+            ..*self
+        })
+    }
+
+    /// Whether the trial count is final: given as `trials`, or derived from `epochs` (until
+    /// the data is loaded, `trials` is only a placeholder).
+    pub fn trials_known(&self) -> bool {
+        self.epochs.is_none() || self.trials_known
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.epochs == Some(0) {
+            return Err(ConfigError::new(
+                "schedule.epochs",
+                "must be at least 1; leave it out to give schedule.trials instead",
+            ));
+        }
+        if self.eval_examples == Some(0) {
+            return Err(ConfigError::new(
+                "schedule.eval_examples",
+                "must be at least 1; leave it out to evaluate on the whole test set",
+            ));
+        }
         for (field, v) in [
             ("schedule.batch", self.batch),
             ("schedule.eval_every", self.eval_every),
@@ -539,6 +620,7 @@ pub fn parse_scenario_at(
                 "write path=value, e.g. engine.protocol.t_stim=9",
             )
         })?;
+        replace_alternative(&mut value, path.trim());
         set_path(&mut value, path.trim(), v.trim())?;
     }
     let template = serde_json::to_value(Scenario::default()).unwrap_or(Value::Null);
@@ -700,9 +782,46 @@ fn reject_lists_for_objects(
     }
 }
 
+/// Pairs of fields that say the same thing two ways; a file gives at most one of each.
+const ALTERNATIVES: [(&str, &str, &str); 2] = [
+    ("schedule", "trials", "epochs"),
+    ("engine.protocol", "t_stim", "t_window"),
+];
+
+/// A `--set` of one field of an [`ALTERNATIVES`] pair replaces the other one given in the file
+/// (`--set schedule.epochs=3` on a file with `trials`).
+fn replace_alternative(value: &mut Value, path: &str) {
+    for (section, a, b) in ALTERNATIVES {
+        let other = if path == format!("{section}.{a}") {
+            b
+        } else if path == format!("{section}.{b}") {
+            a
+        } else {
+            continue;
+        };
+        let mut node = &mut *value;
+        for key in section.split('.') {
+            match node.get_mut(key) {
+                Some(next) => node = next,
+                None => return,
+            }
+        }
+        if let Some(obj) = node.as_object_mut() {
+            obj.remove(other);
+        }
+    }
+}
+
 /// Fields that must not be given together: checked on the JSON as written, before defaults
 /// are filled in.
 fn check_exclusive_fields(value: &Value) -> Result<(), ConfigError> {
+    let schedule = &value["schedule"];
+    if schedule.get("trials").is_some() && schedule.get("epochs").is_some() {
+        return Err(ConfigError::new(
+            "schedule",
+            "trials and epochs are both given; give one: epochs sets trials = ⌈epochs · n_train / batch⌉",
+        ));
+    }
     let protocol = &value["engine"]["protocol"];
     if protocol.get("t_stim").is_some() && protocol.get("t_window").is_some() {
         return Err(ConfigError::new(
@@ -856,7 +975,7 @@ impl Scenario {
         }
         let sched = &self.schedule;
         if let TraceStart::Trial(first) = t.start_trial {
-            if t.interval > 0.0 && t.trials > 0 {
+            if t.interval > 0.0 && t.trials > 0 && sched.trials_known() {
                 let (lo, hi) = (sched.first_trial(), sched.trials as i64 - 1);
                 let last = first.saturating_add(i64::try_from(t.trials).unwrap_or(i64::MAX) - 1);
                 if first > hi || last < lo {
@@ -959,10 +1078,23 @@ impl Scenario {
         out
     }
 
+    /// This scenario for a training set of `n_train` examples: `schedule.trials` derived from
+    /// `schedule.epochs` when given, and checked again with the final trial count.
+    pub fn for_training_set(&self, n_train: usize) -> Result<Scenario, ConfigError> {
+        let mut s = self.clone();
+        s.schedule = self.schedule.for_training_set(n_train)?;
+        s.validate()?;
+        Ok(s)
+    }
+
     /// What is valid but probably not what was meant (printed by `check` and `run`).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         let t = &self.traces;
+        if !self.schedule.trials_known() {
+            // the trial count follows from epochs once the data is loaded
+            return out;
+        }
         if self.engine.is_some() && t.interval > 0.0 && t.trials > 0 {
             let range = self.traces.trial_range(&self.schedule);
             let traced = (range.end - range.start).max(0) as usize;

@@ -6,7 +6,7 @@ mod per_example;
 use dtpsim::data::{Dataset, Task};
 use dtpsim::discrete::targets::{Order, Relaxation, Scheme};
 use dtpsim::discrete::train::{train_one, Algorithm, DecoderTraining, NamedAlgorithm, Optimizer};
-use dtpsim::scenario::{Scenario, Schedule};
+use dtpsim::scenario::Scenario;
 use dtpsim::Activation;
 use nalgebra::DMatrix;
 
@@ -61,16 +61,14 @@ fn small_config() -> Scenario {
             activation: dtpsim::Activation::Tanh,
             gain: 1.5,
         },
-        schedule: Schedule {
-            trials: 1500,
-            warmup_trials: 300,
-            batch: 1,
-            eval_every: 500,
-        },
         engine: None,
         references: four_references(),
         ..Scenario::default()
     };
+    cfg.schedule.trials = 1500;
+    cfg.schedule.warmup_trials = 300;
+    cfg.schedule.batch = 1;
+    cfg.schedule.eval_every = 500;
     cfg.data.train = Some(1000);
     cfg.data.test = Some(200);
     cfg.network.widths = vec![8, 8, 8, 8];

@@ -5,18 +5,17 @@
 
 use super::config::EngineConfig;
 use super::simulation::{EngineError, EngineStats, Observer, Phase, Simulation};
-use crate::data::{Dataset, EpochSampler, Example};
+use crate::data::{example_order, Dataset, EpochSampler, Example};
 use crate::discrete::gauss_newton::cosine_flat;
 use crate::discrete::targets::{
     influence_scales, output_displacement, relax, Order, Relaxation, Scheme,
 };
 use crate::discrete::updates::dtp1_delta;
 use crate::error::ConfigError;
-use crate::metrics::{LayerMeans, MetricsRow, RunningMean};
+use crate::metrics::{EvaluationPlan, LayerMeans, MetricsRow, RunningMean, TestScope};
 use crate::network::Network;
 use crate::scenario::Schedule;
 use nalgebra::DMatrix;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
@@ -99,13 +98,13 @@ pub fn fully_relaxed_update(
 
 fn eval_row(
     sim: &Simulation,
-    data: &Dataset,
+    plan: &EvaluationPlan,
+    scope: TestScope,
     trial: usize,
-    batch: usize,
     acc: &Accumulator,
     start: &Instant,
 ) -> MetricsRow {
-    let mut row = MetricsRow::measure("continuous", &sim.network(), data, true, trial, batch);
+    let mut row = plan.measure(scope, "continuous", &sim.network(), true, trial);
     row.time = sim.time();
     row.train_loss = acc.loss.mean();
     row.alpha = acc.alpha.means();
@@ -136,7 +135,8 @@ pub fn run_protocol(
         return Err(ConfigError::new("data", "the training set is empty"));
     }
     sim.set_trial(schedule.first_trial());
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x51_u64));
+    let mut rng = example_order(seed);
+    let plan = EvaluationPlan::new(data, schedule, seed);
     let mut sampler = EpochSampler::new(data.train.len());
     let mut next_batch = |rng: &mut ChaCha8Rng| -> Vec<&Example> {
         (0..b)
@@ -175,7 +175,7 @@ pub fn run_protocol(
     };
     if error.is_none() && !interrupted {
         let mut acc = Accumulator::new(sim.network().depth());
-        let first = eval_row(&sim, data, 0, b, &acc, &start);
+        let first = eval_row(&sim, &plan, TestScope::Full, 0, &acc, &start);
         error = finite(&first).err();
         progress(done, total, Some(&first));
         rows.push(first);
@@ -213,8 +213,8 @@ pub fn run_protocol(
                 acc.cosine.add(cosine_flat(&change, &full));
             }
             done += 1;
-            if k % schedule.eval_every == 0 || k == schedule.trials {
-                let row = eval_row(&sim, data, k, b, &acc, &start);
+            if let Some(scope) = plan.after(k) {
+                let row = eval_row(&sim, &plan, scope, k, &acc, &start);
                 error = finite(&row).err();
                 progress(done, total, Some(&row));
                 rows.push(row);

@@ -17,7 +17,7 @@
 //! the first that diverged.
 
 use crate::activation::Activation;
-use crate::data::{Dataset, EpochSampler, Example, Task};
+use crate::data::{example_order, Dataset, EpochSampler, Example, Task};
 use crate::discrete::batch::{loss_sum, stack, BatchPass};
 use crate::discrete::targets::{
     contraction_estimate, influence_scales_batch, output_displacements, relax_batch, BatchTargets,
@@ -27,6 +27,7 @@ use crate::discrete::updates::{
     bp_gradients, corrupted, decoder_noise, decoder_update, dtp1_update, dtp_update, Adam,
 };
 use crate::error::{check_at_least, check_positive, check_range, ConfigError};
+use crate::metrics::{EvaluationPlan, TestScope};
 use crate::metrics::{LayerMeans, MetricsRow, RunningMean};
 use crate::network::{Init, Network};
 use crate::scenario::Scenario;
@@ -528,7 +529,7 @@ pub fn train_one(
     let mut interrupted = false;
     let sched = &scenario.schedule;
     let seed = scenario.seed;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x9e37_79b9));
+    let mut rng = example_order(seed);
     let mut sampler = EpochSampler::new(data.train.len());
     let mut next_batch = |rng: &mut ChaCha8Rng| -> Vec<&Example> {
         (0..sched.batch)
@@ -563,13 +564,15 @@ pub fn train_one(
     };
     let decoders = algorithm.uses_decoders();
     let depth = net.depth();
-    let evaluate_now = |net: &Network, trial: usize, loss: &RunningMean, alpha: &LayerMeans| {
-        let mut row = MetricsRow::measure(&named.name, net, data, decoders, trial, sched.batch);
-        row.train_loss = loss.mean();
-        row.alpha = alpha.means();
-        row.wall_seconds = start.elapsed().as_secs_f64();
-        row
-    };
+    let plan = EvaluationPlan::new(data, sched, seed);
+    let evaluate_now =
+        |scope: TestScope, net: &Network, trial: usize, loss: &RunningMean, alpha: &LayerMeans| {
+            let mut row = plan.measure(scope, &named.name, net, decoders, trial);
+            row.train_loss = loss.mean();
+            row.alpha = alpha.means();
+            row.wall_seconds = start.elapsed().as_secs_f64();
+            row
+        };
     let mut rows = Vec::new();
     let mut error = None;
     let record = |row: MetricsRow, rows: &mut Vec<MetricsRow>, error: &mut Option<String>| {
@@ -584,7 +587,13 @@ pub fn train_one(
         rows.push(row);
     };
     if !interrupted {
-        let first = evaluate_now(&net, 0, &RunningMean::default(), &LayerMeans::new(depth));
+        let first = evaluate_now(
+            TestScope::Full,
+            &net,
+            0,
+            &RunningMean::default(),
+            &LayerMeans::new(depth),
+        );
         record(first, &mut rows, &mut error);
     }
     let (mut loss, mut alpha) = (RunningMean::default(), LayerMeans::new(depth));
@@ -621,8 +630,8 @@ pub fn train_one(
             break;
         }
         let done = trial + 1;
-        if done % sched.eval_every == 0 || done == sched.trials {
-            let row = evaluate_now(&net, done, &loss, &alpha);
+        if let Some(scope) = plan.after(done) {
+            let row = evaluate_now(scope, &net, done, &loss, &alpha);
             record(row, &mut rows, &mut error);
             loss = RunningMean::default();
             alpha = LayerMeans::new(depth);
