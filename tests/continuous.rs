@@ -106,7 +106,8 @@ fn teacher_off_weights_change_only_by_their_decay() {
 }
 
 #[test]
-fn replicas_give_the_average_weight_derivative_of_single_runs() {
+fn replicas_give_the_summed_weight_derivative_of_single_runs() {
+    // learning rates are per example: B replicas learn what B single runs would (γ = 0)
     let net = fitted_tanh(5, 3, 0.8, 95, 200);
     let mut cfg = EngineConfig::default();
     cfg.dynamics.trace.delay = 1.0;
@@ -120,10 +121,10 @@ fn replicas_give_the_average_weight_derivative_of_single_runs() {
     sim.run_segment(&drive, 3.0, &mut NoObserver).unwrap();
     let dy = sim.derivative(&drive);
     let lay = sim.layout().clone();
-    let mut mean_w: Vec<DMatrix<f64>> = (1..=3)
+    let mut sum_w: Vec<DMatrix<f64>> = (1..=3)
         .map(|l| DMatrix::zeros(lay.w(l).rows, lay.w(l).cols))
         .collect();
-    let mut mean_o: Vec<DMatrix<f64>> = (2..=3)
+    let mut sum_o: Vec<DMatrix<f64>> = (2..=3)
         .map(|l| DMatrix::zeros(lay.omega(l).rows, lay.omega(l).cols))
         .collect();
     for j in 0..3 {
@@ -131,16 +132,16 @@ fn replicas_give_the_average_weight_derivative_of_single_runs() {
         let d1 = single.derivative(&single.drive(&refs[j..=j], true, true, true));
         let one = single.layout();
         for l in 1..=3 {
-            mean_w[l - 1] += one.w(l).view(d1.as_slice()) / 3.0;
+            sum_w[l - 1] += one.w(l).view(d1.as_slice());
         }
         for l in 2..=3 {
-            mean_o[l - 2] += one.omega(l).view(d1.as_slice()) / 3.0;
+            sum_o[l - 2] += one.omega(l).view(d1.as_slice());
         }
     }
     for l in 1..=3 {
         let batched = lay.w(l).view(dy.as_slice()).into_owned();
         assert!(
-            (&batched - &mean_w[l - 1]).norm() <= 1e-12 * batched.norm().max(1.0),
+            (&batched - &sum_w[l - 1]).norm() <= 1e-12 * batched.norm().max(1.0),
             "W_{l}"
         );
         assert!(
@@ -151,7 +152,7 @@ fn replicas_give_the_average_weight_derivative_of_single_runs() {
     for l in 2..=3 {
         let batched = lay.omega(l).view(dy.as_slice()).into_owned();
         assert!(
-            (&batched - &mean_o[l - 2]).norm() <= 1e-12 * batched.norm().max(1.0),
+            (&batched - &sum_o[l - 2]).norm() <= 1e-12 * batched.norm().max(1.0),
             "Ω_{l}"
         );
     }

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum PlasticityRule {
-    /// `Ẇ_l = η[−γW_l + s_l⟨m_p ḋ_l n̄_{l−1}ᵀ⟩_b]` (Sec. 7.1): integrates to the DTP1 update.
+    /// `Ẇ_l = η[−γW_l + Σ_b m_p (s_l d_l)˙ n̄_{l−1}ᵀ]` (Sec. 7.1): integrates to the DTP1 update.
     #[default]
     TauDot,
     /// Uses `τ̇_l = ḣ_l + ḋ_l`; carries a Hebbian term from the forward dynamics.
     TauDotFull,
-    /// `Ẇ_l = η[−γW_l + s_l⟨m_p d_l n̄_{l−1}ᵀ⟩_b / T_r]`.
+    /// `Ẇ_l = η[−γW_l + Σ_b m_p s_l d_l n̄_{l−1}ᵀ / T_r]`.
     Displacement,
 }
 

@@ -18,10 +18,11 @@
 //!   `n̄_l = c_{l,K}` (`n̄_l = n_l` when `K = 0`);
 //! * influence (Sec. 8), `l = 1..L−1`: `τ_q ṡ_l = s_l (‖d_L‖² − s_l‖d_l‖²)/(ε_q + ‖d_L‖² + s_l‖d_l‖²)`,
 //!   `s_L = 1`;
-//! * forward plasticity (Sec. 7.1): `Ẇ_l = η_l[−γ W_l + (1/B) Σ_b m_p e_{l,b} n̄_{l−1,b}ᵀ]`
+//! * forward plasticity (Sec. 7.1): `Ẇ_l = η_l[−γ W_l + Σ_b m_p e_{l,b} n̄_{l−1,b}ᵀ]` (rates per
+//!   example: summed over the replicas)
 //!   with `e = (s_l d_l)˙ = s_l ḋ_l + ṡ_l d_l` (`tau_dot`), `ḣ_l + (s_l d_l)˙` (`tau_dot_full`) or
 //!   `s_l d_l/T_r` (`displacement`);
-//! * decoder plasticity (Sec. 10.2): `Ω̇_l = η_Ω[−γ_Ω Ω_l + (1/B) Σ_b (h_{l−1} − g_l(h_l)) n_lᵀ]`.
+//! * decoder plasticity (Sec. 10.2): `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b (h_{l−1} − g_l(h_l)) n_lᵀ]`.
 //!
 //! Every plastic matrix `M` (the `W_l` and `Ω_l`) therefore has a derivative of the form
 //! `Ṁ = −μ M + E Nᵀ` with `E`, `N` of `B` columns ([`PlasticFactors`]). The field returns the
@@ -695,7 +696,6 @@ impl<'a> Field<'a> {
         let lay = self.layout;
         let dynm = &self.cfg.dynamics;
         let depth = lay.depth;
-        let inv_b = 1.0 / lay.replicas as f64;
         let gate = match dynm.plasticity.gate {
             Gate::Teacher => self.drive.teacher,
             Gate::Always => 1.0,
@@ -749,9 +749,7 @@ impl<'a> Field<'a> {
                     1.0
                 }
             };
-            scale_columns(&mut plastic.e[m].as_view_mut(), |j| {
-                eta * gate * inv_b * pool(j)
-            });
+            scale_columns(&mut plastic.e[m].as_view_mut(), |j| eta * gate * pool(j));
             if plastic.shared[m] {
                 plastic.n[m].copy_from(&ws.a[0]);
             } else if lay.stages > 0 {
@@ -770,7 +768,7 @@ impl<'a> Field<'a> {
             let e = &mut plastic.e[m];
             e.copy_from(&lay.h(l - 1).view(x));
             *e -= ws.dec[l].out(0, lay.replicas);
-            *e *= eta * inv_b;
+            *e *= eta;
             plastic.n[m].copy_from(&ws.rate[l]);
         }
     }
