@@ -514,7 +514,7 @@ pub fn example_order(seed: u64) -> ChaCha8Rng {
 
 /// Draws training examples in shuffled epochs: every example once per epoch, in a new
 /// random order each epoch (shared by the discrete trainer and the continuous protocol).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochSampler {
     order: Vec<usize>,
     cursor: usize,

@@ -47,6 +47,7 @@
 
 pub mod activation;
 pub mod bench;
+pub mod checkpoint;
 pub mod continuous;
 pub mod data;
 pub mod discrete;

@@ -47,7 +47,14 @@ enum Command {
     /// metrics.csv, traces.csv, weights and plots.
     Run {
         /// Scenario JSON (scenarios/*.json; format in README and scenarios/scenario.schema.json).
-        file: PathBuf,
+        #[arg(required_unless_present = "resume")]
+        file: Option<PathBuf>,
+        /// Continue the stopped or killed run in this folder from its last checkpoints (its
+        /// own scenario and --set arguments are used; checkpoints are taken at every epoch end
+        /// and every outputs.checkpoint_every trials). Ends with the files an uninterrupted run
+        /// writes.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["file", "out", "sets", "force"])]
+        resume: Option<PathBuf>,
         /// Output folder (default out/<file stem>); must be empty or absent, see --force.
         /// summary.json is written last and marks a finished run.
         #[arg(long)]
@@ -718,6 +725,11 @@ fn run(
         dtpsim::runner::run_scenario
     };
     let report = run(&scenario, out, !quiet, sets).map_err(|e| after_writing(e, out))?;
+    print_report(&report, out)
+}
+
+/// The table of a finished run in `out` and its status line; the exit status.
+fn print_report(report: &dtpsim::runner::RunReport, out: &Path) -> anyhow::Result<u8> {
     println!(
         "{:<18} {:>8} {:>14} {:>14} {:>10}",
         "model", "trials", "initial loss", "final loss", "accuracy"
@@ -845,15 +857,26 @@ fn main() -> ExitCode {
             .context("embedded quick-start scenario")
             .and_then(|s| run(s, Path::new("out/quickstart"), &[], false, true)),
         Some(Command::Run {
-            file,
+            resume: Some(dir),
+            quiet,
+            ..
+        }) => dtpsim::runner::resume_run(dir, !quiet)
+            .map_err(|e| after_writing(e, dir))
+            .and_then(|report| print_report(&report, dir)),
+        Some(Command::Run {
+            file: Some(file),
             out,
             sets,
             quiet,
             force,
+            ..
         }) => dtpsim::scenario::load_scenario(file, sets).and_then(|s| {
             let out = out.clone().unwrap_or_else(|| default_out(file));
             run(s, &out, sets, *quiet, *force).map_err(|e| name_file(e, file))
         }),
+        Some(Command::Run { file: None, .. }) => Err(anyhow::anyhow!(
+            "run: give a scenario file, or --resume DIR"
+        )),
         Some(Command::Check { file, sets }) => dtpsim::scenario::load_scenario(file, sets)
             .and_then(|s| check(file, &s).map_err(|e| name_file(e, file))),
         Some(Command::Sweep(args)) => sweep(args, global_args(&cli)),

@@ -154,6 +154,48 @@ pub fn record(row: &MetricsRow) -> Vec<String> {
     r
 }
 
+/// The row of a [`record`] again (for checkpoints; numbers round-trip exactly, the wall-clock
+/// seconds to the millisecond).
+pub fn parse_record(depth: usize, r: &[String]) -> Result<MetricsRow, String> {
+    let width = header(depth).len();
+    if r.len() != width {
+        return Err(format!(
+            "a metrics record has {} fields, not {width}",
+            r.len()
+        ));
+    }
+    let num = |i: usize| -> Result<f64, String> {
+        r[i].parse::<f64>()
+            .map_err(|e| format!("field {i} {:?}: {e}", r[i]))
+    };
+    let count = |i: usize| -> Result<usize, String> {
+        r[i].parse::<usize>()
+            .map_err(|e| format!("field {i} {:?}: {e}", r[i]))
+    };
+    let hidden = depth.saturating_sub(1);
+    let alpha_at = 11;
+    let cosine_at = alpha_at + hidden;
+    Ok(MetricsRow {
+        model: r[0].clone(),
+        trial: count(1)?,
+        examples: count(2)?,
+        epoch: num(3)?,
+        test_examples: count(4)?,
+        time: num(5)?,
+        train_loss: num(6)?,
+        test_loss: num(7)?,
+        test_mse: num(8)?,
+        test_accuracy: num(9)?,
+        reconstruction: num(10)?,
+        alpha: (alpha_at..cosine_at).map(num).collect::<Result<_, _>>()?,
+        update_cosine: num(cosine_at)?,
+        w_norms: (cosine_at + 1..cosine_at + 1 + depth)
+            .map(num)
+            .collect::<Result<_, _>>()?,
+        wall_seconds: num(width - 1)?,
+    })
+}
+
 /// `metrics.csv` of every model's rows, in the order given.
 pub fn table<'a>(depth: usize, rows: impl IntoIterator<Item = &'a MetricsRow>) -> Table {
     let h = header(depth);

@@ -6,15 +6,17 @@
 //! same data, from the same initial network, with the same schedule; their evaluations share
 //! one `metrics.csv` (see [`crate::metrics`]).
 
+use crate::checkpoint::{Checkpointing, ModelCheckpoint, ModelState};
 use crate::continuous::run::{run_protocol, RunOutcome};
 use crate::data::Dataset;
-use crate::discrete::train::{train_one, TrainOutcome};
+use crate::discrete::train::{train_with_checkpoints, TrainOutcome};
 use crate::error::{ConfigError, IoError};
 use crate::metrics::MetricsRow;
 use crate::record::{write_atomic, Table};
 use crate::scenario::{Scenario, TraceRecorder};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -129,7 +131,7 @@ pub fn dataset(s: &Scenario) -> Result<Dataset, ConfigError> {
 fn written_by_dtpsim(name: &str, is_dir: bool) -> bool {
     if is_dir {
         // `slurm`: the job array's logs of a sweep run with --slurm
-        return name == "runs" || name == "slurm";
+        return name == "runs" || name == "slurm" || name == "checkpoint";
     }
     let ext = |e: &str| name.ends_with(e);
     matches!(
@@ -273,7 +275,33 @@ pub fn run_scenario(
     progress: bool,
     sets: &[String],
 ) -> anyhow::Result<RunReport> {
-    run_into(scenario, out, progress, sets, false)
+    run_into(scenario, out, progress, sets, Start::Empty)
+}
+
+/// Continues the run in `out` from its checkpoints (see [`crate::checkpoint`]): the scenario
+/// and `--set`s are the run's own (`checkpoint/scenario.json`), each model restarts from its
+/// last checkpoint (from the beginning if it has none), and the run ends with the files an
+/// uninterrupted run writes, bit for bit apart from timing. A complete run is refused.
+pub fn resume_run(out: &Path, progress: bool) -> anyhow::Result<RunReport> {
+    let bad = |msg: String| ConfigError::new("--resume", format!("{}: {msg}", out.display()));
+    let summary = out.join("summary.json");
+    if let Ok(text) = std::fs::read_to_string(&summary) {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if v["status"] == "complete" {
+            return Err(bad("is a complete run; there is nothing to resume".into()).into());
+        }
+    }
+    if !crate::checkpoint::folder(out)
+        .join("scenario.json")
+        .exists()
+    {
+        return Err(bad(
+            "holds no checkpoint/scenario.json: not the folder of a dtpsim run; give the --out of the run to continue".into(),
+        )
+        .into());
+    }
+    let spec = crate::checkpoint::load_spec(out)?;
+    run_into(&spec.scenario, out, progress, &spec.set, Start::Resume)
 }
 
 /// [`run_scenario`] into a folder that may hold an earlier run, which is replaced (see
@@ -285,7 +313,18 @@ pub fn run_scenario_replacing(
     progress: bool,
     sets: &[String],
 ) -> anyhow::Result<RunReport> {
-    run_into(scenario, out, progress, sets, true)
+    run_into(scenario, out, progress, sets, Start::Replace)
+}
+
+/// How a run treats its output folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// The folder must be empty or absent.
+    Empty,
+    /// An earlier run in the folder is replaced.
+    Replace,
+    /// The run in the folder is continued from its checkpoints.
+    Resume,
 }
 
 /// What a progress bar shows of an evaluation: epoch, test loss and (classification)
@@ -307,7 +346,7 @@ fn run_into(
     out: &Path,
     progress: bool,
     sets: &[String],
-    force: bool,
+    start_from: Start,
 ) -> anyhow::Result<RunReport> {
     scenario.validate()?;
     crate::resources::check(scenario)?;
@@ -317,7 +356,39 @@ fn run_into(
     let resolved = scenario.for_training_set(data.train.len())?;
     let scenario = &resolved;
     crate::resources::check(scenario)?;
-    prepare_output(out, force)?;
+    let resuming = start_from == Start::Resume;
+    let mut resume_from: BTreeMap<String, ModelCheckpoint> = BTreeMap::new();
+    if resuming {
+        let names = scenario
+            .engine
+            .iter()
+            .map(|_| "continuous".to_string())
+            .chain(scenario.references.iter().map(|r| r.name.clone()));
+        for name in names {
+            if let Some(c) = crate::checkpoint::load(&crate::checkpoint::model_path(out, &name))? {
+                resume_from.insert(name, c);
+            }
+        }
+        // an older summary (interrupted, stopped) is replaced when the run ends
+        let _ = std::fs::remove_file(out.join("summary.json"));
+    } else {
+        prepare_output(out, start_from == Start::Replace)?;
+        crate::checkpoint::save_spec(
+            out,
+            &crate::checkpoint::RunSpec {
+                scenario: scenario.clone(),
+                set: sets.to_vec(),
+            },
+        )?;
+    }
+    let save_checkpoint = |c: &ModelCheckpoint| {
+        crate::checkpoint::save(c, &crate::checkpoint::model_path(out, &c.model))
+    };
+    let checkpointing = |name: &str| Checkpointing {
+        resume: resume_from.get(name).cloned(),
+        every: scenario.outputs.checkpoint_every,
+        save: Some(&save_checkpoint),
+    };
     let start = Instant::now();
     let sched = &scenario.schedule;
     let total = sched.total_trials() as u64;
@@ -334,9 +405,25 @@ fn run_into(
     let depth = net.depth();
     let metrics_path = out.join("metrics.csv");
     let sink = MetricsSink::create(&metrics_path, depth)?;
+    // a resumed run's partial metrics: every row up to each model's checkpoint
+    for c in resume_from.values() {
+        for row in c
+            .metrics_rows(depth)
+            .map_err(|e| ConfigError::new(format!("checkpoint of {}", c.model), e))?
+        {
+            sink.push(&row);
+        }
+    }
     let mut recorder = TraceRecorder::new(scenario);
     if recorder.active() {
-        recorder.stream_to(&out.join("traces.csv"))?;
+        let kept = match resume_from.get("continuous").map(|c| &c.state) {
+            Some(ModelState::Continuous { traces, .. }) => *traces,
+            _ => None,
+        };
+        match kept {
+            Some((bytes, rows)) => recorder.resume_stream(&out.join("traces.csv"), bytes, rows)?,
+            None => recorder.stream_to(&out.join("traces.csv"))?,
+        }
     }
     let warm = sched.warmup_trials;
     // the references and the continuous run in parallel (references are cheap)
@@ -368,6 +455,7 @@ fn run_into(
                     let phase = if done <= warm { "warm-up" } else { "learning" };
                     bar.set_message(format!("t = {:.0} ({phase}){last}", done as f64 * t_trial));
                 },
+                &checkpointing("continuous"),
             );
             bar.finish();
             outcome.map(Some)
@@ -381,13 +469,13 @@ fn run_into(
                         &named.name,
                         "{prefix:>18} [{bar:30}] {pos}/{len} trials {elapsed_precise} ETA {eta} {msg}",
                     );
-                    let outcome = train_one(scenario, named, &data, &|n, row| {
+                    let outcome = train_with_checkpoints(scenario, named, &data, &|n, row| {
                         bar.set_position(n as u64);
                         if let Some(r) = row {
                             sink.push(r);
                             bar.set_message(progress_message(r));
                         }
-                    });
+                    }, &checkpointing(&named.name));
                     bar.finish();
                     outcome
                 })
@@ -436,6 +524,10 @@ fn run_into(
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     report.files.push(summary_path);
+    if report.status() == RunStatus::Complete {
+        // a complete run has nothing to resume: its checkpoints would only take space
+        let _ = std::fs::remove_dir_all(crate::checkpoint::folder(out));
+    }
     Ok(report)
 }
 

@@ -450,6 +450,9 @@ pub struct Outputs {
     pub plots: bool,
     /// The final weights of every model (`weights_<model>.json`).
     pub weights: bool,
+    /// Learning trials between checkpoints (taken at the next evaluation); there is always one
+    /// at every epoch end. `dtpsim run --resume DIR` continues from the last one.
+    pub checkpoint_every: Option<usize>,
 }
 
 impl Default for Outputs {
@@ -457,6 +460,7 @@ impl Default for Outputs {
         Outputs {
             plots: true,
             weights: true,
+            checkpoint_every: None,
         }
     }
 }
@@ -1206,6 +1210,43 @@ impl TraceRecorder {
         Ok(())
     }
 
+    /// Continues streaming into `<path>.partial` as a checkpoint left it: the file cut to its
+    /// first `bytes` bytes, which hold `rows` samples (see [`crate::checkpoint`]).
+    pub fn resume_stream(
+        &mut self,
+        path: &Path,
+        bytes: u64,
+        rows: usize,
+    ) -> Result<(), crate::error::IoError> {
+        let partial = crate::record::partial_path(path);
+        let fail = |cause: std::io::Error| crate::error::IoError::Write {
+            path: partial.clone(),
+            cause,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&partial)
+            .map_err(fail)?;
+        if file.metadata().map_err(fail)?.len() < bytes {
+            return Err(fail(std::io::Error::other(format!(
+                "holds fewer than the {bytes} bytes its checkpoint counted"
+            ))));
+        }
+        file.set_len(bytes).map_err(fail)?;
+        let mut file = file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(fail)?;
+        let writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
+        self.sink = Some(TraceSink {
+            writer,
+            partial: partial.clone(),
+            path: path.to_path_buf(),
+            written: rows,
+            last_trial: None,
+            error: None,
+        });
+        Ok(())
+    }
+
     /// Ends a stream: flushes the file and gives it its name (or removes it when no sample
     /// was taken). Returns the file written, if any; the first write error, if one happened.
     pub fn finish(&mut self) -> Result<Option<std::path::PathBuf>, crate::error::IoError> {
@@ -1265,6 +1306,28 @@ impl TraceRecorder {
 }
 
 impl Observer for TraceRecorder {
+    fn checkpoint(&mut self) -> Result<Option<(u64, usize)>, crate::error::IoError> {
+        let Some(sink) = &mut self.sink else {
+            return Ok(None);
+        };
+        let fail = |cause: std::io::Error| crate::error::IoError::Write {
+            path: sink.partial.clone(),
+            cause,
+        };
+        if let Some(e) = sink.error.take() {
+            return Err(fail(e));
+        }
+        sink.writer.flush().map_err(fail)?;
+        let bytes = sink
+            .writer
+            .get_ref()
+            .get_ref()
+            .metadata()
+            .map_err(fail)?
+            .len();
+        Ok(Some((bytes, sink.written)))
+    }
+
     fn interval(&self, trial: i64) -> Option<f64> {
         let active =
             self.interval > 0.0 && !self.columns.is_empty() && self.trials.contains(&trial);

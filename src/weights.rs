@@ -25,7 +25,7 @@ pub const VERSION: u32 = 1;
 
 /// Serialised form of a [`Network`]. `null` entries are accepted by the parser only so that
 /// they can be reported as non-finite values with their position.
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightsFile {
     /// Always `dtpsim-weights`.

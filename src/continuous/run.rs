@@ -5,6 +5,9 @@
 
 use super::config::EngineConfig;
 use super::simulation::{EngineError, EngineStats, Observer, Phase, Simulation};
+use crate::checkpoint::{
+    records, Checkpointing, ExampleOrder, ModelCheckpoint, ModelState, RngState,
+};
 use crate::data::{example_order, Dataset, EpochSampler, Example};
 use crate::discrete::gauss_newton::cosine_flat;
 use crate::discrete::targets::{
@@ -113,6 +116,40 @@ fn eval_row(
     row
 }
 
+/// Writes the engine's checkpoint after `trial` learning trials (see [`crate::checkpoint`]).
+fn checkpoint(
+    sim: &Simulation,
+    trial: usize,
+    start: &Instant,
+    rows: &[MetricsRow],
+    order: ExampleOrder,
+    observer: &mut dyn Observer,
+    checkpointing: &Checkpointing,
+) -> Result<(), crate::error::IoError> {
+    let Some(save) = checkpointing.save else {
+        return Ok(());
+    };
+    let stats = sim.stats();
+    let traces = observer.checkpoint()?;
+    save(&ModelCheckpoint {
+        model: "continuous".into(),
+        trial,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        rows: records(rows),
+        order,
+        state: ModelState::Continuous {
+            state: sim.state().to_vec(),
+            time: sim.time(),
+            trial: sim.trial(),
+            evaluations: stats.field.evaluations,
+            field_seconds: stats.field.seconds,
+            steps: (stats.solver.accepted_steps, stats.solver.rejected_steps),
+            trials_run: stats.trials,
+            traces,
+        },
+    })
+}
+
 /// Runs the schedule's warm-up and learning trials (numbered `−W … −1` and `0, 1, …`) on
 /// `data.train` (shuffled epochs, seeded), evaluating on `data.test` before learning and every
 /// `eval_every` learning trials. `progress(trials_done, total, new_row)` is called after every
@@ -128,6 +165,7 @@ pub fn run_protocol(
     update_cosine: bool,
     observer: &mut dyn Observer,
     progress: &mut dyn FnMut(usize, usize, Option<&MetricsRow>),
+    checkpointing: &Checkpointing,
 ) -> Result<RunOutcome, ConfigError> {
     let b = schedule.batch;
     let mut sim = Simulation::new(net, cfg.clone(), b)?;
@@ -138,23 +176,60 @@ pub fn run_protocol(
     let mut rng = example_order(seed);
     let plan = EvaluationPlan::new(data, schedule, seed);
     let mut sampler = EpochSampler::new(data.train.len());
-    let mut next_batch = |rng: &mut ChaCha8Rng| -> Vec<&Example> {
+    let next_batch = |sampler: &mut EpochSampler, rng: &mut ChaCha8Rng| -> Vec<&Example> {
         (0..b)
             .map(|_| &data.train[sampler.next_index(rng)])
             .collect()
     };
-    let start = Instant::now();
+    let resume = checkpointing.resume.as_ref();
+    let start = resume.map_or_else(Instant::now, |c| crate::checkpoint::started(c.wall_seconds));
     let total = schedule.total_trials();
     let mut rows = Vec::new();
     let mut error = None;
     let mut done = 0usize;
     let mut interrupted = false;
-    for _ in 0..schedule.warmup_trials {
+    let mut first_trial = 1;
+    if let Some(c) = resume {
+        // the state at the checkpoint's evaluation: the ODE state, the streams and the rows
+        let bad = |m: String| ConfigError::new("checkpoint of continuous", m);
+        let ModelState::Continuous {
+            state,
+            time,
+            trial,
+            evaluations,
+            field_seconds,
+            steps,
+            trials_run,
+            ..
+        } = &c.state
+        else {
+            return Err(bad("it is not the engine's checkpoint".into()));
+        };
+        let mut stats = sim.stats();
+        stats.field.evaluations = *evaluations;
+        stats.field.seconds = *field_seconds;
+        (stats.solver.accepted_steps, stats.solver.rejected_steps) = *steps;
+        stats.time = *time;
+        stats.trials = *trials_run;
+        sim.restore(state, *time, *trial, stats).map_err(bad)?;
+        rng = c.order.rng.restore().map_err(bad)?;
+        sampler = c.order.sampler.clone();
+        rows = c.metrics_rows(net.depth()).map_err(bad)?;
+        done = schedule.warmup_trials + c.trial;
+        first_trial = c.trial + 1;
+        progress(done, total, None);
+    }
+    let warmup = if resume.is_some() {
+        0
+    } else {
+        schedule.warmup_trials
+    };
+    for _ in 0..warmup {
         if crate::interrupt::requested() {
             interrupted = true;
             break;
         }
-        let batch = next_batch(&mut rng);
+        let batch = next_batch(&mut sampler, &mut rng);
         if let Err(e) = sim.run_trial(&batch, Phase::Warmup, observer) {
             error = Some(e);
             break;
@@ -175,12 +250,15 @@ pub fn run_protocol(
     };
     if error.is_none() && !interrupted {
         let mut acc = Accumulator::new(sim.network().depth());
-        let first = eval_row(&sim, &plan, TestScope::Full, 0, &acc, &start);
-        error = finite(&first).err();
-        progress(done, total, Some(&first));
-        rows.push(first);
+        if resume.is_none() {
+            let first = eval_row(&sim, &plan, TestScope::Full, 0, &acc, &start);
+            error = finite(&first).err();
+            progress(done, total, Some(&first));
+            rows.push(first);
+        }
+        let mut last_checkpoint = first_trial - 1;
         let loss = net.arch().loss;
-        for k in 1..=schedule.trials {
+        for k in first_trial..=schedule.trials {
             if error.is_some() {
                 break;
             }
@@ -188,7 +266,7 @@ pub fn run_protocol(
                 interrupted = true;
                 break;
             }
-            let batch = next_batch(&mut rng);
+            let batch = next_batch(&mut sampler, &mut rng);
             let before = sim.network();
             for ex in &batch {
                 acc.loss.add(loss.value(&before.predict(&ex.x), &ex.y));
@@ -219,6 +297,23 @@ pub fn run_protocol(
                 progress(done, total, Some(&row));
                 rows.push(row);
                 acc = Accumulator::new(sim.network().depth());
+                let epoch_end = scope == TestScope::Full && k < schedule.trials;
+                if error.is_none() && checkpointing.due(k, epoch_end, last_checkpoint) {
+                    let order = ExampleOrder {
+                        rng: RngState::of(&rng),
+                        sampler: sampler.clone(),
+                    };
+                    if let Err(e) =
+                        checkpoint(&sim, k, &start, &rows, order, observer, checkpointing)
+                    {
+                        error = Some(EngineError::Checkpoint {
+                            trial: k,
+                            message: e.to_string(),
+                        });
+                        break;
+                    }
+                    last_checkpoint = k;
+                }
             } else {
                 progress(done, total, None);
             }

@@ -49,6 +49,16 @@ pub enum EngineError {
         /// The solver's message.
         message: String,
     },
+    /// A checkpoint could not be written (the run stops; the last checkpoint stays).
+    #[error(
+        "after trial {trial} the checkpoint was not written: {message}; free disk space and resume"
+    )]
+    Checkpoint {
+        /// Learning trials done.
+        trial: usize,
+        /// Why.
+        message: String,
+    },
 }
 
 /// The change of every `W_l` over one learning trial on `example`, from the current state
@@ -184,6 +194,11 @@ pub trait Observer {
     }
     /// Called at `t = 0` of every trial and every [`Observer::interval`] after.
     fn sample(&mut self, _sample: &Sample) {}
+    /// Makes everything sampled so far durable for a checkpoint and says how to find it again:
+    /// `(bytes, rows)` of the observer's file (`None`: nothing to keep).
+    fn checkpoint(&mut self) -> Result<Option<(u64, usize)>, crate::error::IoError> {
+        Ok(None)
+    }
 }
 
 /// An observer that takes no samples.
@@ -325,6 +340,28 @@ impl Simulation {
     /// Mutable flat state (for tests and custom initial conditions).
     pub fn state_mut(&mut self) -> &mut [f64] {
         self.state.as_mut_slice()
+    }
+
+    /// Continues from a checkpoint (see [`crate::checkpoint`]): the flat state, the time, the
+    /// next trial's number and the work counters so far.
+    pub fn restore(
+        &mut self,
+        state: &[f64],
+        time: f64,
+        trial: i64,
+        stats: EngineStats,
+    ) -> Result<(), String> {
+        if state.len() != self.state.len() {
+            return Err(format!(
+                "a state of {} values, this simulation has {}",
+                state.len(),
+                self.state.len()
+            ));
+        }
+        self.state.as_mut_slice().copy_from_slice(state);
+        self.last_good.clone_from(&self.state);
+        (self.time, self.trial, self.stats) = (time, trial, stats);
+        Ok(())
     }
 
     /// The engine configuration.

@@ -17,6 +17,9 @@
 //! the first that diverged.
 
 use crate::activation::Activation;
+use crate::checkpoint::{
+    records, Checkpointing, ExampleOrder, ModelCheckpoint, ModelState, RngState,
+};
 use crate::data::{example_order, Dataset, EpochSampler, Example, Task};
 use crate::discrete::batch::{loss_sum, stack, BatchPass};
 use crate::discrete::targets::{
@@ -31,6 +34,7 @@ use crate::metrics::{EvaluationPlan, TestScope};
 use crate::metrics::{LayerMeans, MetricsRow, RunningMean};
 use crate::network::{Init, Network};
 use crate::scenario::Scenario;
+use crate::weights::WeightsFile;
 use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -525,31 +529,43 @@ pub fn train_one(
     data: &Dataset,
     progress: &(dyn Fn(usize, Option<&MetricsRow>) + Sync),
 ) -> Result<TrainOutcome, ConfigError> {
+    train_with_checkpoints(scenario, named, data, progress, &Checkpointing::none())
+}
+
+/// [`train_one`] that takes checkpoints and may continue from one (see [`crate::checkpoint`]).
+pub fn train_with_checkpoints(
+    scenario: &Scenario,
+    named: &NamedAlgorithm,
+    data: &Dataset,
+    progress: &(dyn Fn(usize, Option<&MetricsRow>) + Sync),
+    checkpointing: &Checkpointing,
+) -> Result<TrainOutcome, ConfigError> {
     let mut net = scenario.initial_network()?;
     let mut interrupted = false;
     let sched = &scenario.schedule;
     let seed = scenario.seed;
     let mut rng = example_order(seed);
     let mut sampler = EpochSampler::new(data.train.len());
-    let mut next_batch = |rng: &mut ChaCha8Rng| -> Vec<&Example> {
+    let next_batch = |sampler: &mut EpochSampler, rng: &mut ChaCha8Rng| -> Vec<&Example> {
         (0..sched.batch)
             .map(|_| &data.train[sampler.next_index(rng)])
             .collect()
     };
-    let start = Instant::now();
+    let resume = checkpointing.resume.as_ref();
+    let start = resume.map_or_else(Instant::now, |c| crate::checkpoint::started(c.wall_seconds));
     let algorithm = &named.algorithm;
     let decoder = match algorithm {
         Algorithm::Bp { .. } => None,
         Algorithm::Dtp { decoder, .. } | Algorithm::Dtp1 { decoder, .. } => Some(*decoder),
     };
-    if let Some(dec) = &decoder {
+    if let (Some(dec), None) = (&decoder, resume) {
         let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdec0);
         for k in 0..sched.warmup_trials {
             if crate::interrupt::requested() {
                 interrupted = true;
                 break;
             }
-            let pass = net.forward_batch(stack(&next_batch(&mut rng)).0);
+            let pass = net.forward_batch(stack(&next_batch(&mut sampler, &mut rng)).0);
             train_decoders(&mut net, &pass, dec, &mut noise_rng);
             progress(k + 1, None);
         }
@@ -586,7 +602,32 @@ pub fn train_one(
         progress(sched.warmup_trials + row.trial, Some(&row));
         rows.push(row);
     };
-    if !interrupted {
+    let mut first_trial = 0;
+    if let Some(c) = resume {
+        // the state at the checkpoint's evaluation: weights, streams, moments and rows
+        let bad = |m: String| ConfigError::new(format!("checkpoint of {}", named.name), m);
+        let ModelState::Reference {
+            weights,
+            noise,
+            adam: moments,
+        } = &c.state
+        else {
+            return Err(bad("it is not a reference's checkpoint".into()));
+        };
+        net = weights
+            .clone()
+            .into_network()
+            .map_err(|e| bad(e.to_string()))?;
+        noise_rng = noise.restore().map_err(bad)?;
+        rng = c.order.rng.restore().map_err(bad)?;
+        sampler = c.order.sampler.clone();
+        if let (Some(adam), Some(m)) = (adam.as_mut(), moments) {
+            adam.restore(m).map_err(bad)?;
+        }
+        rows = c.metrics_rows(depth).map_err(bad)?;
+        first_trial = c.trial;
+        progress(sched.warmup_trials + first_trial, None);
+    } else if !interrupted {
         let first = evaluate_now(
             TestScope::Full,
             &net,
@@ -596,8 +637,9 @@ pub fn train_one(
         );
         record(first, &mut rows, &mut error);
     }
+    let mut last_checkpoint = first_trial;
     let (mut loss, mut alpha) = (RunningMean::default(), LayerMeans::new(depth));
-    for trial in 0..sched.trials {
+    for trial in first_trial..sched.trials {
         if interrupted || error.is_some() {
             break;
         }
@@ -605,7 +647,7 @@ pub fn train_one(
             interrupted = true;
             break;
         }
-        let batch = next_batch(&mut rng);
+        let batch = next_batch(&mut sampler, &mut rng);
         let (x, y) = stack(&batch);
         // one pass serves the loss, the decoders and the targets: decoder training leaves W as it is
         let pass = net.forward_batch(x);
@@ -635,6 +677,31 @@ pub fn train_one(
             record(row, &mut rows, &mut error);
             loss = RunningMean::default();
             alpha = LayerMeans::new(depth);
+            let epoch_end = scope == TestScope::Full && done < sched.trials;
+            if error.is_none() && checkpointing.due(done, epoch_end, last_checkpoint) {
+                let checkpoint = ModelCheckpoint {
+                    model: named.name.clone(),
+                    trial: done,
+                    wall_seconds: start.elapsed().as_secs_f64(),
+                    rows: records(&rows),
+                    order: ExampleOrder {
+                        rng: RngState::of(&rng),
+                        sampler: sampler.clone(),
+                    },
+                    state: ModelState::Reference {
+                        weights: WeightsFile::from_network(&net),
+                        noise: RngState::of(&noise_rng),
+                        adam: adam.as_ref().map(Adam::state),
+                    },
+                };
+                if let Some(save) = checkpointing.save {
+                    if let Err(e) = save(&checkpoint) {
+                        error = Some(format!("{}: checkpoint not written: {e}", named.name));
+                        break;
+                    }
+                }
+                last_checkpoint = done;
+            }
         } else {
             progress(sched.warmup_trials + done, None);
         }

@@ -208,6 +208,29 @@ impl Adam {
         }
     }
 
+    /// The moments and step count, for a checkpoint.
+    pub fn state(&self) -> crate::checkpoint::AdamState {
+        crate::checkpoint::AdamState {
+            t: self.t,
+            m: crate::checkpoint::matrices(&self.m),
+            v: crate::checkpoint::matrices(&self.v),
+        }
+    }
+
+    /// Continues from the moments of a checkpoint (their shapes must match).
+    pub fn restore(&mut self, state: &crate::checkpoint::AdamState) -> Result<(), String> {
+        let (m, v) = (
+            crate::checkpoint::from_matrices(&state.m)?,
+            crate::checkpoint::from_matrices(&state.v)?,
+        );
+        let shape = |a: &[DMatrix<f64>]| a.iter().map(|x| x.shape()).collect::<Vec<_>>();
+        if shape(&m) != shape(&self.m) || shape(&v) != shape(&self.v) {
+            return Err("Adam moments of another network".into());
+        }
+        (self.t, self.m, self.v) = (state.t, m, v);
+        Ok(())
+    }
+
     /// Returns the parameter changes `−lr · m̂ / (√v̂ + ε)` for gradients `grads`.
     pub fn step(&mut self, grads: &[DMatrix<f64>]) -> Vec<DMatrix<f64>> {
         self.t += 1;
