@@ -743,7 +743,7 @@ pub fn run_sweep(
                     return Some((i, "interrupted", NOT_STARTED.to_string()));
                 }
                 let (s, sets) = &plan.scenarios[i];
-                let res = run_scenario_replacing(s, &run_dir(i), false, sets);
+                let res = run_point(s, &run_dir(i), sets);
                 bar.inc(1);
                 res.err().map(|e| (i, "failed", format!("{e:#}")))
             })
@@ -785,6 +785,24 @@ fn describe(run: &GridRun, status: &str, message: &str) -> String {
         format!(": {message}")
     };
     format!("run {} ({}): {status}{msg}", run.run, run.set.join(" "))
+}
+
+/// Runs one grid point into `dir`: continued from its checkpoints when an earlier attempt of
+/// the same scenario and `--set`s left some (see [`crate::checkpoint`]), else from the start
+/// (an earlier attempt's files are replaced). Either way the folder ends the same.
+fn run_point(
+    s: &Scenario,
+    dir: &Path,
+    sets: &[String],
+) -> anyhow::Result<crate::runner::RunReport> {
+    let same = |spec: &crate::checkpoint::RunSpec| {
+        spec.set == sets
+            && serde_json::to_value(&spec.scenario).ok() == serde_json::to_value(s).ok()
+    };
+    match crate::checkpoint::load_spec(dir) {
+        Ok(spec) if same(&spec) => crate::runner::resume_run(dir, false),
+        _ => run_scenario_replacing(s, dir, false, sets),
+    }
 }
 
 /// The names of the `metric:` columns of `sweep.csv`.
