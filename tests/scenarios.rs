@@ -12,14 +12,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// A short version of the quick-start scenario.
 fn tiny() -> serde_json::Value {
-    let text = std::fs::read_to_string(format!("{ROOT}/scenarios/quickstart.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["schedule"]["trials"] = 12.into();
-    v["schedule"]["warmup_trials"] = 3.into();
-    v["schedule"]["eval_every"] = 4.into();
-    v["data"]["train"] = 50.into();
-    v["data"]["test"] = 20.into();
-    v
+    common::tiny_quickstart()
 }
 
 #[test]

@@ -11,19 +11,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const EXE: &str = env!("CARGO_BIN_EXE_dtpsim");
 
 /// A short quick-start run (continuous engine, DTP1 and BP references, traces): about 0.1 s.
 fn write_scenario(dir: &Path) {
-    let text = std::fs::read_to_string(format!("{ROOT}/scenarios/quickstart.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["schedule"]["trials"] = 12.into();
-    v["schedule"]["warmup_trials"] = 3.into();
-    v["schedule"]["eval_every"] = 4.into();
-    v["data"]["train"] = 50.into();
-    v["data"]["test"] = 20.into();
-    std::fs::write(dir.join("s.json"), v.to_string()).unwrap();
+    std::fs::write(dir.join("s.json"), common::tiny_quickstart().to_string()).unwrap();
 }
 
 /// The sweep of every test: two leak values × three seeds, six runs.
