@@ -47,14 +47,15 @@ fn algorithms() -> Vec<NamedAlgorithm> {
             name: "bp".into(),
             algorithm: Algorithm::Bp {
                 optimizer: Optimizer::Sgd,
-                lr: 0.05,
+                lr: 0.05.into(),
             },
         },
         NamedAlgorithm {
             name: "dtp1".into(),
             algorithm: Algorithm::Dtp1 {
                 beta: 0.1,
-                eta: 0.3,
+                eta: 0.3.into(),
+                optimizer: Optimizer::Sgd,
                 relaxation: Relaxation {
                     scheme: Scheme::DecoderOutput,
                     order: Order::Parallel,

@@ -9,7 +9,7 @@
 //! * Output `h_L` is linear; the loss is `mse` (`½‖h_L − y‖²`) or `softmax_ce`.
 
 use crate::activation::Activation;
-use crate::error::ModelError;
+use crate::error::{check_range, ConfigError, ModelError};
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector, DVectorView, DVectorViewMut};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -78,6 +78,57 @@ pub fn softmax(h: &DVector<f64>) -> DVector<f64> {
 /// The widest layer a network may have (the memory estimate refuses far smaller networks on
 /// most machines; this bound keeps every size computation exact).
 pub const MAX_WIDTH: usize = 1_000_000;
+
+/// A per-layer value given either as one number for every weight layer or as a list
+/// `[v_1, …, v_L]`, one per `W_1..W_L`: the engine's `plasticity.eta` (docs/MODEL.md §6) and
+/// the discrete references' `lr` and `eta` (§4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum PerLayer {
+    /// One value for every layer.
+    All(f64),
+    /// One value per weight layer, `[v_1, …, v_L]`.
+    Each(Vec<f64>),
+}
+
+impl From<f64> for PerLayer {
+    /// The same value for every layer.
+    fn from(v: f64) -> Self {
+        PerLayer::All(v)
+    }
+}
+
+impl PerLayer {
+    /// Value for layer `l` (1-based).
+    pub fn get(&self, l: usize) -> f64 {
+        match self {
+            PerLayer::All(v) => *v,
+            PerLayer::Each(v) => v[l - 1],
+        }
+    }
+
+    /// The values of layers `1..=depth`, `[v_1, …, v_L]`.
+    pub fn values(&self, depth: usize) -> Vec<f64> {
+        (1..=depth).map(|l| self.get(l)).collect()
+    }
+
+    /// Checks that every value lies in `[0, 1e6]` and that a list has one value per weight
+    /// layer `W_1..W_depth`; the error names `path` (and the entry) and the fix.
+    pub fn validate(&self, path: &str, depth: usize) -> Result<(), ConfigError> {
+        match self {
+            PerLayer::All(v) => check_range(path, *v, (0.0, false), 1e6, ""),
+            PerLayer::Each(v) => {
+                if v.len() != depth {
+                    return Err(ConfigError::new(path, format!("give one value per weight layer W_1..W_{depth} ({depth} values) or a single number, got {}", v.len())));
+                }
+                for (i, x) in v.iter().enumerate() {
+                    check_range(&format!("{path}[{i}]"), *x, (0.0, false), 1e6, "")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 /// Weight initialisation (seeded).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -922,7 +922,7 @@ impl Scenario {
             }
         }
         if !self.references.is_empty() {
-            validate_algorithms(&self.references, "references")?;
+            validate_algorithms(&self.references, "references", depth)?;
         }
         match &self.engine {
             Some(engine) => {

@@ -34,40 +34,7 @@ pub enum Gate {
     Always,
 }
 
-/// A per-layer value given either as one number for every layer or as a list `[v_1, …, v_L]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum PerLayer {
-    /// One value for every layer.
-    All(f64),
-    /// One value per weight layer, `[v_1, …, v_L]`.
-    Each(Vec<f64>),
-}
-
-impl PerLayer {
-    /// Value for layer `l` (1-based).
-    pub fn get(&self, l: usize) -> f64 {
-        match self {
-            PerLayer::All(v) => *v,
-            PerLayer::Each(v) => v[l - 1],
-        }
-    }
-
-    fn validate(&self, path: &str, depth: usize) -> Result<(), ConfigError> {
-        match self {
-            PerLayer::All(v) => check_range(path, *v, (0.0, false), 1e6, ""),
-            PerLayer::Each(v) => {
-                if v.len() != depth {
-                    return Err(ConfigError::new(path, format!("give one value per weight layer W_1..W_{depth} ({depth} values) or a single number, got {}", v.len())));
-                }
-                for (i, x) in v.iter().enumerate() {
-                    check_range(&format!("{path}[{i}]"), *x, (0.0, false), 1e6, "")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
+pub use crate::network::PerLayer;
 
 /// Forward plasticity (docs/MODEL.md §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

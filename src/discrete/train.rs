@@ -27,12 +27,13 @@ use crate::discrete::targets::{
     Relaxation,
 };
 use crate::discrete::updates::{
-    bp_gradients, corrupted, decoder_noise, decoder_update, dtp1_update, dtp_update, Adam,
+    bp_gradients, corrupted, decoder_noise, decoder_update, difference_probe, dtp1_update,
+    dtp_update, Adam,
 };
 use crate::error::{check_at_least, check_positive, check_range, ConfigError};
 use crate::metrics::{EvaluationPlan, TestScope};
 use crate::metrics::{LayerMeans, MetricsRow, RunningMean};
-use crate::network::{Init, Network};
+use crate::network::{Init, Network, PerLayer};
 use crate::scenario::Scenario;
 use crate::weights::WeightsFile;
 use nalgebra::DMatrix;
@@ -41,28 +42,50 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// BP optimiser.
+/// How a reference turns its update into a weight change (docs/MODEL.md §4).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Optimizer {
-    /// Plain stochastic gradient descent.
+    /// The update itself, scaled by the layer's rate: `W_l ← W_l + lr_l u_l`.
     #[default]
     Sgd,
-    /// Adam (β₁ 0.9, β₂ 0.999).
+    /// Adam (β₁ 0.9, β₂ 0.999, ε 10⁻⁸, bias-corrected) with step size `lr_l`, fed the
+    /// gradient `g_l = −u_l` of the algorithm's unit-rate update `u_l`.
     Adam,
 }
 
-/// Decoder training (Sec. 9, 10.2): normalised rule at `rate`; with `noise > 0` the
-/// noise-corrupted variant of Lee et al. (std `noise`).
+/// The loss the decoders descend (docs/MODEL.md §4).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderLoss {
+    /// The regular auto-encoder loss `½‖h_{l−1} − g_l(h_l)‖²` (Sec. 9, 10.2), with the noise
+    /// of Lee et al. when `noise > 0`.
+    #[default]
+    Regular,
+    /// The difference reconstruction loss of Meulemans et al. (2020), one layer deep:
+    /// `(1/2σ²)‖g_l(f_l(h_{l−1} + σξ)) − g_l(h_l) − σξ‖²`, which trains `g_l′f_l′ ≈ I`, the
+    /// contraction condition of the decoder-output iteration (Sec. 6.2).
+    DifferenceReconstruction,
+}
+
+/// Decoder training (Sec. 9, 10.2; docs/MODEL.md §4): a normalised step at `rate` on the
+/// `loss`, with noise `noise` and weight decay `decay`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecoderTraining {
-    /// `η_Ω` of `ΔΩ_l = η_Ω (h_{l−1} − g_l(h_l)) a_lᵀ/‖a_l‖²` (0: decoders stay fixed).
+    /// `η_Ω` of `ΔΩ_l = η_Ω (x − Ω_l a) aᵀ/‖a‖²` (0: decoders stay fixed).
     pub rate: f64,
-    /// Standard deviation σ of the noise-corrupted variant of Lee et al. (0: off).
+    /// Standard deviation σ of the noise: for `regular`, the noise-corrupted variant of Lee
+    /// et al. (0: off); for `difference_reconstruction`, the probe `σξ` (must be > 0).
     pub noise: f64,
+    /// `regular` (auto-encoder) or `difference_reconstruction` (Meulemans et al. 2020).
+    pub loss: DecoderLoss,
+    /// Weight decay `γ_Ω`: every mini-batch also applies `ΔΩ_l = −η_Ω γ_Ω Ω_l`.
+    pub decay: f64,
 }
 
 impl Default for DecoderTraining {
@@ -70,6 +93,8 @@ impl Default for DecoderTraining {
         DecoderTraining {
             rate: 0.05,
             noise: 0.0,
+            loss: DecoderLoss::Regular,
+            decay: 0.0,
         }
     }
 }
@@ -83,15 +108,20 @@ pub enum Algorithm {
         /// `sgd` or `adam`.
         #[serde(default)]
         optimizer: Optimizer,
-        /// Learning rate (`ΔW_l = −lr ∂ℓ/∂W_l` for SGD; Adam's step size).
-        lr: f64,
+        /// Learning rate, one number or one per layer `[lr_1, …, lr_L]`
+        /// (`ΔW_l = −lr_l ∂ℓ/∂W_l` for SGD; Adam's step size).
+        lr: PerLayer,
     },
     /// Difference target propagation of Lee et al. (2015).
     Dtp {
         /// Output nudging `d_L = −β∇ℓ`.
         beta: f64,
-        /// `ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ`.
-        lr: f64,
+        /// Learning rate, one number or one per layer: `ΔW_l = lr_l (τ_l − h_l) a_{l−1}ᵀ`
+        /// (SGD; Adam's step size).
+        lr: PerLayer,
+        /// `sgd` or `adam` (Adam fed `−(τ_l − h_l) a_{l−1}ᵀ`).
+        #[serde(default)]
+        optimizer: Optimizer,
         /// Decoder training.
         #[serde(default)]
         decoder: DecoderTraining,
@@ -100,9 +130,13 @@ pub enum Algorithm {
     Dtp1 {
         /// Output nudging `d_L = −β∇ℓ`.
         beta: f64,
-        /// `ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`.
+        /// Rate, one number or one per layer:
+        /// `ΔW_l = η_l s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²` (SGD; Adam's step size).
         #[serde(default = "one")]
-        eta: f64,
+        eta: PerLayer,
+        /// `sgd` or `adam` (Adam fed `−s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`).
+        #[serde(default)]
+        optimizer: Optimizer,
         /// How the hidden targets are computed.
         #[serde(default)]
         relaxation: Relaxation,
@@ -115,8 +149,8 @@ pub enum Algorithm {
     },
 }
 
-fn one() -> f64 {
-    1.0
+fn one() -> PerLayer {
+    PerLayer::All(1.0)
 }
 
 impl Algorithm {
@@ -125,23 +159,52 @@ impl Algorithm {
         !matches!(self, Algorithm::Bp { .. })
     }
 
-    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+    /// The optimiser that turns the update into a weight change.
+    pub fn optimizer(&self) -> Optimizer {
         match self {
-            Algorithm::Bp { lr, .. } => check_at_least(&format!("{path}.lr"), *lr, 0.0),
-            Algorithm::Dtp { beta, lr, decoder } => {
+            Algorithm::Bp { optimizer, .. }
+            | Algorithm::Dtp { optimizer, .. }
+            | Algorithm::Dtp1 { optimizer, .. } => *optimizer,
+        }
+    }
+
+    /// The per-layer rate: `lr` of BP and DTP, `eta` of DTP1.
+    pub fn rates(&self) -> &PerLayer {
+        match self {
+            Algorithm::Bp { lr, .. } | Algorithm::Dtp { lr, .. } => lr,
+            Algorithm::Dtp1 { eta, .. } => eta,
+        }
+    }
+
+    /// The decoder training (none for BP).
+    pub fn decoder(&self) -> Option<&DecoderTraining> {
+        match self {
+            Algorithm::Bp { .. } => None,
+            Algorithm::Dtp { decoder, .. } | Algorithm::Dtp1 { decoder, .. } => Some(decoder),
+        }
+    }
+
+    /// Checks every value for a network of `depth` weight layers.
+    fn validate(&self, path: &str, depth: usize) -> Result<(), ConfigError> {
+        let rate_field = match self {
+            Algorithm::Dtp1 { .. } => "eta",
+            _ => "lr",
+        };
+        self.rates()
+            .validate(&format!("{path}.{rate_field}"), depth)?;
+        match self {
+            Algorithm::Bp { .. } => Ok(()),
+            Algorithm::Dtp { beta, decoder, .. } => {
                 check_positive(&format!("{path}.beta"), *beta)?;
-                check_at_least(&format!("{path}.lr"), *lr, 0.0)?;
                 decoder.validate(&format!("{path}.decoder"))
             }
             Algorithm::Dtp1 {
                 beta,
-                eta,
                 relaxation,
                 decoder,
                 ..
             } => {
                 check_positive(&format!("{path}.beta"), *beta)?;
-                check_at_least(&format!("{path}.eta"), *eta, 0.0)?;
                 check_at_least(&format!("{path}.relaxation.leak"), relaxation.leak, 0.0)?;
                 check_at_least(
                     &format!("{path}.relaxation.tolerance"),
@@ -163,7 +226,15 @@ impl Algorithm {
 impl DecoderTraining {
     fn validate(&self, path: &str) -> Result<(), ConfigError> {
         check_at_least(&format!("{path}.rate"), self.rate, 0.0)?;
-        check_at_least(&format!("{path}.noise"), self.noise, 0.0)
+        check_at_least(&format!("{path}.noise"), self.noise, 0.0)?;
+        check_at_least(&format!("{path}.decay"), self.decay, 0.0)?;
+        if self.loss == DecoderLoss::DifferenceReconstruction && self.noise <= 0.0 {
+            return Err(ConfigError::new(
+                format!("{path}.noise"),
+                "must be > 0 with \"loss\": \"difference_reconstruction\" (the loss compares the decoder's reconstruction of a probe σξ with the probe itself); give the probe's standard deviation σ, e.g. 0.1",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -337,8 +408,13 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
     Ok(())
 }
 
-/// Checks a list of named algorithms (non-empty, file-safe unique names, valid values).
-pub fn validate_algorithms(algorithms: &[NamedAlgorithm], field: &str) -> Result<(), ConfigError> {
+/// Checks a list of named algorithms (non-empty, file-safe unique names, valid values) for a
+/// network of `depth` weight layers.
+pub fn validate_algorithms(
+    algorithms: &[NamedAlgorithm],
+    field: &str,
+    depth: usize,
+) -> Result<(), ConfigError> {
     if algorithms.is_empty() {
         return Err(ConfigError::new(
             field,
@@ -361,7 +437,7 @@ pub fn validate_algorithms(algorithms: &[NamedAlgorithm], field: &str) -> Result
                 format!("\"{}\" is used twice; names must be unique", a.name),
             ));
         }
-        a.algorithm.validate(&path)?;
+        a.algorithm.validate(&path, depth)?;
     }
     Ok(())
 }
@@ -382,10 +458,15 @@ pub struct TrainOutcome {
     pub interrupted: bool,
 }
 
-/// Applies one decoder update averaged over the mini-batch of `pass` (Sec. 9, 10.2;
-/// docs/MODEL.md §4): `Ω_l += rate/B Σ_b (x_b − Ω_l a_b) a_bᵀ/‖a_b‖²` for `l = 2..=L`, with
-/// `x = h_{l−1}`, `a = a_l(h_l)`, or with noise `x = h̃ = h_{l−1} + ξ`, `a = a_l(f_l(h̃))`.
-/// All decoders change from the same `Ω`.
+/// Applies one decoder update averaged over the mini-batch of `pass` (docs/MODEL.md §4) to
+/// `Ω_l`, `l = 2..=L`, all from the same `Ω`: the normalised step
+/// `ΔΩ_l = rate/B Σ_b (x_b − Ω_l a_b) a_bᵀ/‖a_b‖² − rate γ_Ω Ω_l`, where
+///
+/// * `regular` (Sec. 9, 10.2): `x = h_{l−1}`, `a = a_l(h_l)`; with noise (Lee et al.)
+///   `x = h̃ = h_{l−1} + σξ`, `a = a_l(f_l(h̃))`;
+/// * `difference_reconstruction` (Meulemans et al. 2020): `x = σξ`,
+///   `a = a_l(f_l(h_{l−1} + σξ)) − a_l(h_l)`, a normalised step on
+///   `(1/2σ²)‖g_l(f_l(h_{l−1} + σξ)) − g_l(h_l) − σξ‖²` (σ = 0: no probe, no step).
 fn train_decoders(
     net: &mut Network,
     pass: &BatchPass,
@@ -398,12 +479,26 @@ fn train_decoders(
     let rate = dec.rate / pass.size() as f64;
     let noise = (dec.noise > 0.0).then(|| decoder_noise(net, pass.size(), rng));
     let deltas: Vec<DMatrix<f64>> = (2..=net.depth())
-        .map(|l| match &noise {
-            None => decoder_update(net.omega(l), &pass.h[l - 1], &pass.a[l], rate),
-            Some(xi) => {
-                let (x, a) = corrupted(net, pass, l, &xi[l - 2], dec.noise);
-                decoder_update(net.omega(l), &x, &a, rate)
+        .map(|l| {
+            let omega = net.omega(l);
+            let mut delta = match (dec.loss, &noise) {
+                (DecoderLoss::Regular, None) => {
+                    decoder_update(omega, &pass.h[l - 1], &pass.a[l], rate)
+                }
+                (DecoderLoss::Regular, Some(xi)) => {
+                    let (x, a) = corrupted(net, pass, l, &xi[l - 2], dec.noise);
+                    decoder_update(omega, &x, &a, rate)
+                }
+                (DecoderLoss::DifferenceReconstruction, Some(xi)) => {
+                    let (probe, da) = difference_probe(net, pass, l, &xi[l - 2], dec.noise);
+                    decoder_update(omega, &probe, &da, rate)
+                }
+                (DecoderLoss::DifferenceReconstruction, None) => omega * 0.0,
+            };
+            if dec.decay > 0.0 {
+                delta -= omega * (dec.rate * dec.decay);
             }
+            delta
         })
         .collect();
     for (l, delta) in (2..).zip(deltas) {
@@ -437,9 +532,11 @@ fn non_finite_output(trial: usize) -> String {
 }
 
 /// The encoder changes `ΔW_1..ΔW_L` of one mini-batch (docs/MODEL.md §4), already averaged,
-/// or the error message. Adds each example's measured contraction `α_l` of DTP1's iterated
-/// relaxation to `alpha` (docs/MODEL.md §3).
-/// `trial` numbers the messages.
+/// or the error message. Each algorithm's update `u_l` at unit rate (BP: `−∂ℓ/∂W_l`; DTP:
+/// `(τ_l − h_l) a_{l−1}ᵀ`; DTP1: `s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`, batch means) becomes
+/// `ΔW_l = rate_l u_l` (SGD) or Adam's step of size `rate_l` on the gradient `−u_l`. Adds
+/// each example's measured contraction `α_l` of DTP1's iterated relaxation to `alpha`
+/// (docs/MODEL.md §3). `trial` numbers the messages.
 fn encoder_steps(
     net: &Network,
     algorithm: &Algorithm,
@@ -450,31 +547,35 @@ fn encoder_steps(
     trial: usize,
 ) -> Result<Vec<DMatrix<f64>>, String> {
     let (depth, batch) = (net.depth(), pass.size() as f64);
-    match algorithm {
-        Algorithm::Bp { lr, .. } => {
+    // SGD folds the layer's rate into the update; Adam takes the unit-rate update
+    let rates: Vec<f64> = match &adam {
+        None => algorithm.rates().values(depth),
+        Some(_) => vec![1.0; depth],
+    };
+    let updates: Vec<DMatrix<f64>> = match algorithm {
+        Algorithm::Bp { .. } => {
             if pass.first_non_finite_output().is_some() {
                 return Err(non_finite_output(trial));
             }
             let grads = bp_gradients(net, pass, y);
-            Ok(match adam {
-                Some(adam) => adam.step(&grads),
-                None => grads.iter().map(|g| g * -lr).collect(),
-            })
+            if let Some(adam) = adam {
+                return Ok(adam.step(&grads));
+            }
+            grads.iter().zip(&rates).map(|(g, r)| g * -r).collect()
         }
-        Algorithm::Dtp { beta, lr, .. } => {
-            // Lee et al.: difference targets, ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ
+        Algorithm::Dtp { beta, .. } => {
+            // Lee et al.: difference targets, u_l = (τ_l − h_l) a_{l−1}ᵀ
             let t = batch_targets(net, pass, y, *beta, &Relaxation::difference(), trial)?;
-            let step = |l: usize| dtp_update(&t.d[l], &pass.a[l - 1], lr / batch);
-            Ok((1..=depth).map(step).collect())
+            let step = |l: usize| dtp_update(&t.d[l], &pass.a[l - 1], rates[l - 1] / batch);
+            (1..=depth).map(step).collect()
         }
         Algorithm::Dtp1 {
             beta,
-            eta,
             relaxation,
             influence,
             ..
         } => {
-            // Sec. 3: ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²
+            // Sec. 3: u_l = s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²
             let t = batch_targets(net, pass, y, *beta, relaxation, trial)?;
             // difference targets are computed, not iterated: no layer increments, no α
             for example in &t.layer_increments {
@@ -486,13 +587,19 @@ fn encoder_steps(
                 true => influence_scales_batch(&t.d),
                 false => vec![vec![1.0; pass.size()]; depth + 1],
             };
-            for s in scales.iter_mut().flatten() {
-                *s *= eta / batch;
+            for (l, layer) in scales.iter_mut().enumerate().skip(1) {
+                for s in layer {
+                    *s *= rates[l - 1] / batch;
+                }
             }
             let step = |l: usize| dtp1_update(&t.d[l], &pass.a[l - 1], &scales[l]);
-            Ok((1..=depth).map(step).collect())
+            (1..=depth).map(step).collect()
         }
-    }
+    };
+    Ok(match adam {
+        Some(adam) => adam.step(&updates.iter().map(|u| -u).collect::<Vec<_>>()),
+        None => updates,
+    })
 }
 
 /// `W_l ← W_l + ΔW_l` for every layer, unless some updated `W_l` is not finite: then the
@@ -554,10 +661,7 @@ pub fn train_with_checkpoints(
     let resume = checkpointing.resume.as_ref();
     let start = resume.map_or_else(Instant::now, |c| crate::checkpoint::started(c.wall_seconds));
     let algorithm = &named.algorithm;
-    let decoder = match algorithm {
-        Algorithm::Bp { .. } => None,
-        Algorithm::Dtp { decoder, .. } | Algorithm::Dtp1 { decoder, .. } => Some(*decoder),
-    };
+    let decoder = algorithm.decoder().copied();
     if let (Some(dec), None) = (&decoder, resume) {
         let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdec0);
         for k in 0..sched.warmup_trials {
@@ -571,13 +675,8 @@ pub fn train_with_checkpoints(
         }
     }
     let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdec1);
-    let mut adam = match algorithm {
-        Algorithm::Bp {
-            optimizer: Optimizer::Adam,
-            lr,
-        } => Some(Adam::new(*lr, net.encoders())),
-        _ => None,
-    };
+    let mut adam = (algorithm.optimizer() == Optimizer::Adam)
+        .then(|| Adam::new(algorithm.rates().values(net.depth()), net.encoders()));
     let decoders = algorithm.uses_decoders();
     let depth = net.depth();
     let plan = EvaluationPlan::new(data, sched, seed);

@@ -151,6 +151,25 @@ pub fn corrupted(
     (noisy, a)
 }
 
+/// The probe pair of the difference reconstruction loss (Meulemans et al. 2020; docs/MODEL.md
+/// §4) for decoder `l`: the probe `P = σ_ξ Ξ` added to `H_{l−1}` and the change it makes in
+/// what the decoder reads, `ΔA = a_l(f_l(H_{l−1} + P)) − a_l(H_l)` (its bias row is 0), with
+/// `xi` from [`decoder_noise`]. [`decoder_update`]`(Ω_l, P, ΔA, rate)` is then the normalised
+/// step on `(1/2σ²)‖Ω_l ΔA − P‖² = (1/2σ²)‖g_l(f_l(h_{l−1} + σξ)) − g_l(h_l) − σξ‖²`.
+pub fn difference_probe(
+    net: &Network,
+    pass: &BatchPass,
+    l: usize,
+    xi: &DMatrix<f64>,
+    noise_std: f64,
+) -> (DMatrix<f64>, DMatrix<f64>) {
+    let probe = xi * noise_std;
+    let a = net
+        .arch()
+        .presyn_batch(l, &net.encode_batch(l, &(&pass.h[l - 1] + &probe)));
+    (probe, a - &pass.a[l])
+}
+
 /// Fits every decoder by ridge regression on the regular auto-encoder loss (Sec. 10.2):
 /// `Ω_l = argmin Σ_x ‖h_{l−1}(x) − Ω a_l(h_l(x))‖² + ridge‖Ω‖²`, i.e. the point the normalised
 /// online rule [`decoder_update`] drifts towards. Used by the theory suite for "well-fitted"
@@ -174,11 +193,14 @@ pub fn fit_decoders_least_squares(net: &mut Network, inputs: &[DVector<f64>], ri
     }
 }
 
-/// Adam optimiser state for a list of matrices (Kingma & Ba 2015).
+/// Adam (Kingma & Ba 2015) for a list of matrices, one step size per matrix
+/// (docs/MODEL.md §4): with `t` the step count and `g` the gradient,
+/// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g⊙g`, `ΔW_l = −lr_l m̂/(√v̂ + ε)` with
+/// `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`, and `β₁ = 0.9`, `β₂ = 0.999`, `ε = 10⁻⁸`.
 #[derive(Debug, Clone)]
 pub struct Adam {
-    /// Step size.
-    pub lr: f64,
+    /// Step size `lr_l` of every matrix.
+    pub lr: Vec<f64>,
     /// Decay of the first-moment estimate.
     pub beta1: f64,
     /// Decay of the second-moment estimate.
@@ -191,8 +213,8 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Zero moments shaped like `params`.
-    pub fn new(lr: f64, params: &[DMatrix<f64>]) -> Self {
+    /// Zero moments shaped like `params`, step size `lr[i]` for `params[i]`.
+    pub fn new(lr: Vec<f64>, params: &[DMatrix<f64>]) -> Self {
         let zeros: Vec<_> = params
             .iter()
             .map(|p| DMatrix::zeros(p.nrows(), p.ncols()))
@@ -231,18 +253,24 @@ impl Adam {
         Ok(())
     }
 
-    /// Returns the parameter changes `−lr · m̂ / (√v̂ + ε)` for gradients `grads`.
+    /// Returns the parameter changes `−lr_l · m̂ / (√v̂ + ε)` for gradients `grads`. A
+    /// descent direction `u` that is not a gradient (the DTP and DTP1 updates) enters as
+    /// `g = −u`.
     pub fn step(&mut self, grads: &[DMatrix<f64>]) -> Vec<DMatrix<f64>> {
         self.t += 1;
         let c1 = 1.0 - self.beta1.powi(self.t);
         let c2 = 1.0 - self.beta2.powi(self.t);
         let mut out = Vec::with_capacity(grads.len());
-        for ((m, v), g) in self.m.iter_mut().zip(self.v.iter_mut()).zip(grads) {
+        for (((m, v), g), lr) in self
+            .m
+            .iter_mut()
+            .zip(self.v.iter_mut())
+            .zip(grads)
+            .zip(&self.lr)
+        {
             *m = &*m * self.beta1 + g * (1.0 - self.beta1);
             *v = &*v * self.beta2 + g.component_mul(g) * (1.0 - self.beta2);
-            let step = m.zip_map(v, |mi, vi| {
-                -self.lr * (mi / c1) / ((vi / c2).sqrt() + self.eps)
-            });
+            let step = m.zip_map(v, |mi, vi| -lr * (mi / c1) / ((vi / c2).sqrt() + self.eps));
             out.push(step);
         }
         out
@@ -303,7 +331,7 @@ mod tests {
     #[test]
     fn adam_first_step_has_size_lr() {
         let g = vec![DMatrix::from_row_slice(1, 2, &[3.0, -0.1])];
-        let mut adam = Adam::new(0.01, &g);
+        let mut adam = Adam::new(vec![0.01], &g);
         let s = adam.step(&g);
         assert!((s[0][(0, 0)] + 0.01).abs() < 1e-9 && (s[0][(0, 1)] - 0.01).abs() < 1e-7);
     }

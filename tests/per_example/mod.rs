@@ -6,7 +6,7 @@
 
 use dtpsim::data::{Dataset, EpochSampler, Example};
 use dtpsim::discrete::targets::{contraction_estimate, Order, Relaxation, Scheme};
-use dtpsim::discrete::train::{Algorithm, DecoderTraining, NamedAlgorithm, Optimizer};
+use dtpsim::discrete::train::{Algorithm, DecoderLoss, DecoderTraining, NamedAlgorithm, Optimizer};
 use dtpsim::error::TargetError;
 use dtpsim::scenario::Scenario;
 use dtpsim::{ForwardPass, Network};
@@ -56,9 +56,20 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
     let mut order_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9));
     let mut sampler = EpochSampler::new(data.train.len());
     let mut next = |rng: &mut ChaCha8Rng| &data.train[sampler.next_index(rng)];
-    let decoder = match algorithm {
-        Algorithm::Bp { .. } => None,
-        Algorithm::Dtp { decoder, .. } | Algorithm::Dtp1 { decoder, .. } => Some(*decoder),
+    let (decoder, rates, optimizer) = match algorithm {
+        Algorithm::Bp { lr, optimizer } => (None, lr, optimizer),
+        Algorithm::Dtp {
+            decoder,
+            lr,
+            optimizer,
+            ..
+        } => (Some(*decoder), lr, optimizer),
+        Algorithm::Dtp1 {
+            decoder,
+            eta,
+            optimizer,
+            ..
+        } => (Some(*decoder), eta, optimizer),
     };
     if let Some(dec) = &decoder {
         let mut noise = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xdec0);
@@ -119,13 +130,14 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
                     alpha[l - 1].1 += 1;
                 }
             }
+            // the update at unit rate (docs/MODEL.md §4)
             let out2 = t.d[depth].norm_squared();
             for l in 1..=depth {
                 let a = &fwd.a[l - 1];
                 let dw = &t.d[l] * a.transpose();
                 sum[l - 1] += match algorithm {
-                    Algorithm::Dtp { lr, .. } => dw * *lr,
-                    Algorithm::Dtp1 { eta, influence, .. } => {
+                    Algorithm::Dtp { .. } => dw,
+                    Algorithm::Dtp1 { influence, .. } => {
                         let d2 = t.d[l].norm_squared();
                         let s = match (*influence, d2 > 0.0) {
                             (false, _) => 1.0,
@@ -136,7 +148,7 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
                         if n2 == 0.0 {
                             dw * 0.0
                         } else {
-                            dw * (eta * s / n2)
+                            dw * (s / n2)
                         }
                     }
                     Algorithm::Bp { .. } => unreachable!("BP continued above"),
@@ -144,13 +156,19 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
             }
         }
         steps.push(batch_steps);
-        let steps_w: Vec<DMatrix<f64>> = match algorithm {
-            Algorithm::Bp {
-                optimizer: Optimizer::Adam,
-                lr,
-            } => adam.step(*lr, sum.iter().map(|g| g / b as f64).collect()),
-            Algorithm::Bp { lr, .. } => sum.iter().map(|g| g * (-lr / b as f64)).collect(),
-            _ => sum.iter().map(|g| g / b as f64).collect(),
+        // u_l: the mean unit-rate update, a descent direction (BP: minus the mean gradient)
+        let sign = if matches!(algorithm, Algorithm::Bp { .. }) {
+            -1.0
+        } else {
+            1.0
+        };
+        let u: Vec<DMatrix<f64>> = sum.iter().map(|s| s * (sign / b as f64)).collect();
+        let steps_w: Vec<DMatrix<f64>> = match optimizer {
+            Optimizer::Adam => {
+                let lrs: Vec<f64> = (1..=depth).map(|l| rates.get(l)).collect();
+                adam.step(&lrs, u.iter().map(|x| -x).collect())
+            }
+            Optimizer::Sgd => (1..=depth).map(|l| &u[l - 1] * rates.get(l)).collect(),
         };
         for (l, s) in steps_w.into_iter().enumerate() {
             *net.w_mut(l + 1) += s;
@@ -167,8 +185,10 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
     }
 }
 
-/// `ΔΩ_l = rate/B Σ (h̃ − Ω_l ã) ãᵀ/‖ã‖²` (docs/MODEL.md §4), noise drawn example by example,
-/// layer by layer, unit by unit.
+/// `ΔΩ_l = rate/B Σ (x − Ω_l a) aᵀ/‖a‖² − rate γ_Ω Ω_l` (docs/MODEL.md §4): regular,
+/// `x = h̃ = h_{l−1} + σξ`, `a = a_l(f_l(h̃))` (σ = 0: `x = h_{l−1}`, `a = a_l(h_l)`);
+/// difference reconstruction, `x = σξ`, `a = a_l(f_l(h_{l−1} + σξ)) − a_l(h_l)`. Noise drawn
+/// example by example, layer by layer, unit by unit.
 fn train_decoders(
     net: &mut Network,
     batch: &[&Example],
@@ -182,22 +202,28 @@ fn train_decoders(
     for ex in batch {
         let fwd = net.forward(&ex.x);
         for l in 2..=net.depth() {
-            let (target, a) = if dec.noise > 0.0 {
-                let noisy = fwd.h[l - 1].map(|v| {
+            let probe = if dec.noise > 0.0 {
+                fwd.h[l - 1].map(|_| {
                     let z: f64 = StandardNormal.sample(rng);
-                    v + dec.noise * z
-                });
-                let a = net.presyn(l, &net.encode(l, &noisy));
-                (noisy, a)
+                    dec.noise * z
+                })
             } else {
-                (fwd.h[l - 1].clone(), fwd.a[l].clone())
+                fwd.h[l - 1].map(|_| 0.0)
+            };
+            let noisy = &fwd.h[l - 1] + &probe;
+            let read = net.presyn(l, &net.encode(l, &noisy));
+            let (target, a) = match dec.loss {
+                DecoderLoss::Regular if dec.noise > 0.0 => (noisy, read),
+                DecoderLoss::Regular => (fwd.h[l - 1].clone(), fwd.a[l].clone()),
+                DecoderLoss::DifferenceReconstruction => (probe, read - &fwd.a[l]),
             };
             let err = target - net.omega(l) * &a;
             sum[l - 2] += err * a.transpose() / a.norm_squared().max(f64::MIN_POSITIVE);
         }
     }
     for l in 2..=net.depth() {
-        *net.omega_mut(l) += &sum[l - 2] * (dec.rate / batch.len() as f64);
+        let decay = net.omega(l) * (dec.rate * dec.decay);
+        *net.omega_mut(l) += &sum[l - 2] * (dec.rate / batch.len() as f64) - decay;
     }
 }
 
@@ -333,7 +359,8 @@ fn relax(
     })
 }
 
-/// Adam with bias correction (`β₁ = 0.9`, `β₂ = 0.999`, `ε = 10⁻⁸`).
+/// Adam with bias correction (`β₁ = 0.9`, `β₂ = 0.999`, `ε = 10⁻⁸`), step size `lr_l` per
+/// layer.
 struct AdamState {
     t: i32,
     m: Vec<DMatrix<f64>>,
@@ -350,11 +377,11 @@ impl AdamState {
         }
     }
 
-    fn step(&mut self, lr: f64, grads: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
+    fn step(&mut self, lrs: &[f64], grads: Vec<DMatrix<f64>>) -> Vec<DMatrix<f64>> {
         self.t += 1;
         let (c1, c2) = (1.0 - 0.9f64.powi(self.t), 1.0 - 0.999f64.powi(self.t));
         let mut out = Vec::new();
-        for ((m, v), g) in self.m.iter_mut().zip(&mut self.v).zip(grads) {
+        for (((m, v), g), lr) in self.m.iter_mut().zip(&mut self.v).zip(grads).zip(lrs) {
             *m = &*m * 0.9 + &g * (1.0 - 0.9);
             *v = &*v * 0.999 + g.component_mul(&g) * (1.0 - 0.999);
             out.push(m.zip_map(v, |mi, vi| -lr * (mi / c1) / ((vi / c2).sqrt() + 1e-8)));
