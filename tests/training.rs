@@ -202,8 +202,9 @@ fn a_diverging_run_stops_with_an_error_and_keeps_its_rows() {
 
 /// Every algorithm variant the trainer offers: BP, DTP of Lee et al. and DTP1 with SGD and
 /// Adam, one rate and per-layer rates; decoders trained on the regular loss (plain and
-/// noisy) and on the difference reconstruction loss (with and without decay); DTP1 with
-/// every scheme, order, influence setting, with and without the early stop on `tolerance`.
+/// noisy, with and without ridge) and on the difference reconstruction loss (with and without
+/// ridge); DTP1 with every scheme, order, influence setting, with and without the early stop
+/// on `tolerance`.
 fn every_variant() -> Vec<NamedAlgorithm> {
     let decoder = DecoderTraining {
         rate: 0.05,
@@ -213,13 +214,17 @@ fn every_variant() -> Vec<NamedAlgorithm> {
         noise: 0.1,
         ..decoder
     };
+    let ridged = DecoderTraining {
+        ridge: 0.5,
+        ..noisy
+    };
     let drl = DecoderTraining {
         rate: 0.3,
         noise: 0.2,
         loss: DecoderLoss::DifferenceReconstruction,
-        decay: 0.0,
+        ridge: 0.0,
     };
-    let drl_decay = DecoderTraining { decay: 0.05, ..drl };
+    let drl_ridge = DecoderTraining { ridge: 0.1, ..drl };
     let named = |name: String, algorithm| NamedAlgorithm { name, algorithm };
     let mut out = Vec::new();
     for optimizer in [Optimizer::Sgd, Optimizer::Adam] {
@@ -236,13 +241,13 @@ fn every_variant() -> Vec<NamedAlgorithm> {
                     lr: lr.clone(),
                 },
             ));
-            for dec in [decoder, noisy, drl, drl_decay] {
+            for dec in [decoder, noisy, ridged, drl, drl_ridge] {
                 out.push(named(
                     format!(
-                        "dtp_{optimizer:?}_list{list}_{:?}_noise{}_decay{}",
+                        "dtp_{optimizer:?}_list{list}_{:?}_noise{}_ridge{}",
                         dec.loss,
                         dec.noise > 0.0,
-                        dec.decay > 0.0
+                        dec.ridge > 0.0
                     ),
                     Algorithm::Dtp {
                         beta: 0.1,
@@ -302,11 +307,11 @@ fn every_variant() -> Vec<NamedAlgorithm> {
             (Optimizer::Sgd, vec![0.5, 0.2, 0.8]),
             (Optimizer::Adam, vec![0.01, 0.003, 0.02]),
         ] {
-            for (dec, influence) in [(drl, false), (drl_decay, true)] {
+            for (dec, influence) in [(drl, false), (drl_ridge, true)] {
                 out.push(named(
                     format!(
-                        "dtp1_{scheme:?}_{order:?}_{optimizer:?}_decay{}_influence{influence}",
-                        dec.decay > 0.0
+                        "dtp1_{scheme:?}_{order:?}_{optimizer:?}_ridge{}_influence{influence}",
+                        dec.ridge > 0.0
                     ),
                     Algorithm::Dtp1 {
                         beta: 0.1,

@@ -73,7 +73,7 @@ pub enum DecoderLoss {
 }
 
 /// Decoder training (Sec. 9, 10.2; docs/MODEL.md §4): a normalised step at `rate` on the
-/// `loss`, with noise `noise` and weight decay `decay`.
+/// `loss`, with noise `noise` and ridge `ridge`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecoderTraining {
@@ -84,8 +84,10 @@ pub struct DecoderTraining {
     pub noise: f64,
     /// `regular` (auto-encoder) or `difference_reconstruction` (Meulemans et al. 2020).
     pub loss: DecoderLoss,
-    /// Weight decay `γ_Ω`: every mini-batch also applies `ΔΩ_l = −η_Ω γ_Ω Ω_l`.
-    pub decay: f64,
+    /// Ridge `r_Ω` of the loss, `+ ½r_Ω‖Ω_l‖²`: the step becomes
+    /// `η_Ω[(x − Ω_l a)aᵀ − r Ω_l]/(‖a‖² + r)` with `r = r_Ω` (regular) or `r_Ω σ²`
+    /// (difference reconstruction, whose fixed point is then the damped inverse).
+    pub ridge: f64,
 }
 
 impl Default for DecoderTraining {
@@ -94,7 +96,7 @@ impl Default for DecoderTraining {
             rate: 0.05,
             noise: 0.0,
             loss: DecoderLoss::Regular,
-            decay: 0.0,
+            ridge: 0.0,
         }
     }
 }
@@ -227,7 +229,7 @@ impl DecoderTraining {
     fn validate(&self, path: &str) -> Result<(), ConfigError> {
         check_at_least(&format!("{path}.rate"), self.rate, 0.0)?;
         check_at_least(&format!("{path}.noise"), self.noise, 0.0)?;
-        check_at_least(&format!("{path}.decay"), self.decay, 0.0)?;
+        check_at_least(&format!("{path}.ridge"), self.ridge, 0.0)?;
         if self.loss == DecoderLoss::DifferenceReconstruction && self.noise <= 0.0 {
             return Err(ConfigError::new(
                 format!("{path}.noise"),
@@ -459,14 +461,15 @@ pub struct TrainOutcome {
 }
 
 /// Applies one decoder update averaged over the mini-batch of `pass` (docs/MODEL.md §4) to
-/// `Ω_l`, `l = 2..=L`, all from the same `Ω`: the normalised step
-/// `ΔΩ_l = rate/B Σ_b (x_b − Ω_l a_b) a_bᵀ/‖a_b‖² − rate γ_Ω Ω_l`, where
+/// `Ω_l`, `l = 2..=L`, all from the same `Ω`: the normalised ridge step
+/// `ΔΩ_l = rate/B Σ_b [(x_b − Ω_l a_b) a_bᵀ − r Ω_l]/(‖a_b‖² + r)` ([`decoder_update`]), where
 ///
-/// * `regular` (Sec. 9, 10.2): `x = h_{l−1}`, `a = a_l(h_l)`; with noise (Lee et al.)
-///   `x = h̃ = h_{l−1} + σξ`, `a = a_l(f_l(h̃))`;
+/// * `regular` (Sec. 9, 10.2): `x = h_{l−1}`, `a = a_l(h_l)`, `r = r_Ω`; with noise (Lee et
+///   al.) `x = h̃ = h_{l−1} + σξ`, `a = a_l(f_l(h̃))`;
 /// * `difference_reconstruction` (Meulemans et al. 2020): `x = σξ`,
-///   `a = a_l(f_l(h_{l−1} + σξ)) − a_l(h_l)`, a normalised step on
-///   `(1/2σ²)‖g_l(f_l(h_{l−1} + σξ)) − g_l(h_l) − σξ‖²` (σ = 0: no probe, no step).
+///   `a = a_l(f_l(h_{l−1} + σξ)) − a_l(h_l)`, `r = r_Ω σ²`: the step on
+///   `(1/2σ²)‖g_l(f_l(h_{l−1} + σξ)) − g_l(h_l) − σξ‖² + ½r_Ω‖Ω_l‖²` (σ = 0: no probe, no
+///   step).
 fn train_decoders(
     net: &mut Network,
     pass: &BatchPass,
@@ -481,24 +484,21 @@ fn train_decoders(
     let deltas: Vec<DMatrix<f64>> = (2..=net.depth())
         .map(|l| {
             let omega = net.omega(l);
-            let mut delta = match (dec.loss, &noise) {
+            match (dec.loss, &noise) {
                 (DecoderLoss::Regular, None) => {
-                    decoder_update(omega, &pass.h[l - 1], &pass.a[l], rate)
+                    decoder_update(omega, &pass.h[l - 1], &pass.a[l], rate, dec.ridge)
                 }
                 (DecoderLoss::Regular, Some(xi)) => {
                     let (x, a) = corrupted(net, pass, l, &xi[l - 2], dec.noise);
-                    decoder_update(omega, &x, &a, rate)
+                    decoder_update(omega, &x, &a, rate, dec.ridge)
                 }
                 (DecoderLoss::DifferenceReconstruction, Some(xi)) => {
                     let (probe, da) = difference_probe(net, pass, l, &xi[l - 2], dec.noise);
-                    decoder_update(omega, &probe, &da, rate)
+                    let ridge = dec.ridge * dec.noise * dec.noise;
+                    decoder_update(omega, &probe, &da, rate, ridge)
                 }
                 (DecoderLoss::DifferenceReconstruction, None) => omega * 0.0,
-            };
-            if dec.decay > 0.0 {
-                delta -= omega * (dec.rate * dec.decay);
             }
-            delta
         })
         .collect();
     for (l, delta) in (2..).zip(deltas) {

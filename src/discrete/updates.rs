@@ -103,20 +103,44 @@ pub fn bp_gradients(net: &Network, pass: &BatchPass, y: &DMatrix<f64>) -> Vec<DM
     grads
 }
 
-/// Decoder update on the regular auto-encoder loss with the normalised rule of Sec. 9/10.2
-/// (docs/MODEL.md §4), for a mini-batch:
-/// `ΔΩ_l = rate Σ_b (x_b − Ω_l a_b) a_bᵀ / ‖a_b‖²`, where `a_b` is what the decoder reads and
-/// `x_b` what it should reconstruct. The plain rule has `X = H_{l−1}`, `A = A_l`; the
-/// noise-corrupted one of Lee et al. has `X = H̃`, `A = a_l(f_l(H̃))` ([`corrupted`]). With
-/// `rate = 1` and one example it makes `g_l(h_l) = h_{l−1}` exactly (the decoder twin of T1).
+/// Normalised decoder step of a mini-batch (docs/MODEL.md §4): for each pair of what the
+/// decoder reads, `a_b`, and what it should give, `x_b`, the step on the ridge loss
+/// `½‖x_b − Ω_l a_b‖² + ½ r‖Ω_l‖²_F` of size `rate` over its curvature `‖a_b‖² + r`,
+///
+/// ```text
+/// ΔΩ_l = Σ_b rate [(x_b − Ω_l a_b) a_bᵀ − r Ω_l] / (‖a_b‖² + r)
+/// ```
+///
+/// (`r = 0`: the normalised rule of Sec. 9/10.2; an example with `a_b = 0` then adds nothing).
+/// The plain rule has `X = H_{l−1}`, `A = A_l`; the noise-corrupted one of Lee et al. has
+/// `X = H̃`, `A = a_l(f_l(H̃))` ([`corrupted`]); the difference reconstruction loss has the
+/// probe pair of [`difference_probe`] and `r = r_Ω σ²`. With `rate = 1`, `r = 0` and one
+/// example it makes `Ω_l a = x` exactly (for the plain rule `g_l(h_l) = h_{l−1}`, the decoder
+/// twin of T1).
 pub fn decoder_update(
     omega: &DMatrix<f64>,
     x: &DMatrix<f64>,
     a: &DMatrix<f64>,
     rate: f64,
+    ridge: f64,
 ) -> DMatrix<f64> {
     let err = x - omega * a;
-    weighted_outer(&err, &inverse_pools(a, rate), a)
+    let factors: Vec<f64> = a
+        .column_iter()
+        .map(|col| {
+            let curvature = col.norm_squared() + ridge;
+            if curvature > 0.0 {
+                rate / curvature.max(f64::MIN_POSITIVE)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut delta = weighted_outer(&err, &factors, a);
+    if ridge > 0.0 {
+        delta -= omega * (ridge * factors.iter().sum::<f64>());
+    }
+    delta
 }
 
 /// Standard normal noise `ξ` for the decoder inputs `h_{l−1}`, `l = 2..=L` (index `l − 2`), of
@@ -154,8 +178,9 @@ pub fn corrupted(
 /// The probe pair of the difference reconstruction loss (Meulemans et al. 2020; docs/MODEL.md
 /// §4) for decoder `l`: the probe `P = σ_ξ Ξ` added to `H_{l−1}` and the change it makes in
 /// what the decoder reads, `ΔA = a_l(f_l(H_{l−1} + P)) − a_l(H_l)` (its bias row is 0), with
-/// `xi` from [`decoder_noise`]. [`decoder_update`]`(Ω_l, P, ΔA, rate)` is then the normalised
-/// step on `(1/2σ²)‖Ω_l ΔA − P‖² = (1/2σ²)‖g_l(f_l(h_{l−1} + σξ)) − g_l(h_l) − σξ‖²`.
+/// `xi` from [`decoder_noise`]. [`decoder_update`]`(Ω_l, P, ΔA, rate, r_Ω σ²)` is then the
+/// normalised step on
+/// `(1/2σ²)‖Ω_l ΔA − P‖² + ½r_Ω‖Ω_l‖² = (1/2σ²)‖g_l(f_l(h_{l−1} + σξ)) − g_l(h_l) − σξ‖² + ½r_Ω‖Ω_l‖²`.
 pub fn difference_probe(
     net: &Network,
     pass: &BatchPass,
@@ -313,7 +338,7 @@ mod tests {
         let arch = Architecture::new(&[3, 4, 4], Activation::Tanh, Loss::Mse).unwrap();
         let mut net = Network::new(arch, Init::default(), 2).unwrap();
         let pass = net.forward_batch(DMatrix::from_column_slice(3, 1, &[1.0, 0.5, -0.3]));
-        let dw = decoder_update(net.omega(2), &pass.h[1], &pass.a[2], 1.0);
+        let dw = decoder_update(net.omega(2), &pass.h[1], &pass.a[2], 1.0, 0.0);
         *net.omega_mut(2) += dw;
         let h2 = pass.h[2].column(0).into_owned();
         assert!((net.decode(2, &h2) - pass.h[1].column(0)).norm() < 1e-13);

@@ -185,10 +185,10 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
     }
 }
 
-/// `ΔΩ_l = rate/B Σ (x − Ω_l a) aᵀ/‖a‖² − rate γ_Ω Ω_l` (docs/MODEL.md §4): regular,
-/// `x = h̃ = h_{l−1} + σξ`, `a = a_l(f_l(h̃))` (σ = 0: `x = h_{l−1}`, `a = a_l(h_l)`);
-/// difference reconstruction, `x = σξ`, `a = a_l(f_l(h_{l−1} + σξ)) − a_l(h_l)`. Noise drawn
-/// example by example, layer by layer, unit by unit.
+/// `ΔΩ_l = rate/B Σ [(x − Ω_l a) aᵀ − r Ω_l]/(‖a‖² + r)` (docs/MODEL.md §4): regular,
+/// `x = h̃ = h_{l−1} + σξ`, `a = a_l(f_l(h̃))` (σ = 0: `x = h_{l−1}`, `a = a_l(h_l)`),
+/// `r = r_Ω`; difference reconstruction, `x = σξ`, `a = a_l(f_l(h_{l−1} + σξ)) − a_l(h_l)`,
+/// `r = r_Ω σ²`. Noise drawn example by example, layer by layer, unit by unit.
 fn train_decoders(
     net: &mut Network,
     batch: &[&Example],
@@ -212,18 +212,20 @@ fn train_decoders(
             };
             let noisy = &fwd.h[l - 1] + &probe;
             let read = net.presyn(l, &net.encode(l, &noisy));
-            let (target, a) = match dec.loss {
-                DecoderLoss::Regular if dec.noise > 0.0 => (noisy, read),
-                DecoderLoss::Regular => (fwd.h[l - 1].clone(), fwd.a[l].clone()),
-                DecoderLoss::DifferenceReconstruction => (probe, read - &fwd.a[l]),
+            let (target, a, ridge) = match dec.loss {
+                DecoderLoss::Regular if dec.noise > 0.0 => (noisy, read, dec.ridge),
+                DecoderLoss::Regular => (fwd.h[l - 1].clone(), fwd.a[l].clone(), dec.ridge),
+                DecoderLoss::DifferenceReconstruction => {
+                    (probe, read - &fwd.a[l], dec.ridge * dec.noise * dec.noise)
+                }
             };
-            let err = target - net.omega(l) * &a;
-            sum[l - 2] += err * a.transpose() / a.norm_squared().max(f64::MIN_POSITIVE);
+            let omega = net.omega(l);
+            let curvature = (a.norm_squared() + ridge).max(f64::MIN_POSITIVE);
+            sum[l - 2] += ((target - omega * &a) * a.transpose() - omega * ridge) / curvature;
         }
     }
     for l in 2..=net.depth() {
-        let decay = net.omega(l) * (dec.rate * dec.decay);
-        *net.omega_mut(l) += &sum[l - 2] * (dec.rate / batch.len() as f64) - decay;
+        *net.omega_mut(l) += &sum[l - 2] * (dec.rate / batch.len() as f64);
     }
 }
 
