@@ -9,7 +9,7 @@
 //! * Output `h_L` is linear; the loss is `mse` (`½‖h_L − y‖²`) or `softmax_ce`.
 
 use crate::activation::Activation;
-use crate::error::{check_range, ConfigError, ModelError};
+use crate::error::{check_at_least, check_range, ConfigError, ModelError};
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector, DVectorView, DVectorViewMut};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -115,14 +115,29 @@ impl PerLayer {
     /// Checks that every value lies in `[0, 1e6]` and that a list has one value per weight
     /// layer `W_1..W_depth`; the error names `path` (and the entry) and the fix.
     pub fn validate(&self, path: &str, depth: usize) -> Result<(), ConfigError> {
+        self.check(path, depth, |p, v| check_range(p, v, (0.0, false), 1e6, ""))
+    }
+
+    /// Like [`PerLayer::validate`], with any finite value `≥ 0` allowed (the discrete
+    /// references' rates, docs/MODEL.md §4).
+    pub fn validate_non_negative(&self, path: &str, depth: usize) -> Result<(), ConfigError> {
+        self.check(path, depth, |p, v| check_at_least(p, v, 0.0))
+    }
+
+    fn check(
+        &self,
+        path: &str,
+        depth: usize,
+        value: impl Fn(&str, f64) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
         match self {
-            PerLayer::All(v) => check_range(path, *v, (0.0, false), 1e6, ""),
+            PerLayer::All(v) => value(path, *v),
             PerLayer::Each(v) => {
                 if v.len() != depth {
                     return Err(ConfigError::new(path, format!("give one value per weight layer W_1..W_{depth} ({depth} values) or a single number, got {}", v.len())));
                 }
                 for (i, x) in v.iter().enumerate() {
-                    check_range(&format!("{path}[{i}]"), *x, (0.0, false), 1e6, "")?;
+                    value(&format!("{path}[{i}]"), *x)?;
                 }
                 Ok(())
             }

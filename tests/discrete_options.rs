@@ -169,7 +169,7 @@ fn invalid_rates_and_decoder_settings_name_the_field_and_the_fix() {
         (
             r#"{"kind": "dtp", "beta": 0.1, "lr": [0.1, -1, 0.1]}"#,
             "references[0].lr[1]",
-            "must be in [0, 1e6], got -1",
+            "must be a finite number ≥ 0, got -1",
         ),
         (
             r#"{"kind": "dtp1", "beta": 0.1, "decoder": {"loss": "difference_reconstruction"}}"#,

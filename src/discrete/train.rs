@@ -193,7 +193,7 @@ impl Algorithm {
             _ => "lr",
         };
         self.rates()
-            .validate(&format!("{path}.{rate_field}"), depth)?;
+            .validate_non_negative(&format!("{path}.{rate_field}"), depth)?;
         match self {
             Algorithm::Bp { .. } => Ok(()),
             Algorithm::Dtp { beta, decoder, .. } => {
