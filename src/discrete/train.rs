@@ -3,13 +3,17 @@
 //!
 //! Per mini-batch of `B` examples (the columns of `X`, `Y`): one forward pass
 //! `H_l = W_l A_{l−1}` (Sec. 2); for target-propagation algorithms the decoders are updated
-//! first on the regular auto-encoder loss (Sec. 9, 10.2), then targets are computed with the
-//! updated decoders from `d_L = −β∇ℓ` (Sec. 3) and the encoders move:
+//! first, on the regular auto-encoder loss (Sec. 9, 10.2) or on the difference reconstruction
+//! loss of Meulemans et al. (2020), then targets are computed with the updated decoders from
+//! `d_L = −β∇ℓ` (Sec. 3) and the encoders move along their update at unit rate `u_l`:
 //!
-//! * `bp`: `W_l ← W_l − lr ∂ℓ/∂W_l` (SGD) or Adam;
-//! * `dtp` (Lee et al. 2015): difference targets, `ΔW_l = lr (τ_l − h_l) a_{l−1}ᵀ`;
-//! * `dtp1` (Sec. 3): `ΔW_l = η s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`, targets from any
-//!   [`Relaxation`], `s_l` the influence scale of Sec. 8 or 1.
+//! * `bp`: `u_l = −∂ℓ/∂W_l`;
+//! * `dtp` (Lee et al. 2015): difference targets, `u_l = (τ_l − h_l) a_{l−1}ᵀ`;
+//! * `dtp1` (Sec. 3): `u_l = s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`, targets from any
+//!   [`Relaxation`], `s_l` the influence scale of Sec. 8 or 1;
+//!
+//! with `ΔW_l = r_l u_l` (SGD, `r_l` the layer's `lr` or `eta`) or Adam's step of size `r_l`
+//! on the gradient `−u_l`.
 //!
 //! Updates are averaged over the mini-batch, each as one matrix–matrix product per layer
 //! ([`crate::discrete::updates`]). The results are those of processing the examples one by

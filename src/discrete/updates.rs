@@ -1,6 +1,7 @@
 //! Weight updates of the discrete references (docs/MODEL.md §4): BP (SGD, Adam), DTP of
 //! Lee et al., DTP1 (Sec. 3, Eq. delta-dtp-regular) with optional influence scaling (Sec. 8),
-//! and decoder training on the regular auto-encoder loss (Sec. 9, 10.2).
+//! and decoder training on the regular auto-encoder loss (Sec. 9, 10.2) or on the difference
+//! reconstruction loss of Meulemans et al. (2020).
 //!
 //! Every rule is an average of outer products over the `B` examples of a mini-batch,
 //! `ΔM = Σ_b c_b e_b a_bᵀ`, with an error column `e_b`, a presynaptic column `a_b` and a
