@@ -8,8 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Continuous engine with traces, BP with Adam and iterated DTP1 with noisy decoders, in
-/// epochs with subset evaluations and checkpoints every 20 trials.
+/// Continuous engine with traces, BP with Adam, iterated DTP1 with noisy decoders and
+/// iterated DTP1 with Adam, per-layer rates and difference-reconstruction decoders, in epochs
+/// with subset evaluations and checkpoints every 20 trials.
 const SCENARIO: &str = r#"{"name": "resume", "seed": 3,
  "task": {"kind": "teacher_student", "widths": [6, 8, 8, 4], "activation": "tanh", "gain": 1.5},
  "data": {"train": 60, "test": 50},
@@ -19,7 +20,10 @@ const SCENARIO: &str = r#"{"name": "resume", "seed": 3,
  "references": [
    {"name": "adam", "kind": "bp", "optimizer": "adam", "lr": 0.01},
    {"name": "dtp1", "kind": "dtp1", "beta": 0.2, "eta": 0.05,
-    "relaxation": {"iterations": 5}, "decoder": {"rate": 0.05, "noise": 0.1}}],
+    "relaxation": {"iterations": 5}, "decoder": {"rate": 0.05, "noise": 0.1}},
+   {"name": "dtp1_adam", "kind": "dtp1", "beta": 0.2, "eta": [0.01, 0.003, 0.01],
+    "optimizer": "adam", "relaxation": {"iterations": 5},
+    "decoder": {"rate": 0.1, "noise": 0.1, "loss": "difference_reconstruction", "ridge": 0.1}}],
  "outputs": {"checkpoint_every": 20},
  "traces": {"interval": 0.5, "start_trial": 10, "trials": 100}}"#;
 
@@ -56,7 +60,7 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
         .spawn()
         .unwrap();
     let ck = dir.join("killed/checkpoint");
-    let models = ["continuous", "adam", "dtp1"];
+    let models = ["continuous", "adam", "dtp1", "dtp1_adam"];
     let deadline = Instant::now() + Duration::from_secs(60);
     while !models
         .iter()
@@ -91,6 +95,7 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
         "weights_continuous.json",
         "weights_adam.json",
         "weights_dtp1.json",
+        "weights_dtp1_adam.json",
         "traces.csv",
     ] {
         let (a, b) = (
