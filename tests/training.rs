@@ -366,11 +366,15 @@ fn small_nets() -> Vec<Scenario> {
     ]
 }
 
+/// Agreement of the batched trainer with the per-example oracle: the same arithmetic in
+/// another order. Rates are per example, so at B = 8 the SGD steps are 8 examples' worth
+/// (η up to 6.4 per step here) and the round-off of the two orders grows with them over the
+/// 4 trials: 1e-10 relative (about 3e-12 is seen).
 fn assert_close(what: &str, got: &DMatrix<f64>, want: &DMatrix<f64>) {
     let err = (got - want).amax();
     let scale = want.amax();
     assert!(
-        err <= 1e-12 * scale,
+        err <= 1e-10 * scale,
         "{what}: error {err:e}, scale {scale:e}"
     );
 }

@@ -15,7 +15,8 @@
 //! with `ΔW_l = r_l u_l` (SGD, `r_l` the layer's `lr` or `eta`) or Adam's step of size `r_l`
 //! on the gradient `−u_l`.
 //!
-//! Updates are averaged over the mini-batch, each as one matrix–matrix product per layer
+//! Rates are per example: with SGD a mini-batch's change is the sum of its examples' changes
+//! (Adam takes their mean as its gradient), each as one matrix–matrix product per layer
 //! ([`crate::discrete::updates`]). The results are those of processing the examples one by
 //! one, up to rounding: each example relaxes on its own, and a diverging one is reported as
 //! the first that diverged.
@@ -464,9 +465,9 @@ pub struct TrainOutcome {
     pub interrupted: bool,
 }
 
-/// Applies one decoder update averaged over the mini-batch of `pass` (docs/MODEL.md §4) to
-/// `Ω_l`, `l = 2..=L`, all from the same `Ω`: the normalised ridge step
-/// `ΔΩ_l = rate/B Σ_b [(x_b − Ω_l a_b) a_bᵀ − r Ω_l]/(‖a_b‖² + r)` ([`decoder_update`]), where
+/// Applies one decoder update summed over the mini-batch of `pass` (rates per example;
+/// docs/MODEL.md §4) to `Ω_l`, `l = 2..=L`, all from the same `Ω`: the normalised ridge step
+/// `ΔΩ_l = rate Σ_b [(x_b − Ω_l a_b) a_bᵀ − r Ω_l]/(‖a_b‖² + r)` ([`decoder_update`]), where
 ///
 /// * `regular` (Sec. 9, 10.2): `x = h_{l−1}`, `a = a_l(h_l)`, `r = r_Ω`; with noise (Lee et
 ///   al.) `x = h̃ = h_{l−1} + σξ`, `a = a_l(f_l(h̃))`;
@@ -483,7 +484,8 @@ fn train_decoders(
     if dec.rate == 0.0 || net.depth() < 2 {
         return;
     }
-    let rate = dec.rate / pass.size() as f64;
+    // per example: the mini-batch's change is the sum of its examples'
+    let rate = dec.rate;
     let noise = (dec.noise > 0.0).then(|| decoder_noise(net, pass.size(), rng));
     let deltas: Vec<DMatrix<f64>> = (2..=net.depth())
         .map(|l| {
@@ -535,10 +537,11 @@ fn non_finite_output(trial: usize) -> String {
     format!("in trial {trial} the network output became non-finite; lower the learning rate")
 }
 
-/// The encoder changes `ΔW_1..ΔW_L` of one mini-batch (docs/MODEL.md §4), already averaged,
-/// or the error message. Each algorithm's update `u_l` at unit rate (BP: `−∂ℓ/∂W_l`; DTP:
-/// `(τ_l − h_l) a_{l−1}ᵀ`; DTP1: `s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`, batch means) becomes
-/// `ΔW_l = rate_l u_l` (SGD) or Adam's step of size `rate_l` on the gradient `−u_l`. Adds
+/// The encoder changes `ΔW_1..ΔW_L` of one mini-batch (docs/MODEL.md §4), or the error
+/// message. Each algorithm's update `u_l` at unit rate (BP: `−∂ℓ/∂W_l`; DTP:
+/// `(τ_l − h_l) a_{l−1}ᵀ`; DTP1: `s_l (τ_l − h_l) a_{l−1}ᵀ/‖a_{l−1}‖²`) becomes
+/// `ΔW_l = rate_l Σ_b u_{l,b}` (SGD: rates per example) or Adam's step of size `rate_l` on the
+/// gradient `−⟨u_l⟩_b` (the batch mean). Adds
 /// each example's measured contraction `α_l` of DTP1's iterated relaxation to `alpha`
 /// (docs/MODEL.md §3). `trial` numbers the messages.
 fn encoder_steps(
@@ -551,10 +554,11 @@ fn encoder_steps(
     trial: usize,
 ) -> Result<Vec<DMatrix<f64>>, String> {
     let (depth, batch) = (net.depth(), pass.size() as f64);
-    // SGD folds the layer's rate into the update; Adam takes the unit-rate update
-    let rates: Vec<f64> = match &adam {
-        None => algorithm.rates().values(depth),
-        Some(_) => vec![1.0; depth],
+    // SGD: rates are per example, so the mini-batch's change is the sum of its examples'
+    // (the mean times B); Adam takes the mean unit-rate update as its gradient
+    let (rates, per_example): (Vec<f64>, f64) = match &adam {
+        None => (algorithm.rates().values(depth), 1.0),
+        Some(_) => (vec![1.0; depth], 1.0 / batch),
     };
     let updates: Vec<DMatrix<f64>> = match algorithm {
         Algorithm::Bp { .. } => {
@@ -565,12 +569,17 @@ fn encoder_steps(
             if let Some(adam) = adam {
                 return Ok(adam.step(&grads));
             }
-            grads.iter().zip(&rates).map(|(g, r)| g * -r).collect()
+            // the gradients are batch means: times B, the sum of the examples' gradients
+            grads
+                .iter()
+                .zip(&rates)
+                .map(|(g, r)| g * (-r * batch))
+                .collect()
         }
         Algorithm::Dtp { beta, .. } => {
             // Lee et al.: difference targets, u_l = (τ_l − h_l) a_{l−1}ᵀ
             let t = batch_targets(net, pass, y, *beta, &Relaxation::difference(), trial)?;
-            let step = |l: usize| dtp_update(&t.d[l], &pass.a[l - 1], rates[l - 1] / batch);
+            let step = |l: usize| dtp_update(&t.d[l], &pass.a[l - 1], rates[l - 1] * per_example);
             (1..=depth).map(step).collect()
         }
         Algorithm::Dtp1 {
@@ -593,7 +602,7 @@ fn encoder_steps(
             };
             for (l, layer) in scales.iter_mut().enumerate().skip(1) {
                 for s in layer {
-                    *s *= rates[l - 1] / batch;
+                    *s *= rates[l - 1] * per_example;
                 }
             }
             let step = |l: usize| dtp1_update(&t.d[l], &pass.a[l - 1], &scales[l]);

@@ -156,19 +156,21 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
             }
         }
         steps.push(batch_steps);
-        // u_l: the mean unit-rate update, a descent direction (BP: minus the mean gradient)
+        // the unit-rate update, a descent direction (BP: minus the gradient): SGD takes the
+        // examples' sum (rates per example), Adam their mean as its gradient
         let sign = if matches!(algorithm, Algorithm::Bp { .. }) {
             -1.0
         } else {
             1.0
         };
-        let u: Vec<DMatrix<f64>> = sum.iter().map(|s| s * (sign / b as f64)).collect();
         let steps_w: Vec<DMatrix<f64>> = match optimizer {
             Optimizer::Adam => {
                 let lrs: Vec<f64> = (1..=depth).map(|l| rates.get(l)).collect();
-                adam.step(&lrs, u.iter().map(|x| -x).collect())
+                adam.step(&lrs, sum.iter().map(|s| s * (-sign / b as f64)).collect())
             }
-            Optimizer::Sgd => (1..=depth).map(|l| &u[l - 1] * rates.get(l)).collect(),
+            Optimizer::Sgd => (1..=depth)
+                .map(|l| &sum[l - 1] * (sign * rates.get(l)))
+                .collect(),
         };
         for (l, s) in steps_w.into_iter().enumerate() {
             *net.w_mut(l + 1) += s;
@@ -185,7 +187,7 @@ pub fn train(cfg: &Scenario, named: &NamedAlgorithm, data: &Dataset) -> Referenc
     }
 }
 
-/// `ΔΩ_l = rate/B Σ [(x − Ω_l a) aᵀ − r Ω_l]/(‖a‖² + r)` (docs/MODEL.md §4): regular,
+/// `ΔΩ_l = rate Σ [(x − Ω_l a) aᵀ − r Ω_l]/(‖a‖² + r)` (docs/MODEL.md §4): regular,
 /// `x = h̃ = h_{l−1} + σξ`, `a = a_l(f_l(h̃))` (σ = 0: `x = h_{l−1}`, `a = a_l(h_l)`),
 /// `r = r_Ω`; difference reconstruction, `x = σξ`, `a = a_l(f_l(h_{l−1} + σξ)) − a_l(h_l)`,
 /// `r = r_Ω σ²`. Noise drawn example by example, layer by layer, unit by unit.
@@ -225,7 +227,7 @@ fn train_decoders(
         }
     }
     for l in 2..=net.depth() {
-        *net.omega_mut(l) += &sum[l - 2] * (dec.rate / batch.len() as f64);
+        *net.omega_mut(l) += &sum[l - 2] * dec.rate;
     }
 }
 
