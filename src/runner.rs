@@ -174,8 +174,18 @@ pub fn prepare_output(out: &Path, force: bool) -> Result<(), ConfigError> {
                 !written_by_dtpsim(&e.file_name().to_string_lossy(), dir)
             });
             if !force {
+                // an unfinished run with checkpoints can be continued instead
+                let resumable = crate::checkpoint::folder(out)
+                    .join("scenario.json")
+                    .exists()
+                    && !out.join("summary.json").exists();
+                let resume = if resumable {
+                    format!(", or dtpsim run --resume {} to continue it", out.display())
+                } else {
+                    String::new()
+                };
                 return Err(bad(format!(
-                    "holds files of an earlier run ({shown}{}); give another --out, or --force to replace them",
+                    "holds files of an earlier run ({shown}{}); give another --out, or --force to replace them{resume}",
                     if names.len() > 4 { ", …" } else { "" }
                 )));
             }

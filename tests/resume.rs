@@ -89,6 +89,14 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
         "{resumed_from:?}"
     );
 
+    // starting the run again into its folder points at --resume
+    let again = dtpsim(&["run", "s.json", "--out", "killed"], &dir);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("--resume killed"),
+        "{}",
+        stderr(&again)
+    );
     let resumed = dtpsim(&["run", "--resume", "killed", "--quiet"], &dir);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     for f in [
