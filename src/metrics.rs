@@ -157,42 +157,49 @@ pub fn record(row: &MetricsRow) -> Vec<String> {
 /// The row of a [`record`] again (for checkpoints; numbers round-trip exactly, the wall-clock
 /// seconds to the millisecond).
 pub fn parse_record(depth: usize, r: &[String]) -> Result<MetricsRow, String> {
-    let width = header(depth).len();
-    if r.len() != width {
+    let names = header(depth);
+    if r.len() != names.len() {
         return Err(format!(
-            "a metrics record has {} fields, not {width}",
-            r.len()
+            "a metrics record has {} fields, not {}",
+            r.len(),
+            names.len()
         ));
     }
-    let num = |i: usize| -> Result<f64, String> {
-        r[i].parse::<f64>()
-            .map_err(|e| format!("field {i} {:?}: {e}", r[i]))
+    // the cell under column `name`, found in `header` as `record` wrote it
+    let cell = |name: &str| -> &str {
+        let i = names.iter().position(|n| n == name).unwrap_or(0);
+        r[i].as_str()
     };
-    let count = |i: usize| -> Result<usize, String> {
-        r[i].parse::<usize>()
-            .map_err(|e| format!("field {i} {:?}: {e}", r[i]))
+    let num = |name: &str| -> Result<f64, String> {
+        cell(name)
+            .parse::<f64>()
+            .map_err(|e| format!("{name} {:?}: {e}", cell(name)))
     };
-    let hidden = depth.saturating_sub(1);
-    let alpha_at = 11;
-    let cosine_at = alpha_at + hidden;
+    let count = |name: &str| -> Result<usize, String> {
+        cell(name)
+            .parse::<usize>()
+            .map_err(|e| format!("{name} {:?}: {e}", cell(name)))
+    };
     Ok(MetricsRow {
-        model: r[0].clone(),
-        trial: count(1)?,
-        examples: count(2)?,
-        epoch: num(3)?,
-        test_examples: count(4)?,
-        time: num(5)?,
-        train_loss: num(6)?,
-        test_loss: num(7)?,
-        test_mse: num(8)?,
-        test_accuracy: num(9)?,
-        reconstruction: num(10)?,
-        alpha: (alpha_at..cosine_at).map(num).collect::<Result<_, _>>()?,
-        update_cosine: num(cosine_at)?,
-        w_norms: (cosine_at + 1..cosine_at + 1 + depth)
-            .map(num)
+        model: cell("model").to_string(),
+        trial: count("trial")?,
+        examples: count("examples")?,
+        epoch: num("epoch")?,
+        test_examples: count("test_examples")?,
+        time: num("time")?,
+        train_loss: num("train_loss")?,
+        test_loss: num("test_loss")?,
+        test_mse: num("test_mse")?,
+        test_accuracy: num("test_accuracy")?,
+        reconstruction: num("reconstruction")?,
+        alpha: (1..depth)
+            .map(|l| num(&format!("alpha_{l}")))
             .collect::<Result<_, _>>()?,
-        wall_seconds: num(width - 1)?,
+        update_cosine: num("update_cosine")?,
+        w_norms: (1..=depth)
+            .map(|l| num(&format!("w_norm_{l}")))
+            .collect::<Result<_, _>>()?,
+        wall_seconds: num("wall_seconds")?,
     })
 }
 

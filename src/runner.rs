@@ -294,12 +294,8 @@ pub fn run_scenario(
 /// uninterrupted run writes, bit for bit apart from timing. A complete run is refused.
 pub fn resume_run(out: &Path, progress: bool) -> anyhow::Result<RunReport> {
     let bad = |msg: String| ConfigError::new("--resume", format!("{}: {msg}", out.display()));
-    let summary = out.join("summary.json");
-    if let Ok(text) = std::fs::read_to_string(&summary) {
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        if v["status"] == "complete" {
-            return Err(bad("is a complete run; there is nothing to resume".into()).into());
-        }
+    if run_folder_status(out).as_deref() == Some(RunStatus::Complete.name()) {
+        return Err(bad("is a complete run; there is nothing to resume".into()).into());
     }
     if !crate::checkpoint::folder(out)
         .join("scenario.json")
@@ -324,6 +320,14 @@ pub fn run_scenario_replacing(
     sets: &[String],
 ) -> anyhow::Result<RunReport> {
     run_into(scenario, out, progress, sets, Start::Replace)
+}
+
+/// The `status` of the run in `dir` from its `summary.json` (`complete`, `stopped`,
+/// `interrupted`), or None when it has none (not run, still running, or killed).
+pub fn run_folder_status(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("status")?.as_str().map(String::from)
 }
 
 /// How a run treats its output folder.

@@ -21,7 +21,7 @@
 
 use crate::error::ConfigError;
 use crate::record::{num, write_atomic, Table};
-use crate::runner::{mean_finite, run_scenario_replacing, RunStatus};
+use crate::runner::{mean_finite, run_folder_status, run_scenario_replacing, RunStatus};
 use crate::scenario::{parse_scenario_at, Scenario};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -611,14 +611,6 @@ pub fn open_sweep_folder(
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| bad(format!("is not writable: {e}")))?;
     std::fs::canonicalize(out).map_err(|e| bad(format!("cannot read: {e}")))
-}
-
-/// The `status` of the run in `dir` from its `summary.json` (`complete`, `stopped`,
-/// `interrupted`), or None when it has none (not run, still running, or killed).
-pub fn run_folder_status(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
-    v.get("status")?.as_str().map(String::from)
 }
 
 /// How a sweep runs.

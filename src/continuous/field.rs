@@ -712,23 +712,19 @@ impl<'a> Field<'a> {
             // the influence-scaled displacement s_l d_l and its rate (s_l d_l)˙ = s_l ḋ_l + ṡ_l d_l
             // (s = 1, ṡ = 0 without influence and for the output layer)
             let (s, sdot) = (&ws.scale[l], &ws.scale_rate[l]);
+            let scaled = dynm.influence.enabled && l < depth;
             match dynm.plasticity.rule {
-                PlasticityRule::TauDot => {
+                PlasticityRule::TauDot | PlasticityRule::TauDotFull => {
                     e.copy_from(&ddot);
-                    if dynm.influence.enabled && l < depth {
+                    if scaled {
                         into_scaled_rate(e, &d, s, sdot);
                     }
-                }
-                PlasticityRule::TauDotFull => {
-                    e.copy_from(&ddot);
-                    if dynm.influence.enabled && l < depth {
-                        into_scaled_rate(e, &d, s, sdot);
+                    if dynm.plasticity.rule == PlasticityRule::TauDotFull {
+                        *e += lay.h(l).view(dx);
                     }
-                    *e += lay.h(l).view(dx);
                 }
                 PlasticityRule::Displacement => {
                     e.copy_from(&d);
-                    let scaled = dynm.influence.enabled && l < depth;
                     let t_r = self.cfg.relaxation_time();
                     scale_columns(&mut e.as_view_mut(), |j| {
                         if scaled {

@@ -189,11 +189,9 @@ pub fn difference_probe(
     xi: &DMatrix<f64>,
     noise_std: f64,
 ) -> (DMatrix<f64>, DMatrix<f64>) {
-    let probe = xi * noise_std;
-    let a = net
-        .arch()
-        .presyn_batch(l, &net.encode_batch(l, &(&pass.h[l - 1] + &probe)));
-    (probe, a - &pass.a[l])
+    // what the decoder reads of h_{l−1} + σξ is the corrupted pair's
+    let (_, a) = corrupted(net, pass, l, xi, noise_std);
+    (xi * noise_std, a - &pass.a[l])
 }
 
 /// Fits every decoder by ridge regression on the regular auto-encoder loss (Sec. 10.2):
