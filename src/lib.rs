@@ -6,7 +6,7 @@
 //!
 //! - [`continuous`]: the continuous-time engine (Sec. 7, 7.1, 8, 10.2). Feedforward activity
 //!   `h_l`, target displacements `d_l` (targets `τ_l = h_l + d_l`), pooling neurons `p_l`,
-//!   delayed presynaptic traces `n̄_l`, influence pools `q_l` and the weights `W_l`, `Ω_l` are
+//!   delayed presynaptic traces `n̄_l`, influence scale neurons `s_l` and the weights `W_l`, `Ω_l` are
 //!   all ODE state, integrated by an explicit Runge–Kutta method; a trial is a stimulus with a
 //!   teacher window, and there are no discrete phases inside the network.
 //!   [`continuous::Simulation`] runs trials; an [`continuous::Observer`] samples them.
