@@ -48,6 +48,7 @@
 pub mod activation;
 pub mod bench;
 pub mod checkpoint;
+pub mod compare;
 pub mod continuous;
 pub mod data;
 pub mod discrete;

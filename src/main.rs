@@ -81,6 +81,18 @@ enum Command {
     Sweep(Box<SweepArgs>),
     /// Redraw the plots of a run or sweep folder from its CSV files.
     Plot { dir: PathBuf },
+    /// Compare several runs: every model's test accuracy (or loss) on the whole test set at
+    /// each epoch end, against training examples seen, in one plot; writes epochs.csv,
+    /// compare.csv and accuracy_vs_examples.png/.svg into --out and prints a Markdown table.
+    /// Runs still going (metrics.csv.partial) are read as they stand.
+    Compare {
+        /// Output folders of dtpsim run (a model name found in two runs is labelled run/model).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Folder for the comparison's files.
+        #[arg(long, default_value = "out/compare")]
+        out: PathBuf,
+    },
     /// Print the JSON Schema of the scenario format.
     Schema,
     /// Measure the continuous engine: the full-state (ode_solvers) and the low-rank path on the
@@ -881,6 +893,15 @@ fn main() -> ExitCode {
             .and_then(|s| check(file, &s).map_err(|e| name_file(e, file))),
         Some(Command::Sweep(args)) => sweep(args, global_args(&cli)),
         Some(Command::Plot { dir }) => plot(dir),
+        Some(Command::Compare { runs, out }) => {
+            dtpsim::compare::compare_runs(runs, out).map(|(curves, files)| {
+                print!("{}", dtpsim::compare::markdown_table(&curves));
+                for f in &files {
+                    println!("{}", f.display());
+                }
+                0
+            })
+        }
         Some(Command::Schema) => {
             println!("{}", dtpsim::scenario::schema_json());
             Ok(0)

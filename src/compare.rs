@@ -1,0 +1,378 @@
+//! `dtpsim compare`: the full test-set evaluations of several runs side by side — one table
+//! row per model and epoch end (`epochs.csv`), one summary row per model (`compare.csv`), and
+//! test accuracy (or test loss) against training examples seen for all of them
+//! (`accuracy_vs_examples.png`/`.svg`, or `test_loss_vs_examples`).
+//!
+//! A run still going (or stopped, with checkpoints) has `metrics.csv.partial` instead of
+//! `metrics.csv`; it is read as it stands and marked `in progress`.
+
+use crate::plot::{LinePlot, Series};
+use crate::record::{num, Table};
+use crate::report::{fmt_sig, Columns};
+use std::path::{Path, PathBuf};
+
+/// One model of one run: its rows evaluated on the whole test set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCurve {
+    /// The run folder's name.
+    pub run: String,
+    /// The model (`continuous` or a reference's name).
+    pub model: String,
+    /// The label in plots and tables: the model, or `run/model` when two runs share a name.
+    pub label: String,
+    /// Whether the run finished (`metrics.csv`) or is in progress (`metrics.csv.partial`).
+    pub complete: bool,
+    /// Full test-set evaluations in trial order: epoch, examples seen, test examples, test
+    /// loss, test accuracy, wall seconds.
+    pub points: Vec<EpochPoint>,
+}
+
+/// One evaluation on the whole test set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochPoint {
+    /// Epochs completed (fractional after a last partial epoch).
+    pub epoch: f64,
+    /// Training examples seen.
+    pub examples: f64,
+    /// Test examples evaluated.
+    pub test_examples: f64,
+    /// Test loss.
+    pub test_loss: f64,
+    /// Test accuracy (NaN for regression).
+    pub test_accuracy: f64,
+    /// Wall-clock seconds since the model started.
+    pub wall_seconds: f64,
+}
+
+impl ModelCurve {
+    /// The last evaluation.
+    pub fn last(&self) -> Option<&EpochPoint> {
+        self.points.last()
+    }
+
+    /// The evaluation with the highest accuracy (the first of equals).
+    pub fn best(&self) -> Option<&EpochPoint> {
+        self.points
+            .iter()
+            .filter(|p| p.test_accuracy.is_finite())
+            .fold(None, |best: Option<&EpochPoint>, p| match best {
+                Some(b) if b.test_accuracy >= p.test_accuracy => Some(b),
+                _ => Some(p),
+            })
+    }
+
+    /// Median wall seconds per epoch over successive evaluations (NaN with fewer than two, or
+    /// when the wall clock is missing).
+    pub fn seconds_per_epoch(&self) -> f64 {
+        let mut rates: Vec<f64> = self
+            .points
+            .windows(2)
+            .filter_map(|w| {
+                let de = w[1].epoch - w[0].epoch;
+                let ds = w[1].wall_seconds - w[0].wall_seconds;
+                (de > 0.0 && ds.is_finite() && ds >= 0.0).then_some(ds / de)
+            })
+            .collect();
+        if rates.is_empty() {
+            return f64::NAN;
+        }
+        rates.sort_by(f64::total_cmp);
+        let n = rates.len();
+        if n % 2 == 1 {
+            rates[n / 2]
+        } else {
+            0.5 * (rates[n / 2 - 1] + rates[n / 2])
+        }
+    }
+}
+
+/// Reads the metrics of the run in `dir` and returns every model's full test-set evaluations.
+///
+/// The rows kept are those evaluated on the most test examples the model ever used (the
+/// whole test set at epoch ends and after the last trial, when `schedule.eval_examples` picks a
+/// subset in between; every row otherwise).
+pub fn read_run(dir: &Path) -> anyhow::Result<Vec<ModelCurve>> {
+    let (path, complete) = if dir.join("metrics.csv").exists() {
+        (dir.join("metrics.csv"), true)
+    } else if dir.join("metrics.csv.partial").exists() {
+        (dir.join("metrics.csv.partial"), false)
+    } else {
+        anyhow::bail!(
+            "{}: no metrics.csv or metrics.csv.partial; give the output folder of dtpsim run",
+            dir.display()
+        );
+    };
+    let m = Columns::read(&path)?;
+    for needed in ["model", "examples", "test_loss"] {
+        if m.index(needed).is_none() {
+            anyhow::bail!(
+                "{}: no column {needed:?}; is this the metrics.csv of dtpsim run?",
+                path.display()
+            );
+        }
+    }
+    let run = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .file_name()
+        .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
+    let models = m.text("model");
+    let (epoch, examples, test_examples, loss, accuracy, wall) = (
+        m.numbers("epoch"),
+        m.numbers("examples"),
+        m.numbers("test_examples"),
+        m.numbers("test_loss"),
+        m.numbers("test_accuracy"),
+        m.numbers("wall_seconds"),
+    );
+    let mut names: Vec<String> = Vec::new();
+    for name in &models {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let mut curves = Vec::new();
+    for name in names {
+        let rows: Vec<usize> = (0..models.len())
+            .filter(|&i| models[i] == name && loss[i].is_finite())
+            .collect();
+        let most = rows
+            .iter()
+            .map(|&i| test_examples[i])
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let points = rows
+            .iter()
+            .filter(|&&i| !most.is_finite() || test_examples[i] == most)
+            .map(|&i| EpochPoint {
+                epoch: epoch[i],
+                examples: examples[i],
+                test_examples: test_examples[i],
+                test_loss: loss[i],
+                test_accuracy: accuracy[i],
+                wall_seconds: wall[i],
+            })
+            .collect();
+        curves.push(ModelCurve {
+            run: run.clone(),
+            label: name.clone(),
+            model: name,
+            complete,
+            points,
+        });
+    }
+    Ok(curves)
+}
+
+/// Compares the runs in `dirs`: writes `epochs.csv`, `compare.csv` and the plot into `out`,
+/// and returns the curves (labels made unique) and the files written.
+pub fn compare_runs(
+    dirs: &[PathBuf],
+    out: &Path,
+) -> anyhow::Result<(Vec<ModelCurve>, Vec<PathBuf>)> {
+    if dirs.is_empty() {
+        anyhow::bail!("compare: give at least one run folder");
+    }
+    // read everything before writing anything
+    let mut curves = Vec::new();
+    for dir in dirs {
+        curves.extend(read_run(dir)?);
+    }
+    let clash = |c: &ModelCurve, all: &[ModelCurve]| {
+        all.iter()
+            .filter(|o| o.model == c.model && o.run != c.run)
+            .count()
+            > 0
+    };
+    let snapshot = curves.clone();
+    for c in &mut curves {
+        if clash(c, &snapshot) {
+            c.label = format!("{}/{}", c.run, c.model);
+        }
+    }
+    std::fs::create_dir_all(out)
+        .map_err(|e| anyhow::anyhow!("--out {}: cannot create the folder: {e}", out.display()))?;
+    let mut files = Vec::new();
+
+    let mut epochs = Table::new(&[
+        "run",
+        "model",
+        "epoch",
+        "examples",
+        "test_examples",
+        "test_loss",
+        "test_accuracy",
+        "wall_seconds",
+    ]);
+    for c in &curves {
+        for p in &c.points {
+            epochs.push(vec![
+                c.run.clone(),
+                c.model.clone(),
+                num(p.epoch),
+                num(p.examples),
+                num(p.test_examples),
+                num(p.test_loss),
+                num(p.test_accuracy),
+                num(p.wall_seconds),
+            ]);
+        }
+    }
+    let path = out.join("epochs.csv");
+    epochs.write(&path)?;
+    files.push(path);
+
+    let mut summary = Table::new(&[
+        "run",
+        "model",
+        "status",
+        "epochs",
+        "examples",
+        "final_test_accuracy",
+        "best_test_accuracy",
+        "best_epoch",
+        "final_test_loss",
+        "seconds_per_epoch",
+    ]);
+    for c in &curves {
+        let last = c.last();
+        let best = c.best();
+        summary.push(vec![
+            c.run.clone(),
+            c.model.clone(),
+            if c.complete {
+                "complete"
+            } else {
+                "in progress"
+            }
+            .into(),
+            num(last.map_or(f64::NAN, |p| p.epoch)),
+            num(last.map_or(f64::NAN, |p| p.examples)),
+            num(last.map_or(f64::NAN, |p| p.test_accuracy)),
+            num(best.map_or(f64::NAN, |p| p.test_accuracy)),
+            num(best.map_or(f64::NAN, |p| p.epoch)),
+            num(last.map_or(f64::NAN, |p| p.test_loss)),
+            num(c.seconds_per_epoch()),
+        ]);
+    }
+    let path = out.join("compare.csv");
+    summary.write(&path)?;
+    files.push(path);
+
+    let classification = curves
+        .iter()
+        .any(|c| c.points.iter().any(|p| p.test_accuracy.is_finite()));
+    let (stem, y_label) = if classification {
+        ("accuracy_vs_examples", "test accuracy (whole test set)")
+    } else {
+        ("test_loss_vs_examples", "test loss (whole test set)")
+    };
+    let mut p = LinePlot::new(
+        if classification {
+            "test accuracy against training examples seen"
+        } else {
+            "test loss against training examples seen"
+        },
+        "training examples seen",
+        y_label,
+    );
+    p.log_y = !classification;
+    for (i, c) in curves.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = c
+            .points
+            .iter()
+            .map(|q| {
+                let y = if classification {
+                    q.test_accuracy
+                } else {
+                    q.test_loss
+                };
+                (q.examples, y)
+            })
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let label = if c.complete {
+            c.label.clone()
+        } else {
+            format!("{} (in progress)", c.label)
+        };
+        p.series.push(Series::new(label, pts, i));
+    }
+    files.extend(p.save(&out.join(stem))?);
+    Ok((curves, files))
+}
+
+/// The comparison as a Markdown table (final and best accuracy, epochs, seconds per epoch),
+/// for a README or a lab notebook.
+pub fn markdown_table(curves: &[ModelCurve]) -> String {
+    let mut s = String::from(
+        "| model | epochs | final test accuracy | best (epoch) | final test loss | wall time per epoch |\n|---|---|---|---|---|---|\n",
+    );
+    for c in curves {
+        let last = c.last();
+        let best = c.best();
+        let status = if c.complete { "" } else { " (in progress)" };
+        let spe = c.seconds_per_epoch();
+        s.push_str(&format!(
+            "| {}{status} | {} | {} | {} | {} | {} |\n",
+            c.label,
+            last.map_or("–".into(), |p| fmt_sig(p.epoch, 3)),
+            last.map_or("–".into(), |p| fmt_sig(p.test_accuracy, 4)),
+            best.map_or("–".into(), |p| format!(
+                "{} ({})",
+                fmt_sig(p.test_accuracy, 4),
+                fmt_sig(p.epoch, 3)
+            )),
+            last.map_or("–".into(), |p| fmt_sig(p.test_loss, 4)),
+            if spe.is_finite() {
+                format!("{} s", fmt_sig(spe, 3))
+            } else {
+                "–".into()
+            },
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curve(points: &[(f64, f64, f64)]) -> ModelCurve {
+        ModelCurve {
+            run: "r".into(),
+            model: "m".into(),
+            label: "m".into(),
+            complete: true,
+            points: points
+                .iter()
+                .map(|&(epoch, acc, wall)| EpochPoint {
+                    epoch,
+                    examples: epoch * 100.0,
+                    test_examples: 10.0,
+                    test_loss: 1.0,
+                    test_accuracy: acc,
+                    wall_seconds: wall,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn best_is_the_first_highest_and_seconds_per_epoch_the_median_rate() {
+        let c = curve(&[
+            (0.0, 0.1, 0.0),
+            (1.0, 0.8, 10.0),
+            (2.0, 0.9, 30.0),
+            (3.0, 0.9, 40.0),
+            (3.5, 0.85, 45.0),
+        ]);
+        assert_eq!(c.best().unwrap().epoch, 2.0);
+        // rates 10, 20, 10, 10 → median 10
+        assert_eq!(c.seconds_per_epoch(), 10.0);
+        assert!(curve(&[(0.0, 0.1, 0.0)]).seconds_per_epoch().is_nan());
+    }
+}
