@@ -32,6 +32,8 @@ macro_rules! with_avx2 {
     };
 }
 
+pub(crate) use with_avx2;
+
 /// Whether an operand enters the product as it is or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -366,6 +368,16 @@ fn accumulate_body(out: &mut [f64], x: &[f64], e: &[f64]) {
 }
 
 with_avx2!(fn accumulate(out: &mut [f64], x: &[f64], e: &[f64]) -> () = accumulate_body);
+
+/// `dst[i] = tanh(src[i])` with [`crate::activation::tanh`], four lanes at a time under AVX2.
+#[inline(always)]
+fn tanh_into_body(dst: &mut [f64], src: &[f64]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = crate::activation::tanh(s);
+    }
+}
+
+with_avx2!(fn tanh_into(dst: &mut [f64], src: &[f64]) -> () = tanh_into_body);
 
 /// `Σ_i (err_i/sc_i)²` over one column of a plastic matrix, with `w_1 = c_new w_0 + g_new`,
 /// `err = c_err w_0 + g_err` and `sc = atol + rtol·max(|w_0|, |w_1|)` (the error norm of

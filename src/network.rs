@@ -265,8 +265,20 @@ impl Architecture {
         let act = self.activations[l];
         let (n, bias) = (v.nrows(), self.bias);
         let column = |(mut dst, src): (DVectorViewMut<f64>, DVectorView<f64>)| {
-            for i in 0..n {
-                dst[i] = act.apply(src[i]);
+            if act == Activation::Tanh && dst.strides().0 == 1 && src.strides().0 == 1 {
+                // SAFETY: unit row strides (checked): the column's first n entries are
+                // contiguous in both views, which do not alias (dst is borrowed mutably).
+                let (d, s) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(dst.as_mut_ptr(), n),
+                        std::slice::from_raw_parts(src.as_ptr(), n),
+                    )
+                };
+                crate::linalg::tanh_into(d, s);
+            } else {
+                for i in 0..n {
+                    dst[i] = act.apply(src[i]);
+                }
             }
             if bias {
                 dst[n] = 1.0;

@@ -25,6 +25,7 @@ use crate::continuous::field::{
     input_factor_shared, plastic_matrices, Field, PlasticFactors, StageWeights,
 };
 use crate::continuous::layout::{Block, Layout};
+use crate::linalg::with_avx2;
 use crate::linalg::{accumulate, error_sum, gemm, Op};
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use ode_solvers::controller::Controller;
@@ -141,19 +142,44 @@ fn combine_explicit(
         .enumerate()
         .for_each(|(i, o)| {
             let range = i * BLOCK..i * BLOCK + o.len();
-            for (v, w) in o.iter_mut().zip(&w0[range.clone()]) {
-                *v = comb.c * w;
-            }
+            let mut rho = [0.0; MAX_STAGES];
+            let mut terms: [&[f64]; MAX_STAGES] = [&[]; MAX_STAGES];
+            let mut count = 0;
             for j in 0..stages {
-                let rho = comb.rho[j];
-                if ex.active[j] && rho != 0.0 {
-                    for (v, f) in o.iter_mut().zip(&ex.f[j].as_slice()[range.clone()]) {
-                        *v += rho * f;
-                    }
+                if ex.active[j] && comb.rho[j] != 0.0 {
+                    rho[count] = comb.rho[j];
+                    terms[count] = &ex.f[j].as_slice()[range.clone()];
+                    count += 1;
                 }
             }
+            combine_block(o, &w0[range], comb.c, &rho[..count], &terms[..count]);
         });
 }
+
+/// `out ← c·w0 + Σ_j ρ_j f_j`, two terms per pass, each entry summed in the order
+/// `j = 0, 1, …` (the same sums as one pass per term).
+#[inline(always)]
+fn combine_block_body(out: &mut [f64], w0: &[f64], c: f64, rho: &[f64], f: &[&[f64]]) {
+    for (v, w) in out.iter_mut().zip(w0) {
+        *v = c * w;
+    }
+    let mut j = 0;
+    while j + 2 <= f.len() {
+        let (r0, r1) = (rho[j], rho[j + 1]);
+        for ((v, a), b) in out.iter_mut().zip(f[j]).zip(f[j + 1]) {
+            *v = (*v + r0 * a) + r1 * b;
+        }
+        j += 2;
+    }
+    if j < f.len() {
+        let r0 = rho[j];
+        for (v, a) in out.iter_mut().zip(f[j]) {
+            *v += r0 * a;
+        }
+    }
+}
+
+with_avx2!(fn combine_block(out: &mut [f64], w0: &[f64], c: f64, rho: &[f64], f: &[&[f64]]) -> () = combine_block_body);
 
 /// See [`Plastic::clamped`].
 struct ProductCache {
