@@ -841,6 +841,13 @@ fn theory(out: &Path) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`dtpsim compare … | head`) ends the process quietly, as it does for
+    // other command-line tools, instead of a panic on the next print.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
         dtpsim::linalg::set_threads(threads);

@@ -275,7 +275,7 @@ pub fn plot_run_dir(dir: &Path, labels: &RunLabels) -> anyhow::Result<Vec<PathBu
 /// A variable column of `traces.csv`, named `{var}_l{layer}_n{neuron}_r{replica}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceColumn {
-    /// Variable: `h`, `d`, `tau`, `u`, `p`, `trace` or `q`.
+    /// Variable: `h`, `d`, `tau`, `u`, `p`, `trace` or `s`.
     pub var: String,
     /// Layer (1-based).
     pub layer: usize,

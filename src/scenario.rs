@@ -271,9 +271,9 @@ impl JsonSchema for NeuronSelect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TraceVariable {
-    /// The population: `h`, `d`, `tau`, `u`, `p`, `trace` or `q`.
+    /// The population: `h`, `d`, `tau`, `u`, `p`, `trace` or `s`.
     pub variable: Variable,
-    /// Its layer `l` (`h`, `d`, `tau`, `q`: 1..=L; `u`: 2..=L; `p`: 0..=L; `trace`: 0..L−1).
+    /// Its layer `l` (`h`, `d`, `tau`: 1..=L; `s`: 1..L−1; `u`: 2..=L; `p`: 0..=L; `trace`: 0..L−1).
     pub layer: usize,
     /// Neuron index, or `"all"` for the whole layer.
     #[serde(default)]
