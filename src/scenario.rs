@@ -902,6 +902,9 @@ impl Scenario {
         )
         .map_err(|e| ConfigError::new("network", e.to_string()))?;
         arch.bias = self.network.bias;
+        if let (Some(out), Some(last)) = (self.network.output_activation, arch.activations.last_mut()) {
+            *last = out;
+        }
         Ok(arch)
     }
 

@@ -781,3 +781,43 @@ fn a_classification_run_reports_and_plots_accuracy() {
         .is_some());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `network.output_activation` is `σ_L`, the read of the top decoder only: with `linear`,
+/// `g_L(h_L + d) − g_L(h_L) = Ω_L[:, ..n_L] d` exactly (no saturation of the logits), every
+/// hidden layer keeps `network.activation`, and the forward pass does not change.
+#[test]
+fn output_activation_sets_only_the_top_decoders_read() {
+    let mut v = tiny();
+    v["network"]["output_activation"] = serde_json::json!("linear");
+    let s = dtpsim::scenario::parse_scenario(&v.to_string(), &[]).unwrap();
+    let with = s.initial_network().unwrap();
+    v["network"]
+        .as_object_mut()
+        .unwrap()
+        .remove("output_activation");
+    let without = dtpsim::scenario::parse_scenario(&v.to_string(), &[])
+        .unwrap()
+        .initial_network()
+        .unwrap();
+    let acts = &with.arch().activations;
+    let depth = acts.len() - 1;
+    assert_eq!(acts[depth], dtpsim::Activation::Linear);
+    assert!(acts[1..depth]
+        .iter()
+        .all(|a| *a == dtpsim::Activation::Tanh));
+    assert_eq!(without.arch().activations[depth], dtpsim::Activation::Tanh);
+
+    let n_l = with.arch().widths[depth];
+    let h = nalgebra::DVector::from_fn(n_l, |i, _| 3.0 + i as f64);
+    let d = nalgebra::DVector::from_fn(n_l, |i, _| 0.5 - 0.1 * i as f64);
+    let diff = with.decode(depth, &(&h + &d)) - with.decode(depth, &h);
+    let omega = &with.decoders()[depth - 2];
+    let linear = omega.columns(0, n_l) * &d;
+    assert!((&diff - &linear).amax() < 1e-12, "{diff} vs {linear}");
+    // a tanh read of the same logits saturates: the difference is far from linear
+    let saturated = without.decode(depth, &(&h + &d)) - without.decode(depth, &h);
+    assert!((&saturated - &linear).amax() > 0.1);
+    // the forward pass is the same network
+    let x = nalgebra::DVector::from_element(with.arch().widths[0], 0.3);
+    assert_eq!(with.forward(&x).h, without.forward(&x).h);
+}

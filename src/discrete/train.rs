@@ -264,6 +264,11 @@ pub struct NetworkConfig {
     pub widths: Vec<usize>,
     /// Activation `σ_l` of layers `1..=L` (σ_0 is linear).
     pub activation: Activation,
+    /// `σ_L`, through which the top decoder `g_L` reads the output `h_L` (the output itself is
+    /// linear): `null` is `activation`. `linear` suits a softmax output, whose logits a tanh
+    /// would saturate (docs/MODEL.md §1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_activation: Option<Activation>,
     /// Bias unit in `a_l`.
     pub bias: bool,
     /// Initialisation of encoders (decoders use gain 1).
@@ -279,6 +284,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             widths: vec![20, 20, 20, 20],
             activation: Activation::Tanh,
+            output_activation: None,
             bias: true,
             init: Init::Gaussian { gain: 1.0 },
             weights: None,
@@ -411,6 +417,9 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
     check_range("network.init.gain", gain, (0.0, false), 100.0, "")?;
     if let Activation::LeakyRelu { slope } = network.activation {
         check_range("network.activation.slope", slope, (0.0, false), 1e3, "")?;
+    }
+    if let Some(Activation::LeakyRelu { slope }) = network.output_activation {
+        check_range("network.output_activation.slope", slope, (0.0, false), 1e3, "")?;
     }
     Ok(())
 }
