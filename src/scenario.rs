@@ -902,7 +902,9 @@ impl Scenario {
         )
         .map_err(|e| ConfigError::new("network", e.to_string()))?;
         arch.bias = self.network.bias;
-        if let (Some(out), Some(last)) = (self.network.output_activation, arch.activations.last_mut()) {
+        if let (Some(out), Some(last)) =
+            (self.network.output_activation, arch.activations.last_mut())
+        {
             *last = out;
         }
         Ok(arch)
@@ -1097,6 +1099,22 @@ impl Scenario {
     /// What is valid but probably not what was meant (printed by `check` and `run`).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(engine) = &self.engine {
+            // Ω̇_l's Jacobian in Ω_l is −η_Ω(γ_Ω + Σ_b a_b n_bᵀ), whose eigenvalues reach
+            // η_Ω(γ_Ω + B) when the replicas' presynaptic vectors align (docs/MODEL.md §6)
+            let decoder = &engine.dynamics.decoder;
+            let rate = decoder.eta * (decoder.gamma + self.schedule.batch as f64);
+            if rate > STIFF_DECODER_RATE {
+                out.push(format!(
+                    "engine.dynamics.decoder.eta = {} with schedule.batch = {}: the decoders relax at up to η_Ω·(γ_Ω + B) = {} per time unit, which holds the explicit solver to steps of about {:.2} (stiff: many evaluations per trial); an η_Ω near {} keeps the step free",
+                    decoder.eta,
+                    self.schedule.batch,
+                    crate::report::fmt_sig(rate, 3),
+                    3.3 / rate,
+                    crate::report::fmt_sig(STIFF_DECODER_RATE / (decoder.gamma + self.schedule.batch as f64), 2),
+                ));
+            }
+        }
         let t = &self.traces;
         if !self.schedule.trials_known() {
             // the trial count follows from epochs once the data is loaded
@@ -1123,6 +1141,11 @@ impl Scenario {
         out
     }
 }
+
+/// Above this relaxation rate of the decoders (per time unit) `check` warns that the engine's
+/// ODE is stiff: an explicit method's stable step (about 3.3/rate for Dopri5) falls below the
+/// step its accuracy needs.
+pub const STIFF_DECODER_RATE: f64 = 4.0;
 
 /// One row of `traces.csv`.
 #[derive(Debug, Clone, PartialEq)]

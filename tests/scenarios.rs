@@ -821,3 +821,29 @@ fn output_activation_sets_only_the_top_decoders_read() {
     let x = nalgebra::DVector::from_element(with.arch().widths[0], 0.3);
     assert_eq!(with.forward(&x).h, without.forward(&x).h);
 }
+
+/// `check` warns when the decoders' relaxation rate `η_Ω·(γ_Ω + B)` makes the engine's ODE
+/// stiff, naming the field and a rate that avoids it; below the threshold it stays quiet.
+#[test]
+fn stiff_decoder_rates_are_warned_about() {
+    let stiff = |eta: f64, batch: usize| {
+        let mut v = tiny();
+        v["schedule"]["batch"] = serde_json::json!(batch);
+        v["engine"]["dynamics"]["decoder"] = serde_json::json!({"eta": eta});
+        let s = dtpsim::scenario::parse_scenario(&v.to_string(), &[]).unwrap();
+        s.warnings()
+            .into_iter()
+            .filter(|w| w.contains("stiff"))
+            .collect::<Vec<_>>()
+    };
+    let w = stiff(0.5, 32);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("engine.dynamics.decoder.eta = 0.5"),
+        "{}",
+        w[0]
+    );
+    assert!(w[0].contains("= 16 per time unit"), "{}", w[0]);
+    assert!(stiff(0.1, 32).is_empty());
+    assert!(stiff(0.5, 1).is_empty());
+}

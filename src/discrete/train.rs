@@ -419,7 +419,13 @@ pub fn validate_task_and_network(task: &Task, network: &NetworkConfig) -> Result
         check_range("network.activation.slope", slope, (0.0, false), 1e3, "")?;
     }
     if let Some(Activation::LeakyRelu { slope }) = network.output_activation {
-        check_range("network.output_activation.slope", slope, (0.0, false), 1e3, "")?;
+        check_range(
+            "network.output_activation.slope",
+            slope,
+            (0.0, false),
+            1e3,
+            "",
+        )?;
     }
     Ok(())
 }
