@@ -44,6 +44,7 @@ fn config(examples: usize) -> Scenario {
 fn algorithms() -> Vec<NamedAlgorithm> {
     vec![
         NamedAlgorithm {
+            lr_schedule: Default::default(),
             name: "bp".into(),
             algorithm: Algorithm::Bp {
                 optimizer: Optimizer::Sgd,
@@ -51,6 +52,7 @@ fn algorithms() -> Vec<NamedAlgorithm> {
             },
         },
         NamedAlgorithm {
+            lr_schedule: Default::default(),
             name: "dtp1".into(),
             algorithm: Algorithm::Dtp1 {
                 beta: 0.1,

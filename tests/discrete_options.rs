@@ -44,6 +44,7 @@ fn data(cfg: &Scenario) -> Dataset {
 
 fn train(cfg: &Scenario, algorithm: Algorithm, data: &Dataset) -> (Network, Vec<MetricsRow>) {
     let named = NamedAlgorithm {
+        lr_schedule: Default::default(),
         name: "x".into(),
         algorithm,
     };
@@ -340,4 +341,65 @@ fn difference_reconstruction_decoders_make_the_target_iteration_contract() {
         let (e_reg, e_drl) = (mean_error(&net_regular), mean_error(&net_drl));
         assert!(e_drl < e_reg, "‖g_{l}′f_{l}′ − I‖_F: {e_drl} vs {e_reg}");
     }
+}
+
+/// `lr_schedule` multiplies every encoder step by its factor: with full batches (every trial
+/// the same examples) and a rate so small that the gradient stays put, the weights move by
+/// `Σ_t factor(t)` times one step. Cosine from 1 to 0 over `T` trials sums to `T/2 + 1/2`, and
+/// exponential at `p` per epoch (one trial an epoch here) to `(1 − p^T)/(1 − p)`.
+#[test]
+fn lr_schedules_scale_the_total_step_by_the_sum_of_their_factors() {
+    use dtpsim::discrete::train::LrSchedule;
+    let trials = 10;
+    let mut cfg = scenario(&[4, 6, 3], trials, 0);
+    cfg.data.train = Some(16);
+    cfg.schedule.batch = 16;
+    let data = data(&cfg);
+    let start = cfg.initial_network().unwrap();
+    let moved = |schedule: LrSchedule| {
+        let named = NamedAlgorithm {
+            lr_schedule: schedule,
+            name: "bp".into(),
+            algorithm: Algorithm::Bp {
+                optimizer: Optimizer::Sgd,
+                lr: PerLayer::All(1e-9),
+            },
+        };
+        let mut cfg = cfg.clone();
+        cfg.references = vec![named.clone()];
+        cfg.validate().unwrap();
+        let out = train_one(&cfg, &named, &data, &|_, _| {}).unwrap();
+        (out.network.encoders()[0].clone() - start.encoders()[0].clone()).norm()
+    };
+    let constant = moved(LrSchedule::Constant);
+    assert!(constant > 0.0);
+    let cosine = moved(LrSchedule::Cosine { floor: 0.0 }) / constant;
+    let want = (trials as f64 / 2.0 + 0.5) / trials as f64;
+    assert!((cosine - want).abs() < 1e-6, "cosine: {cosine} vs {want}");
+    let p: f64 = 0.5;
+    let exponential = moved(LrSchedule::Exponential { per_epoch: p }) / constant;
+    let want = (1.0 - p.powi(trials as i32)) / (1.0 - p) / trials as f64;
+    assert!(
+        (exponential - want).abs() < 1e-6,
+        "exponential: {exponential} vs {want}"
+    );
+}
+
+/// Schedules are checked like every other field.
+#[test]
+fn lr_schedule_values_out_of_range_name_the_field() {
+    let text = |schedule: &str| {
+        format!(
+            r#"{{"engine": null, "references": [{{"name": "bp", "kind": "bp", "lr": 0.1, "lr_schedule": {schedule}}}]}}"#
+        )
+    };
+    let err = parse_scenario(&text(r#"{"kind": "exponential", "per_epoch": 0}"#), &[]).unwrap_err();
+    assert_eq!(err.path, "references[0].lr_schedule.per_epoch", "{err}");
+    let err = parse_scenario(&text(r#"{"kind": "cosine", "floor": 1.5}"#), &[]).unwrap_err();
+    assert_eq!(err.path, "references[0].lr_schedule.floor", "{err}");
+    let ok = parse_scenario(&text(r#"{"kind": "cosine"}"#), &[]).unwrap();
+    assert_eq!(
+        ok.references[0].lr_schedule,
+        dtpsim::discrete::train::LrSchedule::Cosine { floor: 0.0 }
+    );
 }

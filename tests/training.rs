@@ -16,6 +16,7 @@ use nalgebra::DMatrix;
 /// BP, DTP, DTP1 with difference targets, DTP1 with iterated decoder_output targets.
 fn four_references() -> Vec<NamedAlgorithm> {
     let named = |name: &str, algorithm| NamedAlgorithm {
+        lr_schedule: Default::default(),
         name: name.into(),
         algorithm,
     };
@@ -88,6 +89,7 @@ fn data(cfg: &Scenario) -> Dataset {
 fn every_algorithm_reduces_the_test_loss() {
     let mut cfg = small_config();
     cfg.references.push(NamedAlgorithm {
+        lr_schedule: Default::default(),
         name: "adam".into(),
         algorithm: Algorithm::Bp {
             optimizer: Optimizer::Adam,
@@ -95,6 +97,7 @@ fn every_algorithm_reduces_the_test_loss() {
         },
     });
     cfg.references.push(NamedAlgorithm {
+        lr_schedule: Default::default(),
         name: "dtp1_input_influence".into(),
         algorithm: Algorithm::Dtp1 {
             beta: 0.1,
@@ -180,6 +183,7 @@ fn bp_learns_cluster_classification_with_softmax_cross_entropy() {
 fn a_diverging_run_stops_with_an_error_and_keeps_its_rows() {
     let mut cfg = small_config();
     cfg.references = vec![NamedAlgorithm {
+        lr_schedule: Default::default(),
         name: "too_fast".into(),
         algorithm: Algorithm::Bp {
             optimizer: Optimizer::Sgd,
@@ -225,7 +229,11 @@ fn every_variant() -> Vec<NamedAlgorithm> {
         ridge: 0.0,
     };
     let drl_ridge = DecoderTraining { ridge: 0.1, ..drl };
-    let named = |name: String, algorithm| NamedAlgorithm { name, algorithm };
+    let named = |name: String, algorithm| NamedAlgorithm {
+        lr_schedule: Default::default(),
+        name,
+        algorithm,
+    };
     let mut out = Vec::new();
     for optimizer in [Optimizer::Sgd, Optimizer::Adam] {
         let (one, each) = match optimizer {
@@ -456,6 +464,7 @@ fn a_diverging_relaxation_is_reported_for_the_same_example_as_per_example() {
                 cfg.schedule.batch = batch_size;
                 cfg.schedule.trials = 16usize.div_ceil(batch_size);
                 let named = NamedAlgorithm {
+                    lr_schedule: Default::default(),
                     name: "diverging".into(),
                     algorithm: Algorithm::Dtp1 {
                         beta: 1.0,

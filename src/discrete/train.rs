@@ -254,6 +254,77 @@ pub struct NamedAlgorithm {
     /// The algorithm and its hyper-parameters.
     #[serde(flatten)]
     pub algorithm: Algorithm,
+    /// How the encoders' rate (`lr` or `eta`) changes over the run (default: constant).
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
+}
+
+/// A factor on the encoders' rates over the run, applied to every layer's step (SGD's rate,
+/// Adam's step size); decoders keep theirs (docs/MODEL.md §4). `t` counts learning trials from
+/// 0, `T` is their number and `e(t) = t·B/n_train` the epochs completed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+pub enum LrSchedule {
+    /// Factor 1 throughout.
+    #[default]
+    Constant,
+    /// Cosine annealing: `floor + (1 − floor)·½(1 + cos(π t/T))`, from 1 to `floor`.
+    Cosine {
+        /// The factor reached at the end of the run, in `[0, 1]`.
+        #[serde(default)]
+        floor: f64,
+    },
+    /// `per_epoch^{e(t)}`: the rate is multiplied by `per_epoch` over each epoch, smoothly.
+    Exponential {
+        /// The factor per epoch, in `(0, 1]`.
+        per_epoch: f64,
+    },
+}
+
+impl LrSchedule {
+    /// Whether the factor is 1 throughout.
+    pub fn is_constant(&self) -> bool {
+        *self == LrSchedule::Constant
+    }
+
+    /// The factor of learning trial `trial` of `trials`, with `epochs_per_trial = B/n_train`.
+    ///
+    /// ```
+    /// use dtpsim::discrete::train::LrSchedule;
+    /// let cosine = LrSchedule::Cosine { floor: 0.1 };
+    /// assert_eq!(cosine.factor(0, 100, 0.01), 1.0);
+    /// assert!((cosine.factor(50, 100, 0.01) - 0.55).abs() < 1e-15);
+    /// let exponential = LrSchedule::Exponential { per_epoch: 0.5 };
+    /// assert!((exponential.factor(200, 1000, 0.01) - 0.25).abs() < 1e-15);
+    /// ```
+    pub fn factor(&self, trial: usize, trials: usize, epochs_per_trial: f64) -> f64 {
+        match *self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine { floor } => {
+                let phase = std::f64::consts::PI * trial as f64 / trials.max(1) as f64;
+                floor + (1.0 - floor) * 0.5 * (1.0 + phase.cos())
+            }
+            LrSchedule::Exponential { per_epoch } => {
+                per_epoch.powf(trial as f64 * epochs_per_trial)
+            }
+        }
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        match *self {
+            LrSchedule::Constant => Ok(()),
+            LrSchedule::Cosine { floor } => {
+                check_range(&format!("{path}.floor"), floor, (0.0, false), 1.0, "")
+            }
+            LrSchedule::Exponential { per_epoch } => check_range(
+                &format!("{path}.per_epoch"),
+                per_epoch,
+                (0.0, true),
+                1.0,
+                " (the factor per epoch)",
+            ),
+        }
+    }
 }
 
 /// Student network settings.
@@ -460,6 +531,7 @@ pub fn validate_algorithms(
             ));
         }
         a.algorithm.validate(&path, depth)?;
+        a.lr_schedule.validate(&format!("{path}.lr_schedule"))?;
     }
     Ok(())
 }
@@ -791,6 +863,16 @@ pub fn train_with_checkpoints(
                     break;
                 }
             };
+        let factor = named.lr_schedule.factor(
+            trial,
+            sched.trials,
+            sched.batch as f64 / data.train.len() as f64,
+        );
+        let steps = if factor == 1.0 {
+            steps
+        } else {
+            steps.into_iter().map(|s| s * factor).collect()
+        };
         if let Err(l) = apply_encoder_steps(&mut net, &steps) {
             error = Some(format!(
                 "{}: in trial {trial} the update of W_{l} became non-finite; lower the learning rate",
