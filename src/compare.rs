@@ -174,9 +174,27 @@ pub fn compare_runs(
         anyhow::bail!("compare: give at least one run folder");
     }
     // read everything before writing anything
-    let mut curves = Vec::new();
+    let mut curves: Vec<ModelCurve> = Vec::new();
+    let mut seen = Vec::new();
     for dir in dirs {
-        curves.extend(read_run(dir)?);
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        if seen.contains(&canonical) {
+            anyhow::bail!("{}: given twice; name each run once", dir.display());
+        }
+        seen.push(canonical);
+        let run = read_run(dir)?;
+        if let Some(c) = run
+            .iter()
+            .find(|c| curves.iter().any(|o| o.run == c.run && o.model == c.model))
+        {
+            anyhow::bail!(
+                "{}: another run folder is also named {:?} and has a model {:?}; rename one folder",
+                dir.display(),
+                c.run,
+                c.model
+            );
+        }
+        curves.extend(run);
     }
     let clash = |c: &ModelCurve, all: &[ModelCurve]| {
         all.iter()

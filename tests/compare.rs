@@ -122,3 +122,15 @@ fn compare_names_a_folder_without_metrics_and_writes_nothing() {
     );
     assert!(!dir.join("cmp").exists(), "nothing is written");
 }
+
+#[test]
+fn compare_refuses_a_run_given_twice() {
+    let dir = scratch("compare-twice");
+    std::fs::write(dir.join("a.json"), scenario(0.05)).unwrap();
+    let o = dtpsim(&["run", "a.json", "--out", "run_a", "--quiet"], &dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = dtpsim(&["compare", "run_a", "./run_a", "--out", "cmp"], &dir);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
+    assert!(!dir.join("cmp").exists(), "nothing is written");
+}
