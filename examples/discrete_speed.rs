@@ -56,7 +56,8 @@ fn algorithms() -> Vec<NamedAlgorithm> {
             name: "dtp1".into(),
             algorithm: Algorithm::Dtp1 {
                 beta: 0.1,
-                eta: 0.3.into(),
+                // per example: 0.3 per mini-batch of 32 (a larger rate diverges at this batch)
+                eta: (0.3 / 32.0).into(),
                 optimizer: Optimizer::Sgd,
                 relaxation: Relaxation {
                     scheme: Scheme::DecoderOutput,

@@ -1,7 +1,8 @@
 //! `dtpsim compare`: the full test-set evaluations of several runs side by side — one table
 //! row per model and epoch end (`epochs.csv`), one summary row per model (`compare.csv`), and
 //! test accuracy (or test loss) against training examples seen for all of them
-//! (`accuracy_vs_examples.png`/`.svg`, or `test_loss_vs_examples`).
+//! (`accuracy_vs_examples.png`/`.svg`, or `test_loss_vs_examples`; examples on a log axis,
+//! from the first evaluation after learning began).
 //!
 //! A run still going (or stopped, with checkpoints) has `metrics.csv.partial` instead of
 //! `metrics.csv`; it is read as it stands and marked `in progress`.
@@ -295,6 +296,9 @@ pub fn compare_runs(
         y_label,
     );
     p.log_y = !classification;
+    // from the first evaluation after learning began, on a log axis: the untrained point would
+    // stretch the y range over the chance level, and the early epochs hold most of the change
+    p.log_x = true;
     for (i, c) in curves.iter().enumerate() {
         let pts: Vec<(f64, f64)> = c
             .points
@@ -307,7 +311,7 @@ pub fn compare_runs(
                 };
                 (q.examples, y)
             })
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .filter(|(x, y)| x.is_finite() && *x > 0.0 && y.is_finite())
             .collect();
         if pts.is_empty() {
             continue;
