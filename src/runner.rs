@@ -17,6 +17,7 @@ use crate::scenario::{Scenario, TraceRecorder};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -411,6 +412,18 @@ fn run_into(
     } else {
         ProgressDrawTarget::hidden()
     });
+    // bars need a terminal: into a log file (nohup, a batch job) each evaluation is a line
+    let plain = progress && !std::io::stderr().is_terminal();
+    let log_row = |name: &str, done: usize, r: &MetricsRow| {
+        if plain {
+            eprintln!(
+                "{name}: trial {done}/{} after {:.0} s, {}",
+                sched.trials,
+                start.elapsed().as_secs_f64(),
+                progress_message(r)
+            );
+        }
+    };
     let bar = |name: &str, template: &str| -> ProgressBar {
         let b = multi.add(crate::record::progress_bar(total, true, template));
         b.set_prefix(name.to_string());
@@ -464,6 +477,7 @@ fn run_into(
                     bar.set_position(done as u64);
                     if let Some(r) = row {
                         sink.push(r);
+                        log_row("continuous", r.trial, r);
                         last = format!(" {}", progress_message(r));
                     }
                     let phase = if done <= warm { "warm-up" } else { "learning" };
@@ -487,6 +501,7 @@ fn run_into(
                         bar.set_position(n as u64);
                         if let Some(r) = row {
                             sink.push(r);
+                            log_row(&named.name, r.trial, r);
                             bar.set_message(progress_message(r));
                         }
                     }, &checkpointing(&named.name));

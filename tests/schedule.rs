@@ -134,3 +134,31 @@ fn epochs_and_trials_are_alternatives() {
         assert!(err.contains(bad.split('=').next().unwrap()), "{bad}: {err}");
     }
 }
+
+/// Without a terminal (a log file, a batch job) progress bars are hidden, and every
+/// evaluation is one line on standard error: as many lines per model as metrics.csv rows.
+#[test]
+fn without_a_terminal_each_evaluation_is_a_log_line() {
+    let dir = scratch("schedule-log-lines");
+    std::fs::write(dir.join("s.json"), frozen_scenario()).unwrap();
+    let out = dtpsim(&["run", "s.json", "--out", "out"], &dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let (header, rows) = metrics(&dir.join("out"));
+    let model = column(&header, "model");
+    for name in ["bp", "continuous"] {
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}: trial ")))
+            .collect();
+        let evaluations = rows.iter().filter(|r| r[model] == name).count();
+        assert_eq!(lines.len(), evaluations, "{name}:\n{err}");
+        assert!(
+            lines.last().unwrap().contains("trial 15/15"),
+            "{name}: {lines:?}"
+        );
+    }
+    // --quiet silences them
+    let quiet = dtpsim(&["run", "s.json", "--out", "out2", "--quiet"], &dir);
+    assert!(!stderr(&quiet).contains(": trial "), "{}", stderr(&quiet));
+}
