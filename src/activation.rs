@@ -30,7 +30,7 @@ pub fn tanh(x: f64) -> f64 {
     let q = ((s + 1.128_116_784_916_329_3e2) * s + 2.235_488_390_601_004_5e3) * s
         + 4.844_063_053_251_255e3;
     let small = ax + ax * s * (p / q);
-    let t = if ax < 0.625 { small } else { large }.copysign(x);
+    let t = (if ax < 0.625 { small } else { large }).copysign(x);
     if x.is_nan() {
         x
     } else {
