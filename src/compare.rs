@@ -321,7 +321,10 @@ pub fn compare_runs(
         } else {
             format!("{} (in progress)", c.label)
         };
-        p.series.push(Series::new(label, pts, i));
+        // a single evaluation (a run in its first epochs) is a marker, not an invisible line
+        let single = pts.len() == 1;
+        let series = Series::new(label, pts, i);
+        p.series.push(if single { series.markers() } else { series });
     }
     files.extend(p.save(&out.join(stem))?);
     Ok((curves, files))
