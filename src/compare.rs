@@ -324,7 +324,8 @@ pub fn compare_runs(
         // a single evaluation (a run in its first epochs) is a marker, not an invisible line
         let single = pts.len() == 1;
         let series = Series::new(label, pts, i);
-        p.series.push(if single { series.markers() } else { series });
+        p.series
+            .push(if single { series.markers() } else { series });
     }
     files.extend(p.save(&out.join(stem))?);
     Ok((curves, files))
