@@ -265,7 +265,7 @@ impl Architecture {
         let act = self.activations[l];
         let (n, bias) = (v.nrows(), self.bias);
         let column = |(mut dst, src): (DVectorViewMut<f64>, DVectorView<f64>)| {
-            if act == Activation::Tanh && dst.strides().0 == 1 && src.strides().0 == 1 {
+            if dst.strides().0 == 1 && src.strides().0 == 1 {
                 // SAFETY: unit row strides (checked): the column's first n entries are
                 // contiguous in both views, which do not alias (dst is borrowed mutably).
                 let (d, s) = unsafe {
@@ -274,7 +274,7 @@ impl Architecture {
                         std::slice::from_raw_parts(src.as_ptr(), n),
                     )
                 };
-                crate::linalg::tanh_into(d, s);
+                act.apply_into(s, d);
             } else {
                 for i in 0..n {
                     dst[i] = act.apply(src[i]);
@@ -520,9 +520,7 @@ impl Network {
         let act = self.arch.activations[l];
         let n = v.len();
         let mut a = DVector::from_element(n + usize::from(self.arch.bias), 1.0);
-        for i in 0..n {
-            a[i] = act.apply(v[i]);
-        }
+        act.apply_into(v.as_slice(), &mut a.as_mut_slice()[..n]);
         a
     }
 

@@ -855,7 +855,7 @@ pub fn train_with_checkpoints(
         if let Some(dec) = &decoder {
             train_decoders(&mut net, &pass, dec, &mut noise_rng);
         }
-        let steps =
+        let mut steps =
             match encoder_steps(&net, algorithm, &pass, &y, adam.as_mut(), &mut alpha, trial) {
                 Ok(steps) => steps,
                 Err(message) => {
@@ -868,11 +868,9 @@ pub fn train_with_checkpoints(
             sched.trials,
             sched.batch as f64 / data.train.len() as f64,
         );
-        let steps = if factor == 1.0 {
-            steps
-        } else {
-            steps.into_iter().map(|s| s * factor).collect()
-        };
+        if factor != 1.0 {
+            steps.iter_mut().for_each(|s| *s *= factor);
+        }
         if let Err(l) = apply_encoder_steps(&mut net, &steps) {
             error = Some(format!(
                 "{}: in trial {trial} the update of W_{l} became non-finite; lower the learning rate",
