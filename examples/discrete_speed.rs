@@ -4,7 +4,8 @@
 //! classes). Each algorithm is trained `runs` times from the same seed; the wall time of
 //! `train_one` (evaluation at the start and the end included, data generation excluded) is
 //! printed per run, with the median and the spread, and the final `‖W_l‖` to the last digit
-//! (the same for every run and every `MATMUL_NUM_THREADS`).
+//! (the same for every run and every thread count: `RAYON_NUM_THREADS=1` runs on one
+//! thread).
 //!
 //! ```text
 //! cargo run --release --example discrete_speed -- [bp|dtp1|all] [runs] [examples]
@@ -92,7 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let out = train_one(&cfg, named, &data, &|_, _| {})?;
             seconds.push(start.elapsed().as_secs_f64());
             let last = out.rows.last().expect("rows");
-            // ‖W_l‖ to the last digit: equal across runs and thread counts (MATMUL_NUM_THREADS)
+            // ‖W_l‖ to the last digit: equal across runs and thread counts (RAYON_NUM_THREADS)
             println!(
                 "{} run {run}: {:.2} s, test accuracy {:.3}, ‖W_l‖ {:?}, error {:?}",
                 named.name,

@@ -8,13 +8,14 @@ use crate::activation::Activation;
 use crate::continuous::config::{EngineConfig, Method, WeightsMode};
 use crate::continuous::{EngineError, NoObserver, Phase, Simulation};
 use crate::data::{Dataset, Task};
+use crate::linalg::Op;
 use crate::network::{Architecture, Init, Loss, Network};
 use nalgebra::DMatrix;
 use serde::Serialize;
 use std::time::Instant;
 
-/// Best GFLOP/s of `n × n` matrix products through nalgebra (the same `matrixmultiply`
-/// kernel, with the same threads, as the engine's products).
+/// Best GFLOP/s of `n × n` matrix products through [`crate::linalg::gemm`] (the engine's own
+/// product: the same kernel, split over the same threads).
 pub fn matmul_peak(n: usize, seconds: f64) -> f64 {
     let a = DMatrix::from_fn(n, n, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5);
     let b = DMatrix::from_fn(n, n, |i, j| ((i * 5 + j * 13) % 17) as f64 / 17.0 - 0.5);
@@ -24,7 +25,15 @@ pub fn matmul_peak(n: usize, seconds: f64) -> f64 {
     let start = Instant::now();
     while start.elapsed().as_secs_f64() < seconds {
         let t = Instant::now();
-        c.gemm(1.0, &a, &b, 0.0);
+        crate::linalg::gemm(
+            1.0,
+            &a.as_view(),
+            Op::N,
+            &b.as_view(),
+            Op::N,
+            0.0,
+            &mut c.as_view_mut(),
+        );
         best = best.max(flops / t.elapsed().as_secs_f64() / 1e9);
     }
     std::hint::black_box(&c);

@@ -540,30 +540,6 @@ impl EpochSampler {
     }
 }
 
-/// Mean loss and (for classification) accuracy of `net` on `examples`.
-pub fn evaluate(net: &Network, examples: &[Example], classification: bool) -> (f64, f64) {
-    if examples.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let loss = net.arch().loss;
-    let mut total = 0.0;
-    let mut correct = 0usize;
-    for ex in examples {
-        let out = net.predict(&ex.x);
-        total += loss.value(&out, &ex.y);
-        if classification && out.imax() == ex.y.imax() {
-            correct += 1;
-        }
-    }
-    let n = examples.len() as f64;
-    let acc = if classification {
-        correct as f64 / n
-    } else {
-        f64::NAN
-    };
-    (total / n, acc)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,13 +2,14 @@
 //! (the kernel nalgebra itself uses), so that transposed operands need no copy and the hot
 //! loops of the continuous engine allocate nothing.
 //!
-//! `matrixmultiply` is built with its `threading` feature: a product large enough to be worth
-//! it is split over up to `MATMUL_NUM_THREADS` threads (default: the physical cores; see
-//! [`set_threads`]). The split is over rows and columns of the result only, never over the
-//! summation index, so every entry is summed in the same order whatever the thread count:
-//! results are bit-identical for 1 and 2 threads.
+//! A product large enough to be worth it is split into blocks of result rows run on the rayon
+//! pool (see [`set_threads`]), one `matrixmultiply` call each (its own threading is off: a
+//! product's threads waiting at its barriers for a core another process holds cost more than
+//! they gave on a shared machine). The split never cuts the summation index, so every entry is
+//! summed in the same order whatever the thread count: results are bit-identical for 1 and 2
+//! threads.
 
-use nalgebra::{DMatrixView, DMatrixViewMut};
+use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 
 /// Runs `$body` compiled for AVX2 when the processor has it, else for the baseline. Only
 /// vector width changes: no fused multiply–add is enabled and no sum is reordered, so both
@@ -108,25 +109,113 @@ pub fn gemm(
         dots(alpha, a, b, beta, c);
         return;
     }
+    let product = RawProduct {
+        k,
+        n,
+        alpha,
+        a: a.as_ptr(),
+        rsa,
+        csa,
+        b: b.as_ptr(),
+        rsb,
+        csb,
+        beta,
+        c: c.as_mut_ptr(),
+        rsc: rsc as isize,
+        csc: csc as isize,
+    };
     // SAFETY: the pointers come from live views whose extents match the checked shapes and
     // strides; `c` is borrowed mutably, so it cannot alias `a` or `b`.
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            rsc as isize,
-            csc as isize,
-        );
+    unsafe { product.rows(0, m, rayon::current_num_threads()) };
+}
+
+/// `op(A) op(B)` as a new matrix, through [`gemm`]: the discrete references' products, split
+/// over the rayon pool like the engine's.
+///
+/// ```
+/// use dtpsim::linalg::{product, Op};
+/// use nalgebra::DMatrix;
+/// let a = DMatrix::from_fn(3, 4, |i, j| (i + 2 * j) as f64);
+/// let b = DMatrix::from_fn(5, 4, |i, j| (i * j) as f64 - 1.0);
+/// assert_eq!(product(&a.as_view(), Op::N, &b.as_view(), Op::T), &a * b.transpose());
+/// ```
+pub fn product(a: &DMatrixView<f64>, op_a: Op, b: &DMatrixView<f64>, op_b: Op) -> DMatrix<f64> {
+    let rows = shape(a, op_a).0;
+    let cols = shape(b, op_b).1;
+    let mut c = DMatrix::zeros(rows, cols);
+    gemm(1.0, a, op_a, b, op_b, 0.0, &mut c.as_view_mut());
+    c
+}
+
+/// A product of at least this many multiply–adds is split over blocks of result rows run
+/// on the rayon pool.
+const KERNEL_SPLIT: usize = 1 << 19;
+
+/// Rows of the kernel's register tile: row blocks are cut at multiples of it.
+const KERNEL_ROWS: usize = 8;
+
+/// The operands of one `matrixmultiply` product, as raw parts, so that blocks of its rows
+/// can go to different threads.
+#[derive(Clone, Copy)]
+struct RawProduct {
+    k: usize,
+    n: usize,
+    alpha: f64,
+    a: *const f64,
+    rsa: isize,
+    csa: isize,
+    b: *const f64,
+    rsb: isize,
+    csb: isize,
+    beta: f64,
+    c: *mut f64,
+    rsc: isize,
+    csc: isize,
+}
+
+// SAFETY: the threads of one `RawProduct::rows` call write disjoint row blocks of `c` and only
+// read `a` and `b`, whose owners outlive the call.
+unsafe impl Send for RawProduct {}
+unsafe impl Sync for RawProduct {}
+
+impl RawProduct {
+    /// Rows `first..first + m` of `C ← α op(A) op(B) + β C`, split into up to `parts` blocks
+    /// of whole register tiles run on the rayon pool. The kernel sums every entry over the
+    /// inner index in the same order whatever the rows around it, so the split changes no bit
+    /// of the result.
+    ///
+    /// # Safety
+    /// The pointers must describe live matrices with at least `first + m` rows.
+    unsafe fn rows(self, first: usize, m: usize, parts: usize) {
+        let work = m * self.k * self.n;
+        if parts >= 2 && work >= KERNEL_SPLIT && m >= 2 * KERNEL_ROWS {
+            let top = (m / 2).div_ceil(KERNEL_ROWS) * KERNEL_ROWS;
+            let (left, right) = (parts / 2, parts - parts / 2);
+            rayon::join(
+                || unsafe { self.rows(first, top, right) },
+                || unsafe { self.rows(first + top, m - top, left) },
+            );
+            return;
+        }
+        let at = first as isize;
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                self.k,
+                self.n,
+                self.alpha,
+                self.a.offset(at * self.rsa),
+                self.rsa,
+                self.csa,
+                self.b,
+                self.rsb,
+                self.csb,
+                self.beta,
+                self.c.offset(at * self.rsc),
+                self.rsc,
+                self.csc,
+            );
+        }
     }
 }
 
@@ -267,12 +356,11 @@ fn dots_body(
 
 with_avx2!(fn dots(alpha: f64, a: &DMatrixView<f64>, b: &DMatrixView<f64>, beta: f64, c: &mut DMatrixViewMut<f64>) -> () = dots_body);
 
-/// Sets the number of threads the engine uses (the matrix-product kernel and the rayon pool
-/// of the fused weight passes). It must run before the first product of the process (the
-/// kernel reads `MATMUL_NUM_THREADS` once). 0 keeps the default (all cores).
+/// Sets the number of threads of the rayon pool, which runs every parallel part of the engine:
+/// the row blocks of large products ([`gemm`]) and the fused weight passes. It must run before
+/// the pool's first use. 0 keeps the default (all cores).
 pub fn set_threads(threads: usize) {
     if threads > 0 {
-        std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
         // an error means the pool already exists (a second call): it keeps its size
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

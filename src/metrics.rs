@@ -2,10 +2,11 @@
 //! the same type and the same `metrics.csv` columns for the continuous engine and for the
 //! discrete references.
 
-use crate::data::{evaluate, subset_indices, Dataset, Example};
+use crate::data::{subset_indices, Dataset, Example};
 use crate::network::Network;
 use crate::record::{num, Table};
 use crate::scenario::Schedule;
+use nalgebra::DMatrix;
 
 /// One evaluation of one model (a row of `metrics.csv`).
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +78,7 @@ impl MetricsRow {
         batch: usize,
         n_train: usize,
     ) -> MetricsRow {
-        let (test_loss, test_accuracy) = evaluate(net, test, classification);
+        let scores = TestScores::of(net, test, classification, decoders);
         let examples = trial * batch;
         MetricsRow {
             model: model.to_string(),
@@ -87,18 +88,10 @@ impl MetricsRow {
             test_examples: test.len(),
             time: f64::NAN,
             train_loss: f64::NAN,
-            test_loss,
-            test_mse: if classification {
-                f64::NAN
-            } else {
-                mean_squared_error(net, test)
-            },
-            test_accuracy,
-            reconstruction: if decoders {
-                reconstruction_error(net, test)
-            } else {
-                f64::NAN
-            },
+            test_loss: scores.loss,
+            test_mse: scores.mse,
+            test_accuracy: scores.accuracy,
+            reconstruction: scores.reconstruction,
             alpha: vec![f64::NAN; net.depth().saturating_sub(1)],
             update_cosine: f64::NAN,
             w_norms: net.encoders().iter().map(|w| w.norm()).collect(),
@@ -213,31 +206,86 @@ pub fn table<'a>(depth: usize, rows: impl IntoIterator<Item = &'a MetricsRow>) -
     t
 }
 
-/// Mean relative reconstruction error of the decoders on `examples`:
-/// `⟨‖h_{l−1} − g_l(h_l)‖²/‖h_{l−1}‖²⟩` over examples and layers `l = 2..=L`.
-pub fn reconstruction_error(net: &Network, examples: &[Example]) -> f64 {
-    if net.depth() < 2 || examples.is_empty() {
-        return f64::NAN;
-    }
-    let mut total = 0.0;
-    for ex in examples {
-        let fwd = net.forward(&ex.x);
-        for l in 2..=net.depth() {
-            let err = (&fwd.h[l - 1] - net.decode(l, &fwd.h[l])).norm_squared();
-            total += err / fwd.h[l - 1].norm_squared().max(1e-300);
-        }
-    }
-    total / (examples.len() * (net.depth() - 1)) as f64
+/// Test examples per batched forward pass of an evaluation: large enough for matrix–matrix
+/// speed, small enough that the pass of a wide network stays a few MiB.
+const EVALUATION_CHUNK: usize = 250;
+
+/// The test columns of a [`MetricsRow`], from one batched forward pass per chunk of
+/// [`EVALUATION_CHUNK`] examples (each column of a batched pass is the single-example pass,
+/// `discrete::batch`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TestScores {
+    /// Mean loss `ℓ(h_L, y)`.
+    pub loss: f64,
+    /// Fraction of examples whose largest output is the label's (classification; NaN
+    /// otherwise).
+    pub accuracy: f64,
+    /// Mean squared error per output unit, `⟨‖h_L − y‖²⟩/n_L` (regression; NaN for
+    /// classification).
+    pub mse: f64,
+    /// Mean relative reconstruction error of the decoders,
+    /// `⟨‖h_{l−1} − g_l(h_l)‖²/‖h_{l−1}‖²⟩` over examples and layers `l = 2..=L` (NaN without
+    /// decoders or hidden layers).
+    pub reconstruction: f64,
 }
 
-/// Mean squared error per output unit, `⟨‖h_L − y‖²⟩/n_L`.
-pub fn mean_squared_error(net: &Network, examples: &[Example]) -> f64 {
-    let n_out = net.width(net.depth()) as f64;
-    let total: f64 = examples
-        .iter()
-        .map(|ex| (net.predict(&ex.x) - &ex.y).norm_squared())
-        .sum();
-    total / (examples.len().max(1) as f64 * n_out)
+impl TestScores {
+    /// The scores of `net` on `examples`; `decoders` says whether the reconstruction error is
+    /// measured.
+    pub fn of(net: &Network, examples: &[Example], classification: bool, decoders: bool) -> Self {
+        let nan = f64::NAN;
+        if examples.is_empty() {
+            return TestScores {
+                loss: nan,
+                accuracy: nan,
+                mse: nan,
+                reconstruction: nan,
+            };
+        }
+        let depth = net.depth();
+        let reconstructs = decoders && depth >= 2;
+        let loss_fn = net.arch().loss;
+        let (mut loss, mut squared, mut reconstruction) = (0.0, 0.0, 0.0);
+        let mut correct = 0usize;
+        for chunk in examples.chunks(EVALUATION_CHUNK) {
+            let x = DMatrix::from_fn(net.width(0), chunk.len(), |i, b| chunk[b].x[i]);
+            let pass = net.forward_batch(x);
+            for (b, ex) in chunk.iter().enumerate() {
+                let out = pass.output().column(b).into_owned();
+                loss += loss_fn.value(&out, &ex.y);
+                squared += (&out - &ex.y).norm_squared();
+                correct += usize::from(out.imax() == ex.y.imax());
+            }
+            if reconstructs {
+                for l in 2..=depth {
+                    let decoded = net.decode_batch(l, &pass.h[l]);
+                    for (b, column) in pass.h[l - 1].column_iter().enumerate() {
+                        let err = (column - decoded.column(b)).norm_squared();
+                        reconstruction += err / column.norm_squared().max(1e-300);
+                    }
+                }
+            }
+        }
+        let n = examples.len() as f64;
+        TestScores {
+            loss: loss / n,
+            accuracy: if classification {
+                correct as f64 / n
+            } else {
+                nan
+            },
+            mse: if classification {
+                nan
+            } else {
+                squared / (n * net.width(depth) as f64)
+            },
+            reconstruction: if reconstructs {
+                reconstruction / (n * (depth - 1) as f64)
+            } else {
+                nan
+            },
+        }
+    }
 }
 
 /// Which test examples an evaluation uses.
@@ -363,6 +411,56 @@ impl RunningMean {
             self.sum / self.count as f64
         } else {
             f64::NAN
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::Activation;
+    use crate::network::{Architecture, Init, Loss};
+    use nalgebra::DVector;
+
+    /// The batched scores equal the single-example definitions, across chunk boundaries.
+    #[test]
+    fn batched_scores_are_the_per_example_means() {
+        for (loss, classification) in [(Loss::SoftmaxCe, true), (Loss::Mse, false)] {
+            let arch = Architecture::new(&[5, 8, 7, 4], Activation::Tanh, loss).expect("widths");
+            let net = Network::new(arch, Init::default(), 11).expect("init");
+            let n = 2 * EVALUATION_CHUNK + 17;
+            let examples: Vec<Example> = (0..n)
+                .map(|k| Example {
+                    x: DVector::from_fn(5, |i, _| ((k * 5 + i) as f64 * 0.731).sin() * 1.5),
+                    y: DVector::from_fn(4, |i, _| f64::from(u8::from(i == k % 4))),
+                })
+                .collect();
+            let scores = TestScores::of(&net, &examples, classification, true);
+            let (mut loss_sum, mut squared, mut correct, mut rec) = (0.0, 0.0, 0, 0.0);
+            for ex in &examples {
+                let fwd = net.forward(&ex.x);
+                let out = &fwd.h[3];
+                loss_sum += loss.value(out, &ex.y);
+                squared += (out - &ex.y).norm_squared();
+                correct += usize::from(out.imax() == ex.y.imax());
+                for l in 2..=3 {
+                    let err = (&fwd.h[l - 1] - net.decode(l, &fwd.h[l])).norm_squared();
+                    rec += err / fwd.h[l - 1].norm_squared();
+                }
+            }
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+            assert!(close(scores.loss, loss_sum / n as f64));
+            assert!(close(scores.reconstruction, rec / (2 * n) as f64));
+            if classification {
+                assert_eq!(scores.accuracy, correct as f64 / n as f64);
+                assert!(scores.mse.is_nan());
+            } else {
+                assert!(close(scores.mse, squared / (4 * n) as f64));
+                assert!(scores.accuracy.is_nan());
+            }
+            let without = TestScores::of(&net, &examples, classification, false);
+            assert!(without.reconstruction.is_nan());
+            assert_eq!(without.loss, scores.loss);
         }
     }
 }

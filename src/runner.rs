@@ -144,6 +144,7 @@ fn written_by_dtpsim(name: &str, is_dir: bool) -> bool {
             | "sweep.json"
             | "sweep_summary.csv"
             | "sweep.sbatch"
+            | RUN_LOCK
     ) || ext(".partial")
         || ext(".png")
         || ext(".svg")
@@ -156,6 +157,9 @@ fn written_by_dtpsim(name: &str, is_dir: bool) -> bool {
 /// `--out`: nothing has been written when one is returned.
 pub fn prepare_output(out: &Path, force: bool) -> Result<(), ConfigError> {
     let bad = |msg: String| ConfigError::new("--out", format!("{}: {msg}", out.display()));
+    if let Some(pid) = live_lock(out) {
+        return Err(bad(busy(pid)));
+    }
     if out.exists() && !out.is_dir() {
         return Err(bad("exists and is not a folder; give a folder name".into()));
     }
@@ -213,6 +217,64 @@ pub fn prepare_output(out: &Path, force: bool) -> Result<(), ConfigError> {
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| bad(format!("is not writable: {e}")))?;
     Ok(())
+}
+
+/// The file that marks a folder as being written by a run: it holds the process id.
+const RUN_LOCK: &str = "run.lock";
+
+/// Why a folder held by process `pid` is refused.
+fn busy(pid: u32) -> String {
+    format!("another dtpsim process (pid {pid}) is writing into this folder; wait for it to end or stop it, then run again (two runs in one folder would append the same rows and overwrite each other's checkpoints)")
+}
+
+/// Whether process `pid` is running (on other systems than Unix: assumed not, so a lock
+/// never outlives its run there).
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists and may be signalled.
+        let ok = unsafe { libc::kill(pid, 0) } == 0;
+        ok || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+/// The process holding `out`'s lock, if it is still running (a lock left by a killed run is
+/// stale and ignored).
+fn live_lock(out: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(out.join(RUN_LOCK)).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    (pid != std::process::id() && process_alive(pid)).then_some(pid)
+}
+
+/// `out/run.lock` while this process writes into `out` (a run or a resumed run), removed when
+/// the run ends however it ends; a second process on the same folder is refused.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn acquire(out: &Path, flag: &str) -> Result<Self, ConfigError> {
+        let bad = |msg: String| ConfigError::new(flag, format!("{}: {msg}", out.display()));
+        if let Some(pid) = live_lock(out) {
+            return Err(bad(busy(pid)));
+        }
+        let path = out.join(RUN_LOCK);
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .map_err(|e| bad(format!("cannot write {RUN_LOCK}: {e}")))?;
+        Ok(RunLock(path))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `metrics.csv` while the models run: every evaluation is appended to `metrics.csv.partial`
@@ -373,7 +435,9 @@ fn run_into(
     crate::resources::check(scenario)?;
     let resuming = start_from == Start::Resume;
     let mut resume_from: BTreeMap<String, ModelCheckpoint> = BTreeMap::new();
+    let _lock;
     if resuming {
+        _lock = RunLock::acquire(out, "--resume")?;
         let names = scenario
             .engine
             .iter()
@@ -388,6 +452,7 @@ fn run_into(
         let _ = std::fs::remove_file(out.join("summary.json"));
     } else {
         prepare_output(out, start_from == Start::Replace)?;
+        _lock = RunLock::acquire(out, "--out")?;
         crate::checkpoint::save_spec(
             out,
             &crate::checkpoint::RunSpec {

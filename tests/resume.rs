@@ -135,3 +135,47 @@ fn resume_names_a_folder_that_is_not_a_run() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A folder another live process is writing into is refused, by name and process id, and
+/// left as it was; a lock left by a killed process is stale and does not block, and a run
+/// removes its own lock when it ends.
+#[test]
+fn a_folder_being_written_is_refused_and_a_stale_lock_is_not() {
+    let dir = scratch("resume-lock");
+    let scenario = r#"{"name": "lock", "seed": 1,
+     "task": {"kind": "teacher_student", "widths": [3, 4, 2], "activation": "tanh", "gain": 1.0},
+     "data": {"train": 20, "test": 10},
+     "network": {"widths": [3, 4, 2]},
+     "schedule": {"trials": 5, "warmup_trials": 0, "batch": 2, "eval_every": 5},
+     "engine": null,
+     "references": [{"name": "bp", "kind": "bp", "lr": 0.1}]}"#;
+    std::fs::write(dir.join("s.json"), scenario).unwrap();
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // this test process is alive: its id in the lock stands for another run
+    let live = std::process::id();
+    std::fs::write(out_dir.join("run.lock"), format!("{live}\n")).unwrap();
+    for args in [
+        &["run", "s.json", "--out", "out"][..],
+        &["run", "s.json", "--out", "out", "--force"][..],
+    ] {
+        let out = dtpsim(args, &dir);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("pid {live}")) && err.contains("--out"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the lock: nothing written or cleared");
+    }
+    // no process has an id above Linux's largest pid_max (2^22)
+    std::fs::write(out_dir.join("run.lock"), "4194305\n").unwrap();
+    let out = dtpsim(&["run", "s.json", "--out", "out", "--force"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out_dir.join("summary.json").exists());
+    assert!(
+        !out_dir.join("run.lock").exists(),
+        "the run removed its lock"
+    );
+}

@@ -10,6 +10,7 @@
 //! [`Network::encode`] / [`Network::decode`] of column `b`, up to rounding.
 
 use crate::data::Example;
+use crate::linalg::{product, Op};
 use crate::network::{ForwardPass, Loss, Network};
 use nalgebra::{DMatrix, DVector};
 
@@ -96,7 +97,7 @@ impl Network {
         let mut a = vec![self.arch().presyn_batch(0, &x)];
         let mut h = vec![x];
         for l in 1..=self.depth() {
-            let hl = self.w(l) * &a[l - 1];
+            let hl = product(&self.w(l).as_view(), Op::N, &a[l - 1].as_view(), Op::N);
             a.push(self.arch().presyn_batch(l, &hl));
             h.push(hl);
         }
@@ -105,12 +106,14 @@ impl Network {
 
     /// Encoder of every column, `F_l(U) = W_l a_{l−1}(U)` (Sec. 2).
     pub fn encode_batch(&self, l: usize, u: &DMatrix<f64>) -> DMatrix<f64> {
-        self.w(l) * self.arch().presyn_batch(l - 1, u)
+        let a = self.arch().presyn_batch(l - 1, u);
+        product(&self.w(l).as_view(), Op::N, &a.as_view(), Op::N)
     }
 
     /// Decoder of every column, `G_l(V) = Ω_l a_l(V)` (Sec. 2, 10.1).
     pub fn decode_batch(&self, l: usize, v: &DMatrix<f64>) -> DMatrix<f64> {
-        self.omega(l) * self.arch().presyn_batch(l, v)
+        let a = self.arch().presyn_batch(l, v);
+        product(&self.omega(l).as_view(), Op::N, &a.as_view(), Op::N)
     }
 }
 

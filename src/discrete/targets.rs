@@ -25,6 +25,7 @@
 
 use crate::discrete::batch::{column_matrix, columns, loss_gradients, BatchPass};
 use crate::error::TargetError;
+use crate::linalg::{product, Op};
 use crate::network::{ForwardPass, Network};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -454,7 +455,12 @@ impl<'a> Relaxer<'a> {
     /// Both re-encode the targets below, `f_l(τ_{l−1}) = W_l a_{l−1}(H_{l−1} + D_{l−1})`.
     fn increment(&mut self, l: usize) -> DMatrix<f64> {
         let net = self.net;
-        let reencoded = net.w(l) * self.target_presyn(l - 1);
+        let reencoded = product(
+            &net.w(l).as_view(),
+            Op::N,
+            &self.target_presyn(l - 1).as_view(),
+            Op::N,
+        );
         let leak = self.leak;
         if self.input_side {
             // Sec. 5: d_l − [f_l(h_{l−1} + d_{l−1}) − h_l] − λ u_l, where
@@ -468,7 +474,8 @@ impl<'a> Relaxer<'a> {
             // Sec. 6.2: g_l(τ_l) − g_l(f_l(τ_{l−1})) − λ d_{l−1}
             //         = Ω_l [a_l(τ_l) − a_l(f_l(τ_{l−1}))] − λ d_{l−1}
             let below = net.arch().presyn_batch(l, &reencoded);
-            let mut inc = net.omega(l) * (self.target_presyn(l) - below);
+            let change = self.target_presyn(l) - below;
+            let mut inc = product(&net.omega(l).as_view(), Op::N, &change.as_view(), Op::N);
             if leak != 0.0 {
                 inc.zip_apply(&self.d[l - 1], |i, d| *i -= leak * d);
             }
@@ -502,7 +509,8 @@ impl<'a> Relaxer<'a> {
     fn decode_correction(&mut self, l: usize, running: &[bool]) {
         let (net, pass) = (self.net, self.pass);
         let code = net.arch().presyn_batch(l, &(&pass.h[l] + &self.u[l]));
-        let below = net.omega(l) * (code - &pass.a[l]);
+        let change = code - &pass.a[l];
+        let below = product(&net.omega(l).as_view(), Op::N, &change.as_view(), Op::N);
         for b in iterating(running) {
             self.d[l - 1].set_column(b, &below.column(b));
         }

@@ -10,6 +10,7 @@
 //! `ΔM = (E diag(c)) Aᵀ`, with the factors folded into the columns of `E`.
 
 use crate::discrete::batch::{column_matrix, loss_gradients, BatchPass};
+use crate::linalg::{product, Op};
 use crate::network::{ForwardPass, Network};
 use nalgebra::{DMatrix, DVector};
 use rand_chacha::ChaCha8Rng;
@@ -22,7 +23,7 @@ pub fn weighted_outer(e: &DMatrix<f64>, c: &[f64], a: &DMatrix<f64>) -> DMatrix<
     for (b, cb) in c.iter().enumerate() {
         scaled.column_mut(b).scale_mut(*cb);
     }
-    scaled * a.transpose()
+    product(&scaled.as_view(), Op::N, &a.as_view(), Op::T)
 }
 
 /// The pool normalisation `1/‖a_b‖²` of every column of `A` (docs/MODEL.md §4, §6: the pool
@@ -97,7 +98,7 @@ pub fn bp_gradients(net: &Network, pass: &BatchPass, y: &DMatrix<f64>) -> Vec<DM
         if l > 1 {
             let n = net.width(l - 1);
             let act = net.arch().activations[l - 1];
-            let back = net.w(l).columns(0, n).tr_mul(&delta);
+            let back = product(&net.w(l).columns(0, n), Op::T, &delta.as_view(), Op::N);
             delta = back.zip_map(&pass.h[l - 1], |g, h| act.derivative(h) * g);
         }
     }
