@@ -246,28 +246,74 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// The process holding `out`'s lock, if it is still running (a lock left by a killed run is
-/// stale and ignored).
+/// What `out/run.lock` says of the process holding it.
+enum LockHolder {
+    /// No lock, or one left by a process that no longer runs (a killed run).
+    None,
+    /// A running process.
+    Live(u32),
+    /// A lock without a process id: one being written this instant, or a damaged one.
+    Unreadable,
+}
+
+fn lock_holder(out: &Path) -> LockHolder {
+    let Ok(text) = std::fs::read_to_string(out.join(RUN_LOCK)) else {
+        return LockHolder::None;
+    };
+    match text.trim().parse::<u32>() {
+        Ok(pid) if pid != std::process::id() && process_alive(pid) => LockHolder::Live(pid),
+        Ok(_) => LockHolder::None,
+        Err(_) => LockHolder::Unreadable,
+    }
+}
+
+/// The process holding `out`'s lock, if it is still running.
 fn live_lock(out: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(out.join(RUN_LOCK)).ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
-    (pid != std::process::id() && process_alive(pid)).then_some(pid)
+    match lock_holder(out) {
+        LockHolder::Live(pid) => Some(pid),
+        _ => None,
+    }
 }
 
 /// `out/run.lock` while this process writes into `out` (a run or a resumed run), removed when
-/// the run ends however it ends; a second process on the same folder is refused.
+/// the run ends however it ends; a second process on the same folder is refused. The file is
+/// created atomically (`create_new`), so of two runs started at once only one gets it.
 struct RunLock(PathBuf);
 
 impl RunLock {
     fn acquire(out: &Path, flag: &str) -> Result<Self, ConfigError> {
+        use std::io::Write;
         let bad = |msg: String| ConfigError::new(flag, format!("{}: {msg}", out.display()));
-        if let Some(pid) = live_lock(out) {
-            return Err(bad(busy(pid)));
-        }
         let path = out.join(RUN_LOCK);
-        std::fs::write(&path, format!("{}\n", std::process::id()))
-            .map_err(|e| bad(format!("cannot write {RUN_LOCK}: {e}")))?;
-        Ok(RunLock(path))
+        // a second attempt follows the removal of a stale lock
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    writeln!(file, "{}", std::process::id())
+                        .map_err(|e| bad(format!("cannot write {RUN_LOCK}: {e}")))?;
+                    return Ok(RunLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match lock_holder(out) {
+                    LockHolder::Live(pid) => return Err(bad(busy(pid))),
+                    LockHolder::Unreadable => {
+                        return Err(bad(format!(
+                            "{RUN_LOCK} holds no process id: another run is starting this instant, or the file is damaged; if no dtpsim process writes into this folder, delete {RUN_LOCK} and run again"
+                        )))
+                    }
+                    LockHolder::None => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                },
+                Err(e) => return Err(bad(format!("cannot create {RUN_LOCK}: {e}"))),
+            }
+        }
+        Err(bad(format!(
+            "{RUN_LOCK} came back at once after a stale one was removed: another run is starting; run again when it has"
+        )))
     }
 }
 
