@@ -46,6 +46,7 @@ fn algorithms() -> Vec<NamedAlgorithm> {
     vec![
         NamedAlgorithm {
             lr_schedule: Default::default(),
+            adam: None,
             name: "bp".into(),
             algorithm: Algorithm::Bp {
                 optimizer: Optimizer::Sgd,
@@ -54,6 +55,7 @@ fn algorithms() -> Vec<NamedAlgorithm> {
         },
         NamedAlgorithm {
             lr_schedule: Default::default(),
+            adam: None,
             name: "dtp1".into(),
             algorithm: Algorithm::Dtp1 {
                 beta: 0.1,

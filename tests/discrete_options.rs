@@ -45,6 +45,7 @@ fn data(cfg: &Scenario) -> Dataset {
 fn train(cfg: &Scenario, algorithm: Algorithm, data: &Dataset) -> (Network, Vec<MetricsRow>) {
     let named = NamedAlgorithm {
         lr_schedule: Default::default(),
+        adam: None,
         name: "x".into(),
         algorithm,
     };
@@ -359,6 +360,7 @@ fn lr_schedules_scale_the_total_step_by_the_sum_of_their_factors() {
     let moved = |schedule: LrSchedule| {
         let named = NamedAlgorithm {
             lr_schedule: schedule,
+            adam: None,
             name: "bp".into(),
             algorithm: Algorithm::Bp {
                 optimizer: Optimizer::Sgd,
@@ -402,4 +404,76 @@ fn lr_schedule_values_out_of_range_name_the_field() {
         ok.references[0].lr_schedule,
         dtpsim::discrete::train::LrSchedule::Cosine { floor: 0.0 }
     );
+}
+
+/// Adam with `β₁ = β₂ = 0` and a negligible `ε` steps every weight by `±lr` (`m̂/√v̂ = g/|g|`), so after
+/// two trials each weight has moved by 0 or `2 lr`; the default decays do not (the second step
+/// mixes the two gradients).
+#[test]
+fn adam_without_memory_steps_every_weight_by_its_rate() {
+    use dtpsim::discrete::train::AdamSettings;
+    let mut cfg = scenario(&[4, 6, 3], 2, 0);
+    cfg.schedule.batch = 8;
+    let data = data(&cfg);
+    let start = cfg.initial_network().unwrap();
+    let lr = 1e-3;
+    let moved = |adam: Option<AdamSettings>| {
+        let named = NamedAlgorithm {
+            lr_schedule: Default::default(),
+            adam,
+            name: "bp".into(),
+            algorithm: Algorithm::Bp {
+                optimizer: Optimizer::Adam,
+                lr: PerLayer::All(lr),
+            },
+        };
+        let mut cfg = cfg.clone();
+        cfg.references = vec![named.clone()];
+        cfg.validate().unwrap();
+        let out = train_one(&cfg, &named, &data, &|_, _| {}).unwrap();
+        let steps: Vec<f64> = out
+            .network
+            .encoders()
+            .iter()
+            .zip(start.encoders())
+            .flat_map(|(w, w0)| (w - w0).iter().map(|d| d.abs()).collect::<Vec<_>>())
+            .collect();
+        steps
+    };
+    let memoryless = moved(Some(AdamSettings {
+        beta1: 0.0,
+        beta2: 0.0,
+        eps: 1e-300,
+    }));
+    let on_grid = |d: f64| d < 1e-15 || (d - 2.0 * lr).abs() < 1e-12 * lr;
+    assert!(memoryless.iter().all(|&d| on_grid(d)), "{memoryless:?}");
+    assert!(
+        memoryless.iter().any(|&d| d > lr),
+        "some weight moved twice the same way"
+    );
+    let default = moved(None);
+    assert!(
+        default.iter().any(|&d| !on_grid(d)),
+        "the default decays remember"
+    );
+}
+
+/// `adam` is checked like every other field, and refused where it would be ignored.
+#[test]
+fn adam_settings_out_of_range_or_without_adam_name_the_field() {
+    let text = |optimizer: &str, adam: &str| {
+        format!(
+            r#"{{"engine": null, "references": [{{"name": "bp", "kind": "bp", "lr": 0.1, "optimizer": "{optimizer}", "adam": {adam}}}]}}"#
+        )
+    };
+    let err = parse_scenario(&text("sgd", r#"{"beta1": 0.5}"#), &[]).unwrap_err();
+    assert_eq!(err.path, "references[0].adam", "{err}");
+    assert!(err.to_string().contains("\"optimizer\": \"adam\""), "{err}");
+    let err = parse_scenario(&text("adam", r#"{"beta2": 1.0}"#), &[]).unwrap_err();
+    assert_eq!(err.path, "references[0].adam.beta2", "{err}");
+    let err = parse_scenario(&text("adam", r#"{"eps": 0}"#), &[]).unwrap_err();
+    assert_eq!(err.path, "references[0].adam.eps", "{err}");
+    let ok = parse_scenario(&text("adam", r#"{"beta1": 0.99}"#), &[]).unwrap();
+    let adam = ok.references[0].adam.expect("given");
+    assert_eq!((adam.beta1, adam.beta2, adam.eps), (0.99, 0.999, 1e-8));
 }

@@ -17,6 +17,7 @@ use nalgebra::DMatrix;
 fn four_references() -> Vec<NamedAlgorithm> {
     let named = |name: &str, algorithm| NamedAlgorithm {
         lr_schedule: Default::default(),
+        adam: None,
         name: name.into(),
         algorithm,
     };
@@ -90,6 +91,7 @@ fn every_algorithm_reduces_the_test_loss() {
     let mut cfg = small_config();
     cfg.references.push(NamedAlgorithm {
         lr_schedule: Default::default(),
+        adam: None,
         name: "adam".into(),
         algorithm: Algorithm::Bp {
             optimizer: Optimizer::Adam,
@@ -98,6 +100,7 @@ fn every_algorithm_reduces_the_test_loss() {
     });
     cfg.references.push(NamedAlgorithm {
         lr_schedule: Default::default(),
+        adam: None,
         name: "dtp1_input_influence".into(),
         algorithm: Algorithm::Dtp1 {
             beta: 0.1,
@@ -184,6 +187,7 @@ fn a_diverging_run_stops_with_an_error_and_keeps_its_rows() {
     let mut cfg = small_config();
     cfg.references = vec![NamedAlgorithm {
         lr_schedule: Default::default(),
+        adam: None,
         name: "too_fast".into(),
         algorithm: Algorithm::Bp {
             optimizer: Optimizer::Sgd,
@@ -231,6 +235,7 @@ fn every_variant() -> Vec<NamedAlgorithm> {
     let drl_ridge = DecoderTraining { ridge: 0.1, ..drl };
     let named = |name: String, algorithm| NamedAlgorithm {
         lr_schedule: Default::default(),
+        adam: None,
         name,
         algorithm,
     };
@@ -465,6 +470,7 @@ fn a_diverging_relaxation_is_reported_for_the_same_example_as_per_example() {
                 cfg.schedule.trials = 16usize.div_ceil(batch_size);
                 let named = NamedAlgorithm {
                     lr_schedule: Default::default(),
+                    adam: None,
                     name: "diverging".into(),
                     algorithm: Algorithm::Dtp1 {
                         beta: 1.0,

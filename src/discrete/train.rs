@@ -56,8 +56,9 @@ pub enum Optimizer {
     /// The update itself, scaled by the layer's rate: `W_l ← W_l + lr_l u_l`.
     #[default]
     Sgd,
-    /// Adam (β₁ 0.9, β₂ 0.999, ε 10⁻⁸, bias-corrected) with step size `lr_l`, fed the
-    /// gradient `g_l = −u_l` of the algorithm's unit-rate update `u_l`.
+    /// Adam (bias-corrected; β₁ 0.9, β₂ 0.999, ε 10⁻⁸ unless the reference's `adam` says
+    /// otherwise) with step size `lr_l`, fed the gradient `g_l = −u_l` of the algorithm's
+    /// unit-rate update `u_l`.
     Adam,
 }
 
@@ -257,6 +258,61 @@ pub struct NamedAlgorithm {
     /// How the encoders' rate (`lr` or `eta`) changes over the run (default: constant).
     #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
     pub lr_schedule: LrSchedule,
+    /// Adam's decay rates and `ε` (only with `"optimizer": "adam"`; default β₁ 0.9, β₂ 0.999,
+    /// ε 10⁻⁸).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adam: Option<AdamSettings>,
+}
+
+/// Adam's hyper-parameters besides the step size (docs/MODEL.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdamSettings {
+    /// Decay `β₁` of the first-moment estimate, in `[0, 1)`.
+    pub beta1: f64,
+    /// Decay `β₂` of the second-moment estimate, in `[0, 1)`.
+    pub beta2: f64,
+    /// `ε` added to `√v̂`, in `(0, 1]`.
+    pub eps: f64,
+}
+
+impl Default for AdamSettings {
+    fn default() -> Self {
+        AdamSettings {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+impl AdamSettings {
+    fn validate(&self, path: &str, optimizer: Optimizer) -> Result<(), ConfigError> {
+        if optimizer != Optimizer::Adam {
+            return Err(ConfigError::new(
+                path,
+                "is given but the optimizer is sgd: set \"optimizer\": \"adam\" or remove \"adam\"",
+            ));
+        }
+        let decay = |field: &str, v: f64| {
+            check_range(
+                &format!("{path}.{field}"),
+                v,
+                (0.0, false),
+                1.0 - f64::EPSILON,
+                " (a decay rate: 1 would never forget)",
+            )
+        };
+        decay("beta1", self.beta1)?;
+        decay("beta2", self.beta2)?;
+        check_range(
+            &format!("{path}.eps"),
+            self.eps,
+            (0.0, true),
+            1.0,
+            " (0 would divide by zero wherever a gradient vanishes, e.g. for a constant input pixel)",
+        )
+    }
 }
 
 /// A factor on the encoders' rates over the run, applied to every layer's step (SGD's rate,
@@ -532,6 +588,9 @@ pub fn validate_algorithms(
         }
         a.algorithm.validate(&path, depth)?;
         a.lr_schedule.validate(&format!("{path}.lr_schedule"))?;
+        if let Some(adam) = &a.adam {
+            adam.validate(&format!("{path}.adam"), a.algorithm.optimizer())?;
+        }
     }
     Ok(())
 }
@@ -775,8 +834,12 @@ pub fn train_with_checkpoints(
         }
     }
     let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdec1);
-    let mut adam = (algorithm.optimizer() == Optimizer::Adam)
-        .then(|| Adam::new(algorithm.rates().values(net.depth()), net.encoders()));
+    let mut adam = (algorithm.optimizer() == Optimizer::Adam).then(|| {
+        let mut adam = Adam::new(algorithm.rates().values(net.depth()), net.encoders());
+        let settings = named.adam.unwrap_or_default();
+        (adam.beta1, adam.beta2, adam.eps) = (settings.beta1, settings.beta2, settings.eps);
+        adam
+    });
     let decoders = algorithm.uses_decoders();
     let depth = net.depth();
     let plan = EvaluationPlan::new(data, sched, seed);

@@ -221,7 +221,8 @@ pub fn fit_decoders_least_squares(net: &mut Network, inputs: &[DVector<f64>], ri
 /// Adam (Kingma & Ba 2015) for a list of matrices, one step size per matrix
 /// (docs/MODEL.md §4): with `t` the step count and `g` the gradient,
 /// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g⊙g`, `ΔW_l = −lr_l m̂/(√v̂ + ε)` with
-/// `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`, and `β₁ = 0.9`, `β₂ = 0.999`, `ε = 10⁻⁸`.
+/// `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`; [`Adam::new`] sets `β₁ = 0.9`, `β₂ = 0.999`, `ε = 10⁻⁸`
+/// (a reference's `adam` field overrides them).
 #[derive(Debug, Clone)]
 pub struct Adam {
     /// Step size `lr_l` of every matrix.
