@@ -411,7 +411,7 @@ fn lr_schedule_values_out_of_range_name_the_field() {
 /// mixes the two gradients).
 #[test]
 fn adam_without_memory_steps_every_weight_by_its_rate() {
-    use dtpsim::discrete::train::AdamSettings;
+    use dtpsim::discrete::updates::AdamSettings;
     let mut cfg = scenario(&[4, 6, 3], 2, 0);
     cfg.schedule.batch = 8;
     let data = data(&cfg);

@@ -33,7 +33,7 @@ use crate::discrete::targets::{
 };
 use crate::discrete::updates::{
     bp_gradients, corrupted, decoder_noise, decoder_update, difference_probe, dtp1_update,
-    dtp_update, Adam,
+    dtp_update, Adam, AdamSettings,
 };
 use crate::error::{check_at_least, check_positive, check_range, ConfigError};
 use crate::metrics::{EvaluationPlan, TestScope};
@@ -262,28 +262,6 @@ pub struct NamedAlgorithm {
     /// ε 10⁻⁸).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adam: Option<AdamSettings>,
-}
-
-/// Adam's hyper-parameters besides the step size (docs/MODEL.md §4).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdamSettings {
-    /// Decay `β₁` of the first-moment estimate, in `[0, 1)`.
-    pub beta1: f64,
-    /// Decay `β₂` of the second-moment estimate, in `[0, 1)`.
-    pub beta2: f64,
-    /// `ε` added to `√v̂`, in `(0, 1]`.
-    pub eps: f64,
-}
-
-impl Default for AdamSettings {
-    fn default() -> Self {
-        AdamSettings {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-        }
-    }
 }
 
 impl AdamSettings {
@@ -835,10 +813,11 @@ pub fn train_with_checkpoints(
     }
     let mut noise_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdec1);
     let mut adam = (algorithm.optimizer() == Optimizer::Adam).then(|| {
-        let mut adam = Adam::new(algorithm.rates().values(net.depth()), net.encoders());
-        let settings = named.adam.unwrap_or_default();
-        (adam.beta1, adam.beta2, adam.eps) = (settings.beta1, settings.beta2, settings.eps);
-        adam
+        Adam::new(
+            algorithm.rates().values(net.depth()),
+            net.encoders(),
+            named.adam.unwrap_or_default(),
+        )
     });
     let decoders = algorithm.uses_decoders();
     let depth = net.depth();

@@ -218,11 +218,34 @@ pub fn fit_decoders_least_squares(net: &mut Network, inputs: &[DVector<f64>], ri
     }
 }
 
+/// Adam's hyper-parameters besides the step size (docs/MODEL.md §4).
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdamSettings {
+    /// Decay `β₁` of the first-moment estimate, in `[0, 1)`.
+    pub beta1: f64,
+    /// Decay `β₂` of the second-moment estimate, in `[0, 1)`.
+    pub beta2: f64,
+    /// `ε` added to `√v̂`, in `(0, 1]`.
+    pub eps: f64,
+}
+
+impl Default for AdamSettings {
+    fn default() -> Self {
+        AdamSettings {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
 /// Adam (Kingma & Ba 2015) for a list of matrices, one step size per matrix
 /// (docs/MODEL.md §4): with `t` the step count and `g` the gradient,
 /// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g⊙g`, `ΔW_l = −lr_l m̂/(√v̂ + ε)` with
-/// `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`; [`Adam::new`] sets `β₁ = 0.9`, `β₂ = 0.999`, `ε = 10⁻⁸`
-/// (a reference's `adam` field overrides them).
+/// `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`, and `β₁`, `β₂`, `ε` from [`AdamSettings`].
 #[derive(Debug, Clone)]
 pub struct Adam {
     /// Step size `lr_l` of every matrix.
@@ -239,17 +262,18 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Zero moments shaped like `params`, step size `lr[i]` for `params[i]`.
-    pub fn new(lr: Vec<f64>, params: &[DMatrix<f64>]) -> Self {
+    /// Zero moments shaped like `params`, step size `lr[i]` for `params[i]`, decays and `ε`
+    /// from `settings`.
+    pub fn new(lr: Vec<f64>, params: &[DMatrix<f64>], settings: AdamSettings) -> Self {
         let zeros: Vec<_> = params
             .iter()
             .map(|p| DMatrix::zeros(p.nrows(), p.ncols()))
             .collect();
         Adam {
             lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
+            beta1: settings.beta1,
+            beta2: settings.beta2,
+            eps: settings.eps,
             t: 0,
             m: zeros.clone(),
             v: zeros,
@@ -357,7 +381,7 @@ mod tests {
     #[test]
     fn adam_first_step_has_size_lr() {
         let g = vec![DMatrix::from_row_slice(1, 2, &[3.0, -0.1])];
-        let mut adam = Adam::new(vec![0.01], &g);
+        let mut adam = Adam::new(vec![0.01], &g, AdamSettings::default());
         let s = adam.step(&g);
         assert!((s[0][(0, 0)] + 0.01).abs() < 1e-9 && (s[0][(0, 1)] - 0.01).abs() < 1e-7);
     }
