@@ -291,7 +291,14 @@ pub fn estimate(s: &Scenario) -> Estimate {
             // rtol 1e-6); Dop853 takes larger steps with more stages
             Method::Dopri5 | Method::Dop853 => 13.0 * rate * time,
         };
-        let flops_per_eval = 6.0 * params * batch;
+        // difference reconstruction decoders: one more column block through W_2..W_L and Ω_l
+        let probes = if engine.dynamics.decoder.probes() {
+            let first = f(w[1]) * (f(w[0]) + bias);
+            2.0 * (params - first) * batch
+        } else {
+            0.0
+        };
+        let flops_per_eval = 6.0 * params * batch + probes;
         let driver = if engine.solver.method == Method::Rk4 {
             "schedule.trials, engine.protocol.t_stim, engine.solver.step"
         } else {

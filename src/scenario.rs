@@ -200,10 +200,13 @@ pub enum Variable {
     Trace,
     /// Influence scale neuron `s_l` (neuron 0; hidden layers `1..L−1`).
     S,
+    /// Probe pool neuron `q_l` of the difference reconstruction decoders (neuron 0; layers
+    /// `2..L`).
+    Q,
 }
 
 impl Variable {
-    /// The name used in column headers (`h`, `d`, `tau`, `u`, `p`, `trace`, `s`).
+    /// The name used in column headers (`h`, `d`, `tau`, `u`, `p`, `trace`, `s`, `q`).
     pub fn name(self) -> &'static str {
         match self {
             Variable::H => "h",
@@ -213,6 +216,7 @@ impl Variable {
             Variable::P => "p",
             Variable::Trace => "trace",
             Variable::S => "s",
+            Variable::Q => "q",
         }
     }
 }
@@ -319,6 +323,7 @@ impl TraceColumn {
             Variable::P => get(Population::Pool),
             Variable::Trace => get(Population::Trace),
             Variable::S => get(Population::Influence),
+            Variable::Q => get(Population::ProbePool),
         }
     }
 }
@@ -1005,7 +1010,7 @@ impl Scenario {
             let (lo, hi) = match v.variable {
                 Variable::H | Variable::D | Variable::Tau => (1, depth),
                 Variable::S => (1, depth - 1),
-                Variable::U => (2, depth),
+                Variable::U | Variable::Q => (2, depth),
                 Variable::P => (0, depth),
                 Variable::Trace => (0, depth - 1),
             };
@@ -1043,6 +1048,8 @@ impl Scenario {
                 Variable::S => {
                     (!d.influence.enabled).then_some("engine.dynamics.influence.enabled = true")
                 }
+                Variable::Q => (!d.decoder.probes())
+                    .then_some("engine.dynamics.decoder.loss = \"difference_reconstruction\""),
                 _ => None,
             };
             if let Some(need) = missing {
@@ -1058,7 +1065,7 @@ impl Scenario {
     /// How many neurons a traced variable has in `layer`.
     fn trace_width(&self, variable: Variable, layer: usize) -> usize {
         match variable {
-            Variable::P | Variable::S => 1,
+            Variable::P | Variable::S | Variable::Q => 1,
             Variable::Trace => self.network.widths[layer] + usize::from(self.network.bias),
             _ => self.network.widths[layer],
         }

@@ -2,7 +2,7 @@
 //! the same method on the same ODE, so the same weights, neurons and traces, and the same
 //! steps.
 
-use dtpsim::continuous::config::{EngineConfig, Method, PlasticityRule, WeightsMode};
+use dtpsim::continuous::config::{DecoderLoss, EngineConfig, Method, PlasticityRule, WeightsMode};
 use dtpsim::continuous::integrate::StageForm;
 use dtpsim::continuous::{Observer, Phase, Population, Sample, Simulation};
 use dtpsim::data::Example;
@@ -103,7 +103,7 @@ fn rel(a: &[f64], b: &[f64]) -> f64 {
 
 /// Configurations that exercise every term the low-rank stages carry: weight decay (`μ ≠ 0`
 /// makes the stage weights' scalar `c_s ≠ 1`), replicas, traces, influence, every scheme and
-/// plasticity rule.
+/// plasticity rule, and both decoder losses.
 fn configurations() -> Vec<(&'static str, EngineConfig, usize)> {
     let mut base = EngineConfig::default();
     base.protocol.t_stim = 6.0;
@@ -124,12 +124,20 @@ fn configurations() -> Vec<(&'static str, EngineConfig, usize)> {
     input.dynamics.plasticity.rule = PlasticityRule::Displacement;
     let mut difference = base.clone();
     difference.dynamics.scheme = Scheme::Difference;
+    let mut probed = decay.clone();
+    probed.dynamics.decoder.loss = DecoderLoss::DifferenceReconstruction;
+    probed.dynamics.decoder.noise = 0.3;
+    probed.dynamics.decoder.ridge = 0.1;
+    let mut probed_input = probed.clone();
+    probed_input.dynamics.scheme = Scheme::DecoderInput;
     vec![
         ("default", base, 1),
         ("decay, B = 3", decay, 3),
         ("traces, influence, tau_dot_full", rich, 3),
         ("decoder_input, displacement", input, 3),
         ("difference", difference, 1),
+        ("difference reconstruction decoders", probed, 3),
+        ("decoder_input, difference reconstruction", probed_input, 2),
     ]
 }
 

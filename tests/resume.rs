@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Continuous engine with traces, BP with Adam, iterated DTP1 with noisy decoders and
+/// Continuous engine with traces and difference-reconstruction decoders (probes drawn per
+/// trial from the seed), BP with Adam, iterated DTP1 with noisy decoders and
 /// iterated DTP1 with Adam, per-layer rates and difference-reconstruction decoders, in epochs
 /// with subset evaluations and checkpoints every 20 trials.
 const SCENARIO: &str = r#"{"name": "resume", "seed": 3,
@@ -16,7 +17,8 @@ const SCENARIO: &str = r#"{"name": "resume", "seed": 3,
  "data": {"train": 60, "test": 50},
  "network": {"widths": [6, 8, 8, 4]},
  "schedule": {"epochs": 40, "warmup_trials": 20, "batch": 4, "eval_every": 10, "eval_examples": 20},
- "engine": {"protocol": {"t_stim": 8, "t_on": 3, "t_gap": 1}},
+ "engine": {"protocol": {"t_stim": 8, "t_on": 3, "t_gap": 1},
+   "dynamics": {"decoder": {"eta": 0.2, "loss": "difference_reconstruction", "noise": 0.1, "ridge": 0.1}}},
  "references": [
    {"name": "adam", "kind": "bp", "optimizer": "adam", "lr": 0.01},
    {"name": "dtp1", "kind": "dtp1", "beta": 0.2, "eta": 0.05,

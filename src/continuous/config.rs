@@ -3,6 +3,7 @@
 //! errors name the JSON path and the fix.
 
 use crate::discrete::targets::Scheme;
+pub use crate::discrete::train::DecoderLoss;
 use crate::error::{check_range, ConfigError};
 use serde::{Deserialize, Serialize};
 
@@ -65,14 +66,25 @@ impl Default for Plasticity {
     }
 }
 
-/// Decoder plasticity on the regular auto-encoder loss (Sec. 10.2), always on.
+/// Decoder plasticity (Sec. 9, 10.2; docs/MODEL.md §6), always on: on the regular auto-encoder
+/// loss, `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b (h_{l−1} − g_l(h_l)) n_lᵀ]`, or on the difference
+/// reconstruction loss of Meulemans et al. (2020) with a probe `σξ` held through each trial,
+/// `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b (σξ − Ω_l Δa_l) Δa_lᵀ/(ε + r_Ω σ² + q_l)]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecoderPlasticity {
-    /// `η_Ω`.
+    /// `η_Ω` (per example).
     pub eta: f64,
     /// `γ_Ω`.
     pub gamma: f64,
+    /// `regular` (auto-encoder) or `difference_reconstruction` (Meulemans et al. 2020).
+    pub loss: DecoderLoss,
+    /// Standard deviation σ of the probe `σξ` of `difference_reconstruction` (must be > 0
+    /// there; the regular loss takes no noise).
+    pub noise: f64,
+    /// Ridge `r_Ω` of `difference_reconstruction`: `r_Ω σ²` joins `ε` in the normaliser, as in
+    /// the discrete step's curvature `‖Δa‖² + r_Ω σ²` (docs/MODEL.md §4).
+    pub ridge: f64,
 }
 
 impl Default for DecoderPlasticity {
@@ -80,7 +92,18 @@ impl Default for DecoderPlasticity {
         DecoderPlasticity {
             eta: 0.5,
             gamma: 0.0,
+            loss: DecoderLoss::Regular,
+            noise: 0.0,
+            ridge: 0.0,
         }
+    }
+}
+
+impl DecoderPlasticity {
+    /// Whether the decoders learn on the difference reconstruction loss, which adds the probe
+    /// products and the probe pools `q_l` to the engine.
+    pub fn probes(&self) -> bool {
+        self.loss == DecoderLoss::DifferenceReconstruction
     }
 }
 
@@ -338,6 +361,41 @@ impl EngineConfig {
             1e3,
             rate,
         )?;
+        check_range(
+            "dynamics.decoder.noise",
+            d.decoder.noise,
+            (0.0, false),
+            10.0,
+            " (the probe's standard deviation)",
+        )?;
+        check_range(
+            "dynamics.decoder.ridge",
+            d.decoder.ridge,
+            (0.0, false),
+            1e6,
+            "",
+        )?;
+        match d.decoder.loss {
+            DecoderLoss::DifferenceReconstruction if d.decoder.noise <= 0.0 => {
+                return Err(ConfigError::new(
+                    "dynamics.decoder.noise",
+                    "must be > 0 with \"loss\": \"difference_reconstruction\" (the decoders learn to map the change a probe σξ makes back onto the probe); give the probe's standard deviation σ, e.g. 0.1",
+                ));
+            }
+            DecoderLoss::Regular if d.decoder.noise != 0.0 => {
+                return Err(ConfigError::new(
+                    "dynamics.decoder.noise",
+                    "is used only with \"loss\": \"difference_reconstruction\"; the engine's regular decoders learn without noise (set noise to 0, or choose that loss)",
+                ));
+            }
+            DecoderLoss::Regular if d.decoder.ridge != 0.0 => {
+                return Err(ConfigError::new(
+                    "dynamics.decoder.ridge",
+                    "is used only with \"loss\": \"difference_reconstruction\"; the regular decoders' weight decay is dynamics.decoder.gamma (set ridge to 0)",
+                ));
+            }
+            _ => {}
+        }
         let p = &self.protocol;
         if let Some(w) = p.t_window {
             time("protocol.t_window", w)?;

@@ -22,7 +22,10 @@
 //!   example: summed over the replicas)
 //!   with `e = (s_l d_l)˙ = s_l ḋ_l + ṡ_l d_l` (`tau_dot`), `ḣ_l + (s_l d_l)˙` (`tau_dot_full`) or
 //!   `s_l d_l/T_r` (`displacement`);
-//! * decoder plasticity (Sec. 10.2): `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b (h_{l−1} − g_l(h_l)) n_lᵀ]`.
+//! * decoder plasticity (Sec. 10.2): `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b (h_{l−1} − g_l(h_l)) n_lᵀ]`
+//!   (`regular`), or, on the difference reconstruction loss with the trial's probe `σξ_{l−1}`,
+//!   `ΔA_l = a_l(f_l(H_{l−1} + σΞ_{l−1})) − a_l(F_l)`, `τ_p q̇_l = −q_l + ‖Δa_l‖²` and
+//!   `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b (σξ_{l−1} − Ω_l Δa_l) Δa_lᵀ/(ε + r_Ω σ² + q_l)]`.
 //!
 //! Every plastic matrix `M` (the `W_l` and `Ω_l`) therefore has a derivative of the form
 //! `Ṁ = −μ M + E Nᵀ` with `E`, `N` of `B` columns ([`PlasticFactors`]). The field returns the
@@ -31,8 +34,9 @@
 //! ([`StageWeights`]), so the low-rank path never forms its stage weights either.
 //!
 //! Products that share a matrix are batched into one matrix–matrix product: `W_l` multiplies
-//! `[A_{l−1} | a_{l−1}(H_{l−1} + D_{l−1})]` (or the `decoder_input` twin), `Ω_l` multiplies
-//! `[A_l | a_l(H_l + D_l) | a_l(Z_l)]`. Every `σ` is computed once per population per
+//! `[A_{l−1} | a_{l−1}(H_{l−1} + D_{l−1})]` (or the `decoder_input` twin, and with probes a
+//! last block `a_{l−1}(H_{l−1} + σΞ_{l−1})`), `Ω_l` multiplies `[A_l | a_l(H_l + D_l) | a_l(Z_l)]`
+//! (and `ΔA_l` on its own, once every `W_l` product is done). Every `σ` is computed once per population per
 //! evaluation, and all buffers live in a [`Workspace`] allocated once per run.
 
 use super::config::{EngineConfig, Gate, PlasticityRule};
@@ -55,6 +59,10 @@ pub struct Drive {
     pub teacher: f64,
     /// Whether forward plasticity is on (off during warm-up: `η = 0`).
     pub forward_plastic: bool,
+    /// The probes `σξ_{l−1}` of the difference reconstruction decoders per replica
+    /// (`n_{l−1} × B`, index `l − 2` for `l = 2..=L`), held through the trial; empty for the
+    /// regular loss.
+    pub probe: Vec<DMatrix<f64>>,
 }
 
 /// Where a non-finite derivative first appeared.
@@ -202,6 +210,10 @@ pub struct Workspace {
     enc: Vec<Product>,
     /// `Ω_l` times its batched inputs, `l = 2..=L`.
     dec: Vec<Product>,
+    /// `Ω_l ΔA_l`, `l = 2..=L` (difference reconstruction decoders; empty otherwise).
+    probe: Vec<Product>,
+    /// `a_l(F_l)`, the base point of `ΔA_l`.
+    probe_base: Vec<DMatrix<f64>>,
     /// `n_l = A_l/(ε + p_l)`, `l = 0..=L`.
     rate: Vec<DMatrix<f64>>,
     /// A population-sized scratch per layer (`H + D`, `Z`, `Δ`).
@@ -223,13 +235,13 @@ impl Workspace {
         let b = layout.replicas;
         let len = |l: usize| arch.presyn_len(l);
         let n = |l: usize| arch.widths[l];
+        let probes = layout.probes();
         let enc_cols = |l: usize| {
-            if l == 1 || scheme == Scheme::Difference {
-                b
-            } else {
-                2 * b
-            }
+            let blocks =
+                1 + usize::from(has_second_input(l, scheme)) + usize::from(probes && l >= 2);
+            blocks * b
         };
+        let probe_len = |l: usize| if probes && l >= 2 { len(l) } else { 0 };
         let dec_cols = if scheme == Scheme::DecoderOutput {
             3 * b
         } else {
@@ -248,6 +260,15 @@ impl Workspace {
                     0 | 1 => Product::new(0, 0, 0),
                     l => Product::new(len(l), n(l - 1), dec_cols),
                 })
+                .collect(),
+            probe: (0..=depth)
+                .map(|l| match l {
+                    0 | 1 => Product::new(0, 0, 0),
+                    l => Product::new(probe_len(l), n(l - 1) * usize::from(probes), b),
+                })
+                .collect(),
+            probe_base: (0..=depth)
+                .map(|l| DMatrix::zeros(probe_len(l), b))
                 .collect(),
             rate: (0..=depth).map(|l| DMatrix::zeros(len(l), b)).collect(),
             scratch: (0..=depth).map(|l| DMatrix::zeros(n(l), b)).collect(),
@@ -272,6 +293,12 @@ pub struct Field<'a> {
     ws: RefCell<Workspace>,
     stats: Cell<FieldStats>,
     fault: Cell<Option<Fault>>,
+}
+
+/// Whether `W_l`'s product has the second block `a_{l−1}(H_{l−1} + V)` (the re-encoded target
+/// of `decoder_output` and `decoder_input`; not for `l = 1`, whose input is clamped).
+fn has_second_input(l: usize, scheme: Scheme) -> bool {
+    l >= 2 && scheme != Scheme::Difference
 }
 
 /// `(ε + p)⁻¹`-style column scaling: multiplies column `j` of `m` by `s[j]`.
@@ -424,6 +451,7 @@ impl<'a> Field<'a> {
         let ws = &mut *guard;
         self.presynaptic(x, ws);
         self.products(x, weights, ws);
+        self.probe_products(weights, ws);
         self.targets(x, dx, ws);
         self.pools_and_traces(x, dx, ws);
         self.influence(x, dx, ws);
@@ -494,7 +522,7 @@ impl<'a> Field<'a> {
         } = ws;
         let prod = &mut enc[l];
         prod.input.columns_mut(0, b).copy_from(&a[l - 1]);
-        if prod.input.ncols() > b {
+        if has_second_input(l, self.cfg.dynamics.scheme) {
             let h = self.layout.h(l - 1).view(x);
             let v = &mut scratch[l - 1];
             match self.cfg.dynamics.scheme {
@@ -507,6 +535,15 @@ impl<'a> Field<'a> {
             }
             let (v, mut second) = (&scratch[l - 1], prod.input.columns_mut(b, b));
             self.arch.presyn_into(l - 1, &v.as_view(), &mut second);
+        }
+        if let Some(probe) = (l >= 2).then(|| self.drive.probe.get(l - 2)).flatten() {
+            // the last block: a_{l−1}(H_{l−1} + σΞ_{l−1})
+            let v = &mut scratch[l - 1];
+            v.zip_zip_apply(&self.layout.h(l - 1).view(x), probe, |v, h, p| *v = h + p);
+            let last = prod.input.ncols() - b;
+            let mut block = prod.input.columns_mut(last, b);
+            self.arch
+                .presyn_into(l - 1, &scratch[l - 1].as_view(), &mut block);
         }
         weights.product(
             encoder_index(l),
@@ -559,6 +596,37 @@ impl<'a> Field<'a> {
             &prod.input.as_view(),
             &mut prod.output.as_view_mut(),
         );
+    }
+
+    /// The probe differences of the difference reconstruction decoders and their products,
+    /// `l = 2..=L`: `ΔA_l = a_l(F^ξ_l) − a_l(F_l)` with `F^ξ_l = W_l a_{l−1}(H_{l−1} + σΞ_{l−1})`
+    /// (the last block of `W_l`'s product) and `F_l = W_l A_{l−1}` (its first), then
+    /// `Ω_l ΔA_l`. Its bias row is 0, and it is 0 without a probe, whatever the lag of `H_l`.
+    fn probe_products(&self, weights: &dyn StageWeights, ws: &mut Workspace) {
+        if self.drive.probe.is_empty() {
+            return;
+        }
+        let b = self.layout.replicas;
+        let Workspace {
+            enc,
+            probe,
+            probe_base,
+            ..
+        } = ws;
+        for l in 2..=self.layout.depth {
+            let (prod, base) = (&mut probe[l], &mut probe_base[l]);
+            let last = enc[l].output.ncols() - b;
+            let (f, f_probe) = (enc[l].out(0, b), enc[l].output.columns(last, b));
+            self.arch
+                .presyn_into(l, &f_probe, &mut prod.input.as_view_mut());
+            self.arch.presyn_into(l, &f, &mut base.as_view_mut());
+            prod.input -= &*base;
+            weights.product(
+                decoder_index(self.layout.depth, l),
+                &prod.input.as_view(),
+                &mut prod.output.as_view_mut(),
+            );
+        }
     }
 
     /// `Ḣ_l`, `Ḋ_l` and (`decoder_input`) `U̇_l` from the products.
@@ -641,6 +709,13 @@ impl<'a> Field<'a> {
             let rate = &mut ws.rate[l];
             rate.copy_from(a);
             scale_columns(&mut rate.as_view_mut(), |j| 1.0 / (dynm.pool_eps + p[j]));
+            if let Some(block) = lay.probe_pool(l) {
+                let (q, mut qdot) = (block.view(x), block.view_mut(dx));
+                let diff = &ws.probe[l].input;
+                for j in 0..lay.replicas {
+                    qdot[j] = (diff.column(j).norm_squared() - q[j]) / dynm.tau_p;
+                }
+            }
         }
         let k = lay.stages;
         if k == 0 {
@@ -762,10 +837,25 @@ impl<'a> Field<'a> {
                 continue;
             }
             let e = &mut plastic.e[m];
-            e.copy_from(&lay.h(l - 1).view(x));
-            *e -= ws.dec[l].out(0, lay.replicas);
-            *e *= eta;
-            plastic.n[m].copy_from(&ws.rate[l]);
+            match lay.probe_pool(l) {
+                None => {
+                    e.copy_from(&lay.h(l - 1).view(x));
+                    *e -= ws.dec[l].out(0, lay.replicas);
+                    *e *= eta;
+                    plastic.n[m].copy_from(&ws.rate[l]);
+                }
+                Some(pool) => {
+                    // (σξ − Ω ΔA) ΔAᵀ/(ε + r σ² + q): the normalised difference reconstruction step
+                    let dec = &dynm.decoder;
+                    e.copy_from(&self.drive.probe[l - 2]);
+                    *e -= &ws.probe[l].output;
+                    *e *= eta;
+                    let floor = dynm.pool_eps + dec.ridge * dec.noise * dec.noise;
+                    let q = pool.view(x);
+                    plastic.n[m].copy_from(&ws.probe[l].input);
+                    scale_columns(&mut plastic.n[m].as_view_mut(), |j| 1.0 / (floor + q[j]));
+                }
+            }
         }
     }
 
@@ -789,7 +879,9 @@ impl<'a> Field<'a> {
         let prod =
             |p: &Product| 2.0 * (p.output.nrows() * p.input.nrows() * p.input.ncols()) as f64;
         let mut flops: f64 = (1..=depth).map(|l| prod(&ws.enc[l])).sum::<f64>()
-            + (2..=depth).map(|l| prod(&ws.dec[l])).sum::<f64>();
+            + (2..=depth)
+                .map(|l| prod(&ws.dec[l]) + prod(&ws.probe[l]))
+                .sum::<f64>();
         if outer {
             let b = self.layout.replicas as f64;
             for (m, (_, _, block)) in plastic_matrices(self.layout).into_iter().enumerate() {

@@ -9,6 +9,7 @@
 //! | `p_l`, `l = 0..=L` (pooling neuron) | `1 × B` | always |
 //! | `c_{l,k}`, `l = 0..L−1`, `k = 1..=K` (trace stage) | `(n_l+1) × B` | `K > 0` |
 //! | `s_l`, `l = 1..L−1` (influence scale neuron) | `1 × B` | influence on |
+//! | `q_l`, `l = 2..=L` (probe pool neuron) | `1 × B` | `difference_reconstruction` decoders |
 //! | `W_l`, `l = 1..=L` | `n_l × (n_{l−1}+1)` | always |
 //! | `Ω_l`, `l = 2..=L` | `n_{l−1} × (n_l+1)` | always |
 
@@ -71,6 +72,8 @@ pub enum Population {
     Trace,
     /// Influence scale neuron `s_l` (Sec. 8; docs/MODEL.md §6).
     Influence,
+    /// Probe pool neuron `q_l` of the difference reconstruction decoders (docs/MODEL.md §6).
+    ProbePool,
     /// Encoder weights `W_l`.
     W,
     /// Decoder weights `Ω_l`.
@@ -87,6 +90,7 @@ impl Population {
             Population::Pool => "p",
             Population::Trace => "trace",
             Population::Influence => "s",
+            Population::ProbePool => "q",
             Population::W => "W",
             Population::Omega => "Omega",
         }
@@ -108,19 +112,22 @@ pub struct Layout {
     p: Vec<Block>,
     chain: Vec<Vec<Block>>,
     scale: Vec<Option<Block>>,
+    probe_pool: Vec<Option<Block>>,
     w: Vec<Block>,
     omega: Vec<Block>,
     len: usize,
 }
 
 impl Layout {
-    /// Lays out the state.
+    /// Lays out the state; `probes` adds the probe pools `q_l` of the difference
+    /// reconstruction decoders.
     pub fn new(
         arch: &Architecture,
         replicas: usize,
         scheme: Scheme,
         stages: usize,
         influence: bool,
+        probes: bool,
     ) -> Self {
         let depth = arch.depth();
         let mut next = 0usize;
@@ -162,6 +169,10 @@ impl Layout {
         for l in 1..=depth {
             scale.push((influence && l < depth).then(|| take(1, replicas)));
         }
+        let mut probe_pool = vec![None, None];
+        for _ in 2..=depth {
+            probe_pool.push(probes.then(|| take(1, replicas)));
+        }
         let mut w = vec![dummy];
         for l in 1..=depth {
             w.push(take(arch.widths[l], arch.presyn_len(l - 1)));
@@ -180,6 +191,7 @@ impl Layout {
             p,
             chain,
             scale,
+            probe_pool,
             w,
             omega,
             len: next,
@@ -221,6 +233,14 @@ impl Layout {
     pub fn scale(&self, l: usize) -> Option<Block> {
         self.scale.get(l).copied().flatten()
     }
+    /// The probe pool neuron `q_l`, `l = 2..=L` (difference reconstruction decoders only).
+    pub fn probe_pool(&self, l: usize) -> Option<Block> {
+        self.probe_pool.get(l).copied().flatten()
+    }
+    /// Whether the state has the probe pools of the difference reconstruction decoders.
+    pub fn probes(&self) -> bool {
+        self.probe_pool.iter().any(Option::is_some)
+    }
     /// `W_l`, `l = 1..=L`.
     pub fn w(&self, l: usize) -> Block {
         self.w[l]
@@ -250,6 +270,9 @@ impl Layout {
             }
             if self.scale[l].as_ref().is_some_and(inside) {
                 return (Population::Influence, l);
+            }
+            if self.probe_pool[l].as_ref().is_some_and(inside) {
+                return (Population::ProbePool, l);
             }
             if inside(&self.w[l]) {
                 return (Population::W, l);

@@ -173,6 +173,7 @@ pub fn run_protocol(
         return Err(ConfigError::new("data", "the training set is empty"));
     }
     sim.set_trial(schedule.first_trial());
+    sim.set_probe_seed(seed);
     let mut rng = example_order(seed);
     let plan = EvaluationPlan::new(data, schedule, seed);
     let mut sampler = EpochSampler::new(data.train.len());

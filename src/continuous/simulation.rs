@@ -12,6 +12,9 @@ use crate::error::ConfigError;
 use crate::network::{Architecture, Network};
 use nalgebra::{DMatrix, DVector};
 use ode_solvers::dop_shared::IntegrationError;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
 use thiserror::Error;
 
 /// Why a simulation stopped.
@@ -134,6 +137,7 @@ impl Sample<'_> {
                 (layer < l.depth && l.stages > 0).then(|| l.stage(layer, l.stages))
             }
             Population::Influence => (layer >= 1).then(|| l.scale(layer)).flatten(),
+            Population::ProbePool => (layer >= 2).then(|| l.probe_pool(layer)).flatten(),
             Population::W => (layer >= 1 && layer <= l.depth).then(|| l.w(layer)),
             Population::Omega => (layer >= 2 && layer <= l.depth).then(|| l.omega(layer)),
         }?;
@@ -260,6 +264,8 @@ pub struct Simulation {
     last_good: DVector<f64>,
     /// How the low-rank path holds each matrix's stages.
     stage_form: StageForm,
+    /// Seed of the decoder probes (see [`Simulation::set_probe_seed`]).
+    probe_seed: u64,
 }
 
 impl Simulation {
@@ -279,6 +285,7 @@ impl Simulation {
             d.scheme,
             d.trace.stages,
             d.influence.enabled,
+            d.decoder.probes(),
         );
         let mut state = DVector::zeros(layout.len());
         let y = state.as_mut_slice();
@@ -303,6 +310,10 @@ impl Simulation {
             if let Some(scale) = layout.scale(l) {
                 scale.view_mut(y).fill(1.0);
             }
+            if let Some(q) = layout.probe_pool(l) {
+                q.view_mut(y)
+                    .fill(probe_pool_at_rest(net, l, d.decoder.noise));
+            }
         }
         Ok(Simulation {
             arch,
@@ -317,7 +328,15 @@ impl Simulation {
             low_rank: None,
             last_good: DVector::zeros(0),
             stage_form: StageForm::Auto,
+            probe_seed: 0,
         })
+    }
+
+    /// Seeds the probes `ξ` of the difference reconstruction decoders (docs/MODEL.md §6): the
+    /// probe of replica `j` in trial `k` is a function of `(seed, k, j)` alone, so a resumed
+    /// run draws the same probes without any generator state. A scenario run uses its `seed`.
+    pub fn set_probe_seed(&mut self, seed: u64) {
+        self.probe_seed = seed;
     }
 
     /// Chooses how the low-rank path holds each matrix's stages (the default, `Auto`, picks by
@@ -471,6 +490,9 @@ impl Simulation {
                 }
             }
             copy(lay.p(l), one.p(l));
+            if let (Some(a), Some(b)) = (lay.probe_pool(l), one.probe_pool(l)) {
+                copy(a, b);
+            }
             if l < lay.depth {
                 for k in 1..=lay.stages {
                     copy(lay.stage(l, k), one.stage(l, k));
@@ -510,11 +532,30 @@ impl Simulation {
             }
             y.column_mut(j).copy_from(&ex.y);
         }
+        let dec = &self.cfg.dynamics.decoder;
+        let probe = if dec.probes() {
+            let mut probe: Vec<DMatrix<f64>> = (1..self.arch.depth())
+                .map(|l| DMatrix::zeros(self.arch.widths[l], b))
+                .collect();
+            for j in 0..b {
+                let mut rng = probe_rng(self.probe_seed, self.trial, j);
+                for layer in probe.iter_mut() {
+                    for v in layer.column_mut(j).iter_mut() {
+                        let xi: f64 = StandardNormal.sample(&mut rng);
+                        *v = dec.noise * xi;
+                    }
+                }
+            }
+            probe
+        } else {
+            Vec::new()
+        };
         Drive {
             x,
             y,
             teacher: if teacher { 1.0 } else { 0.0 },
             forward_plastic,
+            probe,
         }
     }
 
@@ -863,4 +904,28 @@ impl SegmentRun<'_, '_> {
             },
         })
     }
+}
+
+/// The generator of replica `replica`'s decoder probes in trial `trial`: a ChaCha8 stream keyed
+/// by `(seed, trial, replica)` (docs/MODEL.md §6), independent of the batch size and of how
+/// the run was split into sittings.
+fn probe_rng(seed: u64, trial: i64, replica: usize) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&trial.to_le_bytes());
+    key[16..24].copy_from_slice(&(replica as u64).to_le_bytes());
+    key[24..].copy_from_slice(b"dtpprobe");
+    ChaCha8Rng::from_seed(key)
+}
+
+/// The probe pool `q_l` at rest for a zero input (docs/MODEL.md §6): the mean of `‖Δa_l‖²`
+/// over probes to first order in σ, `σ² ‖diag(a_l′(f_l(0))) f_l′(0)‖²_F`.
+fn probe_pool_at_rest(net: &Network, l: usize, noise: f64) -> f64 {
+    let rest = DVector::zeros(net.width(l - 1));
+    let (f, jacobian) = (net.encode(l, &rest), net.encoder_jacobian(l, &rest));
+    let act = net.arch().activations[l];
+    let sum: f64 = (0..f.len())
+        .map(|i| act.derivative(f[i]).powi(2) * jacobian.row(i).norm_squared())
+        .sum();
+    noise * noise * sum
 }
