@@ -2,7 +2,7 @@
 //! T6–T8), plus the engine's own invariants.
 
 use dtpsim::continuous::config::{
-    EngineConfig, Gate, Method, PerLayer, PlasticityRule, WeightsMode,
+    DecoderLoss, EngineConfig, Gate, Method, PerLayer, PlasticityRule, WeightsMode,
 };
 use dtpsim::continuous::{Drive, NoObserver, Phase, Simulation};
 use dtpsim::data::Example;
@@ -107,13 +107,25 @@ fn teacher_off_weights_change_only_by_their_decay() {
 
 #[test]
 fn replicas_give_the_summed_weight_derivative_of_single_runs() {
-    // learning rates are per example: B replicas learn what B single runs would (γ = 0)
+    for loss in [DecoderLoss::Regular, DecoderLoss::DifferenceReconstruction] {
+        replicas_sum_to_single_runs(loss);
+    }
+}
+
+/// Learning rates are per example: `B` replicas learn what `B` single runs would (`γ = 0`), with
+/// each replica's own probes for difference-reconstruction decoders.
+fn replicas_sum_to_single_runs(loss: DecoderLoss) {
     let net = fitted_tanh(5, 3, 0.8, 95, 200);
     let mut cfg = EngineConfig::default();
     cfg.dynamics.trace.delay = 1.0;
     cfg.dynamics.trace.stages = 2;
     cfg.dynamics.influence.enabled = true;
+    cfg.dynamics.decoder.loss = loss;
+    if loss == DecoderLoss::DifferenceReconstruction {
+        cfg.dynamics.decoder.noise = 0.2;
+    }
     let mut sim = Simulation::new(&net, cfg, 3).unwrap();
+    sim.set_probe_seed(9);
     let exs: Vec<Example> = (0..3).map(|s| example(&net, 200 + s, 1.0)).collect();
     let refs: Vec<&Example> = exs.iter().collect();
     // bring the replicas into distinct, non-trivial states with the teacher on
@@ -142,7 +154,7 @@ fn replicas_give_the_summed_weight_derivative_of_single_runs() {
         let batched = lay.w(l).view(dy.as_slice()).into_owned();
         assert!(
             (&batched - &sum_w[l - 1]).norm() <= 1e-12 * batched.norm().max(1.0),
-            "W_{l}"
+            "W_{l} ({loss:?})"
         );
         assert!(
             batched.norm() > 1e-6,
@@ -153,7 +165,7 @@ fn replicas_give_the_summed_weight_derivative_of_single_runs() {
         let batched = lay.omega(l).view(dy.as_slice()).into_owned();
         assert!(
             (&batched - &sum_o[l - 2]).norm() <= 1e-12 * batched.norm().max(1.0),
-            "Ω_{l}"
+            "Ω_{l} ({loss:?})"
         );
     }
 }

@@ -266,6 +266,9 @@ pub struct Simulation {
     stage_form: StageForm,
     /// Seed of the decoder probes (see [`Simulation::set_probe_seed`]).
     probe_seed: u64,
+    /// Index of replica 0 among the replicas the probes are drawn for (a [`Simulation::replica`]
+    /// draws its original replica's probes).
+    first_replica: usize,
 }
 
 impl Simulation {
@@ -329,6 +332,7 @@ impl Simulation {
             last_good: DVector::zeros(0),
             stage_form: StageForm::Auto,
             probe_seed: 0,
+            first_replica: 0,
         })
     }
 
@@ -465,7 +469,8 @@ impl Simulation {
             .expect("the layout matches the architecture")
     }
 
-    /// A single-replica simulation holding replica `j`'s neuron state and the shared weights.
+    /// A single-replica simulation holding replica `j`'s neuron state, the shared weights and (for
+    /// difference-reconstruction decoders) replica `j`'s probes.
     pub fn replica(&self, j: usize) -> Simulation {
         let mut single = Simulation::new(&self.network(), self.cfg.clone(), 1)
             .expect("same validated configuration");
@@ -501,6 +506,8 @@ impl Simulation {
         }
         single.time = self.time;
         single.trial = self.trial;
+        single.probe_seed = self.probe_seed;
+        single.first_replica = self.first_replica + j;
         single
     }
 
@@ -538,7 +545,7 @@ impl Simulation {
                 .map(|l| DMatrix::zeros(self.arch.widths[l], b))
                 .collect();
             for j in 0..b {
-                let mut rng = probe_rng(self.probe_seed, self.trial, j);
+                let mut rng = probe_rng(self.probe_seed, self.trial, self.first_replica + j);
                 for layer in probe.iter_mut() {
                     for v in layer.column_mut(j).iter_mut() {
                         let xi: f64 = StandardNormal.sample(&mut rng);
