@@ -2,7 +2,7 @@
 //! further vector-field evaluations and whole low-rank Dopri5 segments at `B = 1` make no heap
 //! allocation at all. A counting global allocator (this test binary only) checks it.
 
-use dtpsim::continuous::config::EngineConfig;
+use dtpsim::continuous::config::{DecoderLoss, EngineConfig};
 use dtpsim::continuous::field::{Field, FlatWeights, PlasticFactors, Workspace};
 use dtpsim::continuous::integrate::StageForm;
 use dtpsim::continuous::{NoObserver, Phase, Simulation};
@@ -41,9 +41,20 @@ fn allocations_during(f: impl FnOnce()) -> usize {
 fn vector_field_and_low_rank_segments_allocate_nothing_after_the_first_trial() {
     // one thread: the count must not include another test's allocations
     dtpsim::linalg::set_threads(1);
+    let mut probed = EngineConfig::default();
+    probed.dynamics.decoder.loss = DecoderLoss::DifferenceReconstruction;
+    probed.dynamics.decoder.noise = 0.1;
+    for cfg in [EngineConfig::default(), probed] {
+        allocate_nothing_after_the_first_trial(cfg);
+    }
+}
+
+/// Regular and difference-reconstruction decoders (whose probes are drawn once per segment,
+/// when the drive is built).
+fn allocate_nothing_after_the_first_trial(cfg: EngineConfig) {
     let net = fitted_tanh(6, 3, 0.8, 7, 100);
     let ex = noisy_example(&net, 11, 0.2);
-    let mut sim = Simulation::new(&net, EngineConfig::default(), 1).unwrap();
+    let mut sim = Simulation::new(&net, cfg, 1).unwrap();
     sim.run_trial(&[&ex], Phase::Learn, &mut NoObserver)
         .unwrap();
     let drive = sim.drive(&[&ex], true, true, true);

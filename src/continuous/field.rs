@@ -35,9 +35,10 @@
 //!
 //! Products that share a matrix are batched into one matrix–matrix product: `W_l` multiplies
 //! `[A_{l−1} | a_{l−1}(H_{l−1} + D_{l−1})]` (or the `decoder_input` twin, and with probes a
-//! last block `a_{l−1}(H_{l−1} + σΞ_{l−1})`), `Ω_l` multiplies `[A_l | a_l(H_l + D_l) | a_l(Z_l)]`
-//! (and `ΔA_l` on its own, once every `W_l` product is done). Every `σ` is computed once per population per
-//! evaluation, and all buffers live in a [`Workspace`] allocated once per run.
+//! last block `a_{l−1}(H_{l−1} + σΞ_{l−1})`), `Ω_l` multiplies
+//! `[A_l | a_l(H_l + D_l) | a_l(Z_l)]` (and `ΔA_l` on its own, once every `W_l` product is
+//! done). Every `σ` is computed once per population per evaluation, and all buffers live in a
+//! [`Workspace`] allocated once per run.
 
 use super::config::{EngineConfig, Gate, PlasticityRule};
 use super::layout::{Block, Layout, Population};
@@ -48,7 +49,8 @@ use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector};
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
-/// Piecewise-constant drive of one protocol segment.
+/// Piecewise-constant drive of one protocol segment ([`crate::continuous::Simulation::drive`]
+/// builds it, probes included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Drive {
     /// Input `x` per replica (`n_0 × B`).
@@ -343,6 +345,14 @@ impl<'a> Field<'a> {
         drive: &'a Drive,
         ws: Workspace,
     ) -> Self {
+        let probes = if layout.probes() { layout.depth - 1 } else { 0 };
+        assert!(
+            drive.probe.len() == probes
+                && (2..=layout.depth)
+                    .take(probes)
+                    .all(|l| drive.probe[l - 2].shape() == (arch.widths[l - 1], layout.replicas)),
+            "a drive from Simulation::drive: {probes} probe matrices of n_(l-1) × B for this layout"
+        );
         Field {
             arch,
             layout,
