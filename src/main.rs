@@ -69,6 +69,12 @@ enum Command {
         /// folder that holds files is refused.
         #[arg(long)]
         force: bool,
+        /// With --resume: continue the run to this many epochs, more than it was started with
+        /// (a run given in epochs). It then ends as a run started with them would, bit for bit;
+        /// refused when something depends on the run's length (a cosine rate schedule, traces
+        /// of the "last" trials).
+        #[arg(long, value_name = "N")]
+        epochs: Option<usize>,
     },
     /// Check a scenario and print it resolved (every default filled in).
     Check {
@@ -873,10 +879,20 @@ fn main() -> ExitCode {
         Some(Command::Run {
             resume: Some(dir),
             quiet,
+            epochs,
             ..
-        }) => dtpsim::runner::resume_run(dir, !quiet)
+        }) => dtpsim::runner::resume_run(dir, !quiet, *epochs)
             .map_err(|e| after_writing(e, dir))
             .and_then(|report| print_report(&report, dir)),
+        Some(Command::Run {
+            resume: None,
+            epochs: Some(n),
+            ..
+        }) => Err(dtpsim::error::ConfigError::new(
+            "--epochs",
+            format!("extends a stopped run and needs --resume DIR; to run a scenario for {n} epochs, use --set schedule.epochs={n}"),
+        )
+        .into()),
         Some(Command::Run {
             file: Some(file),
             out,

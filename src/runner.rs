@@ -401,10 +401,21 @@ pub fn run_scenario(
 /// and `--set`s are the run's own (`checkpoint/scenario.json`), each model restarts from its
 /// last checkpoint (from the beginning if it has none), and the run ends with the files an
 /// uninterrupted run writes, bit for bit apart from timing. A complete run is refused.
-pub fn resume_run(out: &Path, progress: bool) -> anyhow::Result<RunReport> {
+///
+/// With `epochs`, the run is extended to that many epochs (see [`extend_to_epochs`]) and then
+/// ends as a run started with them would.
+pub fn resume_run(out: &Path, progress: bool, epochs: Option<usize>) -> anyhow::Result<RunReport> {
     let bad = |msg: String| ConfigError::new("--resume", format!("{}: {msg}", out.display()));
     if run_folder_status(out).as_deref() == Some(RunStatus::Complete.name()) {
-        return Err(bad("is a complete run; there is nothing to resume".into()).into());
+        let longer = if epochs.is_some() {
+            " (a complete run keeps no checkpoints: to train longer, start a run with more epochs)"
+        } else {
+            ""
+        };
+        return Err(bad(format!(
+            "is a complete run; there is nothing to resume{longer}"
+        ))
+        .into());
     }
     if !crate::checkpoint::folder(out)
         .join("scenario.json")
@@ -415,8 +426,57 @@ pub fn resume_run(out: &Path, progress: bool) -> anyhow::Result<RunReport> {
         )
         .into());
     }
-    let spec = crate::checkpoint::load_spec(out)?;
+    let mut spec = crate::checkpoint::load_spec(out)?;
+    if let Some(n) = epochs {
+        extend_to_epochs(&mut spec, n)?;
+    }
     run_into(&spec.scenario, out, progress, &spec.set, Start::Resume)
+}
+
+/// Sets the run's `schedule.epochs` to `n` (and records `--set schedule.epochs=n`), so that a
+/// resumed run goes on to `n` epochs. Nothing a run has done depends on its length except a
+/// rate schedule over the whole run and traces of the last trials; runs with those are
+/// refused, so the extended run ends as one started with `n` epochs would.
+pub fn extend_to_epochs(
+    spec: &mut crate::checkpoint::RunSpec,
+    n: usize,
+) -> Result<(), ConfigError> {
+    let s = &mut spec.scenario;
+    let Some(epochs) = s.schedule.epochs else {
+        return Err(ConfigError::new(
+            "--epochs",
+            format!(
+                "the run was given as schedule.trials = {}, not in epochs; only a run in epochs can be extended",
+                s.schedule.trials
+            ),
+        ));
+    };
+    if n <= epochs {
+        return Err(ConfigError::new(
+            "--epochs",
+            format!("the run has {epochs} epochs; give more than that to extend it"),
+        ));
+    }
+    for (i, r) in s.references.iter().enumerate() {
+        if !r.lr_schedule.is_constant() {
+            return Err(ConfigError::new(
+                format!("references[{i}].lr_schedule"),
+                format!(
+                    "\"{}\" follows the run's length, so extending the run would change the steps already taken; start a new run with {n} epochs",
+                    r.name
+                ),
+            ));
+        }
+    }
+    if s.traces.start_trial == crate::scenario::TraceStart::Last {
+        return Err(ConfigError::new(
+            "traces.start_trial",
+            format!("is \"last\", which follows the run's length; start a new run with {n} epochs, or trace from a trial number"),
+        ));
+    }
+    s.schedule = s.schedule.with_epochs(n);
+    spec.set.push(format!("schedule.epochs={n}"));
+    Ok(())
 }
 
 /// [`run_scenario`] into a folder that may hold an earlier run, which is replaced (see
@@ -484,6 +544,14 @@ fn run_into(
     let _lock;
     if resuming {
         _lock = RunLock::acquire(out, "--resume")?;
+        // the same file, or (--epochs) the extended schedule for later resumes
+        crate::checkpoint::save_spec(
+            out,
+            &crate::checkpoint::RunSpec {
+                scenario: scenario.clone(),
+                set: sets.to_vec(),
+            },
+        )?;
         let names = scenario
             .engine
             .iter()

@@ -100,6 +100,16 @@ impl Serialize for Schedule {
 }
 
 impl Schedule {
+    /// The same schedule with `epochs` epochs; the trial count follows from the training set
+    /// again ([`Schedule::for_training_set`]).
+    pub fn with_epochs(self, epochs: usize) -> Self {
+        Schedule {
+            epochs: Some(epochs),
+            trials_known: false,
+            ..self
+        }
+    }
+
     /// Warm-up plus learning trials.
     pub fn total_trials(&self) -> usize {
         self.warmup_trials.saturating_add(self.trials)

@@ -792,7 +792,7 @@ fn run_point(
             && serde_json::to_value(&spec.scenario).ok() == serde_json::to_value(s).ok()
     };
     match crate::checkpoint::load_spec(dir) {
-        Ok(spec) if same(&spec) => crate::runner::resume_run(dir, false),
+        Ok(spec) if same(&spec) => crate::runner::resume_run(dir, false, None),
         _ => run_scenario_replacing(s, dir, false, sets),
     }
 }

@@ -56,36 +56,8 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
     );
 
     // the same run, killed (SIGKILL) once every model has a checkpoint
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dtpsim"))
-        .args(["run", "s.json", "--out", "killed", "--quiet"])
-        .current_dir(&dir)
-        .spawn()
-        .unwrap();
+    let resumed_from = killed_once_checkpointed(&dir, "s.json", "killed");
     let ck = dir.join("killed/checkpoint");
-    let models = ["continuous", "adam", "dtp1", "dtp1_adam"];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !models
-        .iter()
-        .all(|m| ck.join(format!("{m}.json.gz")).exists())
-    {
-        assert!(Instant::now() < deadline, "no checkpoints appeared");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !dir.join("killed/summary.json").exists(),
-        "the run finished before it was killed: make it longer"
-    );
-    let resumed_from: Vec<usize> = models
-        .iter()
-        .map(|m| {
-            dtpsim::checkpoint::load(&ck.join(format!("{m}.json.gz")))
-                .unwrap()
-                .unwrap()
-                .trial
-        })
-        .collect();
     assert!(
         resumed_from.iter().all(|&t| t > 0 && t < 600),
         "{resumed_from:?}"
@@ -121,6 +93,94 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
     assert!(
         !ck.exists(),
         "the resumed run completed: no checkpoints left"
+    );
+}
+
+const MODELS: [&str; 4] = ["continuous", "adam", "dtp1", "dtp1_adam"];
+
+/// Starts `dtpsim run <scenario> --out <out>` in `dir`, kills it (SIGKILL) once every model has
+/// a checkpoint, and returns the trial of each model's checkpoint.
+fn killed_once_checkpointed(dir: &Path, scenario: &str, out: &str) -> Vec<usize> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dtpsim"))
+        .args(["run", scenario, "--out", out, "--quiet"])
+        .current_dir(dir)
+        .spawn()
+        .unwrap();
+    let ck = dir.join(out).join("checkpoint");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !MODELS
+        .iter()
+        .all(|m| ck.join(format!("{m}.json.gz")).exists())
+    {
+        assert!(Instant::now() < deadline, "no checkpoints appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !dir.join(out).join("summary.json").exists(),
+        "the run finished before it was killed: make it longer"
+    );
+    MODELS
+        .iter()
+        .map(|m| {
+            dtpsim::checkpoint::load(&ck.join(format!("{m}.json.gz")))
+                .unwrap()
+                .unwrap()
+                .trial
+        })
+        .collect()
+}
+
+/// `--resume DIR --epochs N` extends a stopped run: it then ends as a run started with `N`
+/// epochs, bit for bit; fewer epochs than the run has, and `--epochs` without `--resume`, are
+/// refused.
+#[test]
+fn a_resumed_run_extended_to_more_epochs_ends_as_one_started_with_them() {
+    let dir = scratch("resume-extend");
+    std::fs::write(dir.join("s40.json"), SCENARIO).unwrap();
+    let longer = SCENARIO.replace("\"epochs\": 40", "\"epochs\": 50");
+    assert_ne!(longer, SCENARIO);
+    std::fs::write(dir.join("s50.json"), longer).unwrap();
+    let whole = dtpsim(&["run", "s50.json", "--out", "whole", "--quiet"], &dir);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+
+    let resumed_from = killed_once_checkpointed(&dir, "s40.json", "extended");
+    let fewer = dtpsim(&["run", "--resume", "extended", "--epochs", "40"], &dir);
+    assert_eq!(fewer.status.code(), Some(2), "{}", stderr(&fewer));
+    assert!(
+        stderr(&fewer).contains("--epochs") && stderr(&fewer).contains("more than"),
+        "{}",
+        stderr(&fewer)
+    );
+    let alone = dtpsim(&["run", "s40.json", "--epochs", "50"], &dir);
+    assert_eq!(alone.status.code(), Some(2), "{}", stderr(&alone));
+    assert!(
+        stderr(&alone).contains("--resume") && !dir.join("s40").exists(),
+        "{}",
+        stderr(&alone)
+    );
+    let extended = dtpsim(
+        &["run", "--resume", "extended", "--epochs", "50", "--quiet"],
+        &dir,
+    );
+    assert!(extended.status.success(), "{}", stderr(&extended));
+    for f in [
+        "weights_continuous.json",
+        "weights_adam.json",
+        "weights_dtp1.json",
+        "weights_dtp1_adam.json",
+        "traces.csv",
+    ] {
+        let (a, b) = (
+            std::fs::read(dir.join("whole").join(f)).unwrap(),
+            std::fs::read(dir.join("extended").join(f)).unwrap(),
+        );
+        assert!(a == b, "{f} differs after extending from {resumed_from:?}");
+    }
+    assert_eq!(
+        metrics_without_timing(&dir.join("whole")),
+        metrics_without_timing(&dir.join("extended"))
     );
 }
 
@@ -180,4 +240,31 @@ fn a_folder_being_written_is_refused_and_a_stale_lock_is_not() {
         !out_dir.join("run.lock").exists(),
         "the run removed its lock"
     );
+}
+
+/// Runs whose past depends on their length cannot be extended: a cosine rate schedule (its
+/// steps follow the total trial count) and traces of the "last" trials; nor can a run given
+/// in trials.
+#[test]
+fn extending_is_refused_where_the_run_depends_on_its_length() {
+    let extend = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let scenario = dtpsim::scenario::parse_scenario(SCENARIO, &sets).unwrap();
+        let mut spec = dtpsim::checkpoint::RunSpec {
+            scenario,
+            set: sets,
+        };
+        dtpsim::runner::extend_to_epochs(&mut spec, 50)
+            .map(|_| spec)
+            .map_err(|e| e.to_string())
+    };
+    let spec = extend(&[]).unwrap();
+    assert_eq!(spec.scenario.schedule.epochs, Some(50));
+    assert_eq!(spec.set.last().unwrap(), "schedule.epochs=50");
+    let cosine = extend(&[r#"references[0].lr_schedule={"kind":"cosine"}"#]).unwrap_err();
+    assert!(cosine.contains("references[0].lr_schedule"), "{cosine}");
+    let last = extend(&[r#"traces.start_trial="last""#]).unwrap_err();
+    assert!(last.contains("traces.start_trial"), "{last}");
+    let trials = extend(&["schedule.epochs=null", "schedule.trials=100"]).unwrap_err();
+    assert!(trials.contains("schedule.trials"), "{trials}");
 }
