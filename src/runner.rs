@@ -544,14 +544,6 @@ fn run_into(
     let _lock;
     if resuming {
         _lock = RunLock::acquire(out, "--resume")?;
-        // the same file, or (--epochs) the extended schedule for later resumes
-        crate::checkpoint::save_spec(
-            out,
-            &crate::checkpoint::RunSpec {
-                scenario: scenario.clone(),
-                set: sets.to_vec(),
-            },
-        )?;
         let names = scenario
             .engine
             .iter()
@@ -567,14 +559,15 @@ fn run_into(
     } else {
         prepare_output(out, start_from == Start::Replace)?;
         _lock = RunLock::acquire(out, "--out")?;
-        crate::checkpoint::save_spec(
-            out,
-            &crate::checkpoint::RunSpec {
-                scenario: scenario.clone(),
-                set: sets.to_vec(),
-            },
-        )?;
     }
+    // what --resume continues (after a resume the same, or with --epochs the longer schedule)
+    crate::checkpoint::save_spec(
+        out,
+        &crate::checkpoint::RunSpec {
+            scenario: scenario.clone(),
+            set: sets.to_vec(),
+        },
+    )?;
     let save_checkpoint = |c: &ModelCheckpoint| {
         crate::checkpoint::save(c, &crate::checkpoint::model_path(out, &c.model))
     };

@@ -73,23 +73,7 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
     );
     let resumed = dtpsim(&["run", "--resume", "killed", "--quiet"], &dir);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
-    for f in [
-        "weights_continuous.json",
-        "weights_adam.json",
-        "weights_dtp1.json",
-        "weights_dtp1_adam.json",
-        "traces.csv",
-    ] {
-        let (a, b) = (
-            std::fs::read(dir.join("whole").join(f)).unwrap(),
-            std::fs::read(dir.join("killed").join(f)).unwrap(),
-        );
-        assert!(a == b, "{f} differs after resuming from {resumed_from:?}");
-    }
-    assert_eq!(
-        metrics_without_timing(&dir.join("whole")),
-        metrics_without_timing(&dir.join("killed"))
-    );
+    assert_same_outputs(&dir.join("whole"), &dir.join("killed"), &resumed_from);
     assert!(
         !ck.exists(),
         "the resumed run completed: no checkpoints left"
@@ -97,6 +81,23 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
 }
 
 const MODELS: [&str; 4] = ["continuous", "adam", "dtp1", "dtp1_adam"];
+
+/// The weights, traces and metrics (timing aside) of two runs of [`SCENARIO`] are the same, bit
+/// for bit; `resumed_from` names the checkpoints one of them continued from.
+fn assert_same_outputs(a: &Path, b: &Path, resumed_from: &[usize]) {
+    for f in MODELS
+        .iter()
+        .map(|m| format!("weights_{m}.json"))
+        .chain(["traces.csv".to_string()])
+    {
+        let (x, y) = (
+            std::fs::read(a.join(&f)).unwrap(),
+            std::fs::read(b.join(&f)).unwrap(),
+        );
+        assert!(x == y, "{f} differs after resuming from {resumed_from:?}");
+    }
+    assert_eq!(metrics_without_timing(a), metrics_without_timing(b));
+}
 
 /// Starts `dtpsim run <scenario> --out <out>` in `dir`, kills it (SIGKILL) once every model has
 /// a checkpoint, and returns the trial of each model's checkpoint.
@@ -165,23 +166,7 @@ fn a_resumed_run_extended_to_more_epochs_ends_as_one_started_with_them() {
         &dir,
     );
     assert!(extended.status.success(), "{}", stderr(&extended));
-    for f in [
-        "weights_continuous.json",
-        "weights_adam.json",
-        "weights_dtp1.json",
-        "weights_dtp1_adam.json",
-        "traces.csv",
-    ] {
-        let (a, b) = (
-            std::fs::read(dir.join("whole").join(f)).unwrap(),
-            std::fs::read(dir.join("extended").join(f)).unwrap(),
-        );
-        assert!(a == b, "{f} differs after extending from {resumed_from:?}");
-    }
-    assert_eq!(
-        metrics_without_timing(&dir.join("whole")),
-        metrics_without_timing(&dir.join("extended"))
-    );
+    assert_same_outputs(&dir.join("whole"), &dir.join("extended"), &resumed_from);
 }
 
 #[test]
