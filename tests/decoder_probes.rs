@@ -135,20 +135,22 @@ fn probes_depend_only_on_seed_trial_and_replica() {
 
 #[test]
 fn the_decoder_loss_settings_are_checked() {
-    let mut cfg = config(DecoderLoss::DifferenceReconstruction);
-    cfg.dynamics.decoder.noise = 0.0;
-    let e = cfg.validate(2).unwrap_err().to_string();
+    // the message of the configuration `config(loss)` with `edit` applied
+    let refusal = |loss: DecoderLoss, edit: &dyn Fn(&mut EngineConfig)| {
+        let mut cfg = config(loss);
+        edit(&mut cfg);
+        cfg.validate(2).unwrap_err().to_string()
+    };
+    let e = refusal(DecoderLoss::DifferenceReconstruction, &|c| {
+        c.dynamics.decoder.noise = 0.0
+    });
     assert!(
         e.contains("dynamics.decoder.noise") && e.contains("> 0"),
         "{e}"
     );
-    let mut cfg = config(DecoderLoss::Regular);
-    cfg.dynamics.decoder.noise = 0.1;
-    let e = cfg.validate(2).unwrap_err().to_string();
+    let e = refusal(DecoderLoss::Regular, &|c| c.dynamics.decoder.noise = 0.1);
     assert!(e.contains("dynamics.decoder.noise"), "{e}");
-    let mut cfg = config(DecoderLoss::Regular);
-    cfg.dynamics.decoder.ridge = 0.1;
-    let e = cfg.validate(2).unwrap_err().to_string();
+    let e = refusal(DecoderLoss::Regular, &|c| c.dynamics.decoder.ridge = 0.1);
     assert!(
         e.contains("dynamics.decoder.ridge") && e.contains("gamma"),
         "{e}"
