@@ -36,7 +36,7 @@ struct Cli {
     /// estimate exceeds it are refused before anything is allocated.
     #[arg(long, global = true, value_name = "GIB")]
     max_memory: Option<f64>,
-    /// Hours of work one run may take, estimated at 5 GFLOP/s (default: 336, 14 days).
+    /// Hours of work one run may take, estimated at 20 GFLOP/s (default: 336, 14 days).
     #[arg(long, global = true, value_name = "HOURS")]
     max_hours: Option<f64>,
 }

@@ -731,6 +731,28 @@ pub fn run_all(
         "t_on 30: ratio within 1e-3",
         Some(ok),
     ));
+    let (text, ok) = match (t6_proximal(2.0, 1), t6_proximal(2.0, 3)) {
+        (Ok(one), Ok(three)) => (
+            format!(
+                "B 1: rel err {:.1e}, ratio to explicit {:.6} (1/(1+ηβ) = {:.6}); B 3: rel err {:.1e}",
+                one.rel_error,
+                one.explicit_ratio,
+                1.0 / 1.2,
+                three.rel_error
+            ),
+            one.rel_error < 1e-6
+                && three.rel_error < 1e-6
+                && (one.explicit_ratio - 1.0 / 1.2).abs() < 1e-6,
+        ),
+        (Err(e), _) | (_, Err(e)) => engine(e),
+    };
+    rows.push(ClaimRow::new(
+        "T6d",
+        "finite η (2, β 0.1): the top layer's update is the implicit step −ηβ(U₀−Y)(I+ηβG)⁻¹Nᵀ (docs/MODEL.md §6)",
+        text,
+        "rel err < 1e-6",
+        Some(ok),
+    ));
     let windows = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
     let t7 = t7_anytime(&windows);
     let (text, ok) = match &t7 {
@@ -1048,6 +1070,64 @@ pub fn t6_continuous_limit() -> Result<ContinuousLimit, EngineError> {
     Ok(ContinuousLimit {
         linear_rel_error,
         tanh_cosine,
+    })
+}
+
+/// T6d measurements (docs/MODEL.md §6, "Finite steps").
+#[derive(Debug, Clone)]
+pub struct ProximalStep {
+    /// `‖ΔW_L − ΔW_prox‖/‖ΔW_prox‖`: the engine's top-layer update against the implicit step.
+    pub rel_error: f64,
+    /// `‖ΔW_L‖/‖ΔW_expl‖`: against the explicit (discrete DTP1) step at the same `η`.
+    pub explicit_ratio: f64,
+}
+
+/// T6d: one trial of the `tau_dot` rule at a finite step `η`, only the output layer plastic
+/// (`η_l = 0` below it), on a linear 2-layer net with `B` replicas and the squared loss.
+/// The drive `U = W_L A` of the output layer moves with its weights, `U̇ = η Ḋ NᵀA`, so the
+/// relaxed displacement satisfies `D* = −β(U_0 + η D* G − Y)` with `G = NᵀA`
+/// (`G_cb = n_c·a_b`, `n_c = a_c/‖a_c‖²`), and the update `η D* Nᵀ` is the implicit step
+///
+/// `ΔW_prox = −ηβ (U_0 − Y)(I + ηβ G)⁻¹ Nᵀ`,
+///
+/// against the explicit DTP1 step `ΔW_expl = −ηβ (U_0 − Y) Nᵀ` (`1/(1 + ηβ)` of it at `B = 1`).
+pub fn t6_proximal(eta: f64, replicas: usize) -> Result<ProximalStep, EngineError> {
+    let net = linear_invertible(4, 2, 2.0, 65);
+    let examples: Vec<Example> = (0..replicas)
+        .map(|b| noisy_example(&net, 66 + b as u64, 1.0))
+        .collect();
+    let beta = 0.1;
+    let mut cfg = limit_config(eta, 40.0);
+    cfg.dynamics.beta = beta;
+    cfg.dynamics.plasticity.eta = PerLayer::Each(vec![0.0, eta]);
+    let mut sim = Simulation::new(&net, cfg, replicas).expect("valid configuration");
+    let before = sim.network();
+    let batch: Vec<&Example> = examples.iter().collect();
+    sim.run_trial(&batch, Phase::Learn, &mut NoObserver)?;
+    let update = sim.network().w(2) - before.w(2);
+    let passes: Vec<_> = examples.iter().map(|ex| net.forward(&ex.x)).collect();
+    let a = DMatrix::from_columns(&passes.iter().map(|f| f.a[1].clone()).collect::<Vec<_>>());
+    let n = DMatrix::from_columns(
+        &a.column_iter()
+            .map(|c| c / c.norm_squared())
+            .collect::<Vec<_>>(),
+    );
+    let residual = DMatrix::from_columns(
+        &passes
+            .iter()
+            .zip(&examples)
+            .map(|(f, ex)| f.output() - &ex.y)
+            .collect::<Vec<_>>(),
+    );
+    let explicit = &residual * n.transpose() * (-eta * beta);
+    let g = n.transpose() * &a;
+    let implicit = (DMatrix::identity(replicas, replicas) + g * (eta * beta))
+        .try_inverse()
+        .expect("I + ηβG is invertible for ηβ small against 1/‖G‖");
+    let proximal = &residual * implicit * n.transpose() * (-eta * beta);
+    Ok(ProximalStep {
+        rel_error: (&update - &proximal).norm() / proximal.norm(),
+        explicit_ratio: update.norm() / explicit.norm(),
     })
 }
 

@@ -29,6 +29,30 @@ fn t6_one_trial_of_tau_dot_equals_discrete_dtp1() {
     }
 }
 
+/// T6d: at a finite step the output layer's drive moves with its weights during the trial, so
+/// one trial is the implicit step `−ηβ(U₀ − Y)(I + ηβG)⁻¹Nᵀ`, not the explicit DTP1 step; at
+/// `B = 1` it is `1/(1 + ηβ)` of the explicit one, and it tends to it as `η → 0`.
+#[test]
+fn t6d_a_finite_step_is_the_implicit_step_on_the_output_loss() {
+    use dtpsim::theory::t6_proximal;
+    let beta = 0.1;
+    for eta in [0.5, 2.0, 8.0] {
+        let one = t6_proximal(eta, 1).unwrap();
+        assert!(one.rel_error < 1e-6, "η {eta}, B 1: {one:?}");
+        let expected = 1.0 / (1.0 + eta * beta);
+        assert!(
+            (one.explicit_ratio - expected).abs() < 1e-6,
+            "η {eta}: ratio {} against 1/(1 + ηβ) = {expected}",
+            one.explicit_ratio
+        );
+        let three = t6_proximal(eta, 3).unwrap();
+        assert!(three.rel_error < 1e-6, "η {eta}, B 3: {three:?}");
+    }
+    // the explicit step is the small-η limit
+    let small = t6_proximal(1e-4, 3).unwrap();
+    assert!((small.explicit_ratio - 1.0).abs() < 1e-4, "{small:?}");
+}
+
 #[test]
 fn t7_anytime_update_grows_monotonically_towards_the_full_update() {
     let rows = t7_anytime(&[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]).unwrap();
