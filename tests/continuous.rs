@@ -30,14 +30,15 @@ fn t6_one_trial_of_tau_dot_equals_discrete_dtp1() {
 }
 
 /// T6d: at a finite step the output layer's drive moves with its weights during the trial, so
-/// one trial is the implicit step `−ηβ(U₀ − Y)(I + ηβG)⁻¹Nᵀ`, not the explicit DTP1 step; at
-/// `B = 1` it is `1/(1 + ηβ)` of the explicit one, and it tends to it as `η → 0`.
+/// one trial is the implicit step `η D* Nᵀ`, `D* = −β∇ℓ(U₀ + η D* G)`, not the explicit DTP1
+/// step; with the squared loss at `B = 1` it is `1/(1 + ηβ)` of the explicit one, and it tends
+/// to it as `η → 0`.
 #[test]
 fn t6d_a_finite_step_is_the_implicit_step_on_the_output_loss() {
     use dtpsim::theory::t6_proximal;
     let beta = 0.1;
     for eta in [0.5, 2.0, 8.0] {
-        let one = t6_proximal(eta, 1).unwrap();
+        let one = t6_proximal(eta, 1, Loss::Mse).unwrap();
         assert!(one.rel_error < 1e-6, "η {eta}, B 1: {one:?}");
         let expected = 1.0 / (1.0 + eta * beta);
         assert!(
@@ -45,11 +46,17 @@ fn t6d_a_finite_step_is_the_implicit_step_on_the_output_loss() {
             "η {eta}: ratio {} against 1/(1 + ηβ) = {expected}",
             one.explicit_ratio
         );
-        let three = t6_proximal(eta, 3).unwrap();
+        let three = t6_proximal(eta, 3, Loss::Mse).unwrap();
         assert!(three.rel_error < 1e-6, "η {eta}, B 3: {three:?}");
+        let softmax = t6_proximal(eta, 3, Loss::SoftmaxCe).unwrap();
+        assert!(softmax.rel_error < 1e-6, "η {eta}, softmax: {softmax:?}");
+        assert!(
+            softmax.explicit_ratio < 1.0,
+            "η {eta}, softmax: {softmax:?}"
+        );
     }
     // the explicit step is the small-η limit
-    let small = t6_proximal(1e-4, 3).unwrap();
+    let small = t6_proximal(1e-4, 3, Loss::Mse).unwrap();
     assert!((small.explicit_ratio - 1.0).abs() < 1e-4, "{small:?}");
 }
 
