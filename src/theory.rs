@@ -731,6 +731,7 @@ pub fn run_all(
         "t_on 30: ratio within 1e-3",
         Some(ok),
     ));
+    let explicit_share = 1.0 / (1.0 + 2.0 * PROXIMAL_BETA);
     let proximal = [
         t6_proximal(2.0, 1, Loss::Mse),
         t6_proximal(2.0, 3, Loss::Mse),
@@ -742,12 +743,12 @@ pub fn run_all(
                 "mse B 1: rel err {:.1e}, ratio to explicit {:.6} (1/(1+ηβ) = {:.6}); mse B 3: {:.1e}; softmax_ce B 3: {:.1e}",
                 one.rel_error,
                 one.explicit_ratio,
-                1.0 / 1.2,
+                explicit_share,
                 three.rel_error,
                 softmax.rel_error
             ),
             [&one, &three, &softmax].iter().all(|p| p.rel_error < 1e-6)
-                && (one.explicit_ratio - 1.0 / 1.2).abs() < 1e-6,
+                && (one.explicit_ratio - explicit_share).abs() < 1e-6,
         ),
         [Err(e), ..] | [_, Err(e), _] | [.., Err(e)] => engine(e),
     };
@@ -1087,6 +1088,9 @@ pub struct ProximalStep {
     pub explicit_ratio: f64,
 }
 
+/// The output nudging `β` of T6d.
+pub const PROXIMAL_BETA: f64 = 0.1;
+
 /// T6d: one trial of the `tau_dot` rule at a finite step `η`, only the output layer plastic
 /// (`η_l = 0` below it), on a linear 2-layer net with `B` replicas.
 /// The drive `U = W_L A` of the output layer moves with its weights, `U̇ = η Ḋ NᵀA`, so the
@@ -1114,7 +1118,7 @@ pub fn t6_proximal(eta: f64, replicas: usize, loss: Loss) -> Result<ProximalStep
             ex
         })
         .collect();
-    let beta = 0.1;
+    let beta = PROXIMAL_BETA;
     let mut cfg = limit_config(eta, 40.0);
     cfg.dynamics.beta = beta;
     cfg.dynamics.plasticity.eta = PerLayer::Each(vec![0.0, eta]);
@@ -1133,17 +1137,18 @@ pub fn t6_proximal(eta: f64, replicas: usize, loss: Loss) -> Result<ProximalStep
     let displacement = |u: &DMatrix<f64>| {
         columns(&|b| loss.gradient(&u.column(b).into_owned(), &examples[b].y) * (-beta))
     };
-    let explicit = displacement(&u0) * n.transpose() * eta;
+    let explicit_displacement = displacement(&u0);
+    let explicit = &explicit_displacement * n.transpose() * eta;
     let g = n.transpose() * &a;
     let relaxed = match loss {
         Loss::Mse => {
             let implicit = (DMatrix::identity(replicas, replicas) + &g * (eta * beta))
                 .try_inverse()
                 .expect("I + ηβG is invertible for ηβ small against 1/‖G‖");
-            displacement(&u0) * implicit
+            explicit_displacement * implicit
         }
         Loss::SoftmaxCe => {
-            let mut d = displacement(&u0);
+            let mut d = explicit_displacement;
             for _ in 0..1000 {
                 d = displacement(&(&u0 + &d * &g * eta));
             }

@@ -35,8 +35,8 @@ fn t6_one_trial_of_tau_dot_equals_discrete_dtp1() {
 /// to it as `η → 0`.
 #[test]
 fn t6d_a_finite_step_is_the_implicit_step_on_the_output_loss() {
-    use dtpsim::theory::t6_proximal;
-    let beta = 0.1;
+    use dtpsim::theory::{t6_proximal, PROXIMAL_BETA};
+    let beta = PROXIMAL_BETA;
     for eta in [0.5, 2.0, 8.0] {
         let one = t6_proximal(eta, 1, Loss::Mse).unwrap();
         assert!(one.rel_error < 1e-6, "η {eta}, B 1: {one:?}");
