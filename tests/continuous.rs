@@ -154,6 +154,8 @@ fn replicas_sum_to_single_runs(loss: DecoderLoss) {
     cfg.dynamics.decoder.loss = loss;
     if loss == DecoderLoss::DifferenceReconstruction {
         cfg.dynamics.decoder.noise = 0.2;
+        // the ridge decay is a per-replica scalar times Ω: it sums over replicas too
+        cfg.dynamics.decoder.ridge = 0.5;
     }
     let mut sim = Simulation::new(&net, cfg, 3).unwrap();
     sim.set_probe_seed(9);

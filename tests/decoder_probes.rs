@@ -1,12 +1,14 @@
 //! The engine's difference reconstruction decoders (docs/MODEL.md §6, decoder plasticity):
 //! probes held through a trial, probe pools `q_l`, and the rule
-//! `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b (σξ − Ω_l Δa_l) Δa_lᵀ/(ε + r_Ω σ² + q_l)]`.
+//! `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b ((σξ − Ω_l Δa_l) Δa_lᵀ − r_Ω σ² Ω_l)/(ε + r_Ω σ² + q_l)]`.
 
 use dtpsim::continuous::config::{DecoderLoss, EngineConfig, PerLayer};
 use dtpsim::continuous::{NoObserver, Phase, Simulation};
 use dtpsim::data::Example;
+use dtpsim::discrete::batch::BatchPass;
+use dtpsim::discrete::updates::{decoder_update, difference_probe};
 use dtpsim::theory::linear_invertible;
-use dtpsim::Network;
+use dtpsim::{Activation, Architecture, Init, Loss, Network};
 use nalgebra::{DMatrix, DVector};
 
 const WIDTH: usize = 4;
@@ -131,6 +133,70 @@ fn probes_depend_only_on_seed_trial_and_replica() {
     assert_ne!(a, probe(3, 6, 4));
     let regular = Simulation::new(&net, config(DecoderLoss::Regular), 4).unwrap();
     assert!(regular.drive(&[&ex], true, true, true).probe.is_empty());
+}
+
+/// Settled (forward weights frozen, teacher off, `q_l = ‖Δa_l‖²`), one unit of time of the
+/// engine's rule is the discrete normalised step of docs/MODEL.md §4 at rate `η_Ω`, ridge decay
+/// `−r_Ω σ² Ω_l/(‖Δa‖² + r_Ω σ²)` included, summed over the replicas' examples and probes.
+#[test]
+fn settled_decoder_rate_is_the_discrete_difference_reconstruction_step_with_its_ridge() {
+    let arch = Architecture::new(&[4, 5, 6, 3], Activation::Tanh, Loss::Mse).unwrap();
+    let net = Network::new(arch, Init::Gaussian { gain: 1.4 }, 7).unwrap();
+    let exs: Vec<Example> = (0..3)
+        .map(|b| Example {
+            x: DVector::from_fn(4, |i, _| ((i + 3 * b) as f64 * 1.3).sin()),
+            y: DVector::zeros(3),
+        })
+        .collect();
+    let refs: Vec<&Example> = exs.iter().collect();
+    let (sigma, ridge, rate) = (0.3, 0.5, 0.7);
+    let mut cfg = config(DecoderLoss::DifferenceReconstruction);
+    cfg.dynamics.decoder.noise = sigma;
+    cfg.dynamics.decoder.ridge = ridge;
+    cfg.dynamics.pool_eps = 1e-14;
+    cfg.solver.rtol = 1e-10;
+    cfg.solver.atol = 1e-12;
+    // settle activity and probe pools with the decoders frozen, then read the rate at η_Ω
+    let mut frozen = cfg.clone();
+    frozen.dynamics.decoder.eta = 0.0;
+    let mut settle = Simulation::new(&net, frozen, 3).unwrap();
+    settle.set_probe_seed(5);
+    let drive = settle.drive(&refs, true, false, false);
+    settle.run_segment(&drive, 60.0, &mut NoObserver).unwrap();
+    cfg.dynamics.decoder.eta = rate;
+    let mut sim = Simulation::new(&net, cfg, 3).unwrap();
+    sim.set_probe_seed(5);
+    sim.state_mut().copy_from_slice(settle.state());
+    let dy = sim.derivative(&drive);
+    for l in 2..=3 {
+        let engine = sim.layout().omega(l).view(dy.as_slice()).into_owned();
+        let mut discrete = DMatrix::zeros(engine.nrows(), engine.ncols());
+        for (b, ex) in exs.iter().enumerate() {
+            let pass = BatchPass::of_one(&net.forward(&ex.x));
+            let xi = drive.probe[l - 2].columns(b, 1) / sigma;
+            let (probe, da) = difference_probe(&net, &pass, l, &xi, sigma);
+            discrete += decoder_update(net.omega(l), &probe, &da, rate, ridge * sigma * sigma);
+        }
+        let without_ridge: DMatrix<f64> = exs
+            .iter()
+            .enumerate()
+            .map(|(b, ex)| {
+                let pass = BatchPass::of_one(&net.forward(&ex.x));
+                let xi = drive.probe[l - 2].columns(b, 1) / sigma;
+                let (probe, da) = difference_probe(&net, &pass, l, &xi, sigma);
+                let factor = rate / (da.norm_squared() + ridge * sigma * sigma);
+                (probe - net.omega(l) * &da) * da.transpose() * factor
+            })
+            .fold(DMatrix::zeros(engine.nrows(), engine.ncols()), |acc, m| {
+                acc + m
+            });
+        let rel = (&engine - &discrete).norm() / discrete.norm();
+        eprintln!("Ω_{l}: engine against the discrete step, relative {rel:e}");
+        assert!(rel < 1e-8, "Ω_{l}: relative difference {rel:e}");
+        // the ridge decay is a real part of the step here: leaving it out is far off
+        let off = (&engine - &without_ridge).norm() / discrete.norm();
+        assert!(off > 1e-2, "Ω_{l}: the ridge term is {off:e} of the step");
+    }
 }
 
 #[test]

@@ -25,10 +25,12 @@
 //! * decoder plasticity (Sec. 10.2): `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b (h_{l−1} − g_l(h_l)) n_lᵀ]`
 //!   (`regular`), or, on the difference reconstruction loss with the trial's probe `σξ_{l−1}`,
 //!   `ΔA_l = a_l(f_l(H_{l−1} + σΞ_{l−1})) − a_l(F_l)`, `τ_p q̇_l = −q_l + ‖Δa_l‖²` and
-//!   `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b (σξ_{l−1} − Ω_l Δa_l) Δa_lᵀ/(ε + r_Ω σ² + q_l)]`.
+//!   `Ω̇_l = η_Ω[−γ_Ω Ω_l + Σ_b ((σξ_{l−1} − Ω_l Δa_l) Δa_lᵀ − r_Ω σ² Ω_l)/(ε + r_Ω σ² + q_l)]`.
 //!
 //! Every plastic matrix `M` (the `W_l` and `Ω_l`) therefore has a derivative of the form
-//! `Ṁ = −μ M + E Nᵀ` with `E`, `N` of `B` columns ([`PlasticFactors`]). The field returns the
+//! `Ṁ = −(μ + κ) M + E Nᵀ` with `E`, `N` of `B` columns and a scalar `κ` that depends on the
+//! state (the ridge decay; 0 but for difference reconstruction decoders with a ridge)
+//! ([`PlasticFactors`]). The field returns the
 //! factors and never writes `Ṁ` itself: the full-state path ([`Field::eval`]) forms it, the
 //! low-rank Runge–Kutta path keeps it factored. Weights are read only through products
 //! ([`StageWeights`]), so the low-rank path never forms its stage weights either.
@@ -166,6 +168,11 @@ pub struct PlasticFactors {
     /// a trace delay: its presynaptic rates `n_0 = a_0(x)/(ε + p_0)` are the clamped input's
     /// `a_0(x)` times a per-replica scalar, which is then moved into `E` (`E Nᵀ` unchanged).
     pub shared: Vec<bool>,
+    /// The part `κ_m` of the decay rate that depends on the state at this evaluation, on top
+    /// of the constant [`Field::decay`] (`Ṁ = −(μ_m + κ_m) M + E Nᵀ`): the ridge decay
+    /// `η_Ω Σ_b r_Ω σ²/(ε + r_Ω σ² + q_{l,b})` of a difference reconstruction decoder, 0 for
+    /// every other matrix.
+    pub decay: Vec<f64>,
 }
 
 impl PlasticFactors {
@@ -178,6 +185,7 @@ impl PlasticFactors {
             n: mats.iter().map(|p| DMatrix::zeros(p.2.cols, b)).collect(),
             active: vec![false; mats.len()],
             shared: vec![false; mats.len()],
+            decay: vec![0.0; mats.len()],
         }
     }
 }
@@ -425,7 +433,10 @@ impl<'a> Field<'a> {
         }
         let start = Instant::now();
         for m in 0..factors.active.len() {
-            let (block, mu) = (plastic_block(self.layout, m), self.decay(m));
+            let (block, mu) = (
+                plastic_block(self.layout, m),
+                self.decay(m) + factors.decay[m],
+            );
             let (w, dw) = (block.view(y), &mut block.view_mut(dy));
             dw.copy_from(&w);
             dw.scale_mut(-mu);
@@ -843,6 +854,7 @@ impl<'a> Field<'a> {
         for l in 2..=depth {
             let m = decoder_index(depth, l);
             plastic.active[m] = eta != 0.0;
+            plastic.decay[m] = 0.0;
             if eta == 0.0 {
                 continue;
             }
@@ -855,13 +867,19 @@ impl<'a> Field<'a> {
                     plastic.n[m].copy_from(&ws.rate[l]);
                 }
                 Some(pool) => {
-                    // (σξ − Ω ΔA) ΔAᵀ/(ε + r σ² + q): the normalised difference reconstruction step
+                    // [(σξ − Ω ΔA) ΔAᵀ − r σ² Ω]/(ε + r σ² + q): the normalised difference
+                    // reconstruction step with its ridge decay, as the discrete step of §4
                     let dec = &dynm.decoder;
                     e.copy_from(&self.drive.probe[l - 2]);
                     *e -= &ws.probe[l].output;
                     *e *= eta;
-                    let floor = dynm.pool_eps + dec.ridge * dec.noise * dec.noise;
+                    let ridge = dec.ridge * dec.noise * dec.noise;
+                    let floor = dynm.pool_eps + ridge;
                     let q = pool.view(x);
+                    if ridge > 0.0 {
+                        plastic.decay[m] =
+                            eta * ridge * q.iter().map(|qj| 1.0 / (floor + qj)).sum::<f64>();
+                    }
                     plastic.n[m].copy_from(&ws.probe[l].input);
                     scale_columns(&mut plastic.n[m].as_view_mut(), |j| 1.0 / (floor + q[j]));
                 }

@@ -3,13 +3,14 @@
 //! the generic state vector.
 //!
 //! Every plastic matrix has a derivative `Ṁ = −μ M + E Nᵀ` whose plastic part has rank `≤ B`
-//! (`Field` returns the factors `E`, `N`). Inside a step from `M_0`, stage `s` therefore has
-//! weights
+//! (`Field` returns the factors `E`, `N` and the state-dependent part `κ` of the decay rate,
+//! so that at stage `j` the rate is `μ_j = μ + κ_j`). Inside a step from `M_0`, stage `s`
+//! therefore has weights
 //!
 //! ```text
 //! M_s = c_s M_0 + Σ_{j<s} ρ_{sj} E_j N_jᵀ,
-//! c_s    = 1 − hμ Σ_{j<s} a_{sj} c_j,
-//! ρ_{si} = h a_{si} − hμ Σ_{i<j<s} a_{sj} ρ_{ji},
+//! c_s    = 1 − h Σ_{j<s} a_{sj} μ_j c_j,
+//! ρ_{si} = h a_{si} − h Σ_{i<j<s} a_{sj} μ_j ρ_{ji},
 //! ```
 //!
 //! and a product `M_s A` is formed as `c_s (M_0 A) + Σ_j ρ_{sj} E_j (N_jᵀ A)` without ever
@@ -53,8 +54,15 @@ impl Combination {
         rho: [0.0; MAX_STAGES],
     };
 
-    /// `base·M_0 + h Σ_j β_j k_j` with `k_j = −μ M_j + E_j N_jᵀ` and `M_j = stages[j]`.
-    fn of(base: f64, beta: &[f64], h: f64, mu: f64, stages: &[Combination]) -> Combination {
+    /// `base·M_0 + h Σ_j β_j k_j` with `k_j = −μ_j M_j + E_j N_jᵀ`, `M_j = stages[j]` and
+    /// `μ_j = rates[j]`.
+    fn of(
+        base: f64,
+        beta: &[f64],
+        h: f64,
+        rates: &[f64; MAX_STAGES],
+        stages: &[Combination],
+    ) -> Combination {
         let mut out = Combination {
             c: base,
             rho: [0.0; MAX_STAGES],
@@ -63,6 +71,7 @@ impl Combination {
             if bj == 0.0 {
                 continue;
             }
+            let mu = rates[j];
             out.c -= h * mu * bj * mj.c;
             out.rho[j] += h * bj;
             for (r, rj) in out.rho.iter_mut().zip(mj.rho) {
@@ -82,7 +91,10 @@ impl Combination {
 /// `L = Σ_j ρ_j E_j` and `R = N` of rank `B` instead of `S·B`.
 struct Plastic {
     block: Block,
+    /// The constant decay rate `μ` of the segment ([`Field::decay`]).
     mu: f64,
+    /// Each stage's whole decay rate `μ_j = μ + κ_j` (`κ_j` from the field at stage `j`).
+    rates: [f64; MAX_STAGES],
     shared: bool,
     e: DMatrix<f64>,
     n: DMatrix<f64>,
@@ -606,6 +618,7 @@ impl LowRank {
                 Plastic {
                     block,
                     mu: 0.0,
+                    rates: [0.0; MAX_STAGES],
                     shared: false,
                     e: DMatrix::zeros(block.rows, s * b),
                     n: DMatrix::zeros(block.cols, s * b),
@@ -695,6 +708,7 @@ impl LowRank {
         field.eval_parts(t, input, &products, &mut self.k[slot], &mut self.factors);
         for (m, p) in self.plastic.iter_mut().enumerate() {
             p.shared = self.factors.shared[m];
+            p.rates[slot] = p.mu + self.factors.decay[m];
             let (mut e, mut n) = (p.e.columns_mut(slot * b, b), p.n.columns_mut(slot * b, b));
             if self.factors.active[m] {
                 e.copy_from(&self.factors.e[m]);
@@ -729,7 +743,7 @@ impl LowRank {
             let stages: [Combination; MAX_STAGES] =
                 std::array::from_fn(|j| self.combinations[j][m]);
             self.combinations[s][m] =
-                Combination::of(1.0, row, h, self.plastic[m].mu, &stages[..s]);
+                Combination::of(1.0, row, h, &self.plastic[m].rates, &stages[..s]);
         }
         let nx = self.stage_input.len();
         self.stage_input.copy_from_slice(&y[..nx]);
@@ -746,7 +760,7 @@ impl LowRank {
     /// Combination of `base·M_0 + h Σ_j β_j k_j` for matrix `m` over the step's stages.
     fn combination(&self, m: usize, base: f64, beta: &[f64], h: f64) -> Combination {
         let stages: [Combination; MAX_STAGES] = std::array::from_fn(|j| self.combinations[j][m]);
-        Combination::of(base, beta, h, self.plastic[m].mu, &stages[..beta.len()])
+        Combination::of(base, beta, h, &self.plastic[m].rates, &stages[..beta.len()])
     }
 
     /// Integrates `field` from `t0` to `t1` with the adaptive embedded method `tab`
@@ -884,18 +898,22 @@ impl LowRank {
                 self.combinations[s_last][m],
                 self.combinations[s_last - 1][m],
             );
-            let mu = self.plastic[m].mu;
+            // k_S − k_{S−1} = −μ_S M_S + μ_{S−1} M_{S−1} + E_S N_Sᵀ − E_{S−1} N_{S−1}ᵀ
+            let (mu_top, mu_below) = (
+                self.plastic[m].rates[s_last],
+                self.plastic[m].rates[s_last - 1],
+            );
             let mut diff = Combination {
                 c: top.c - below.c,
                 rho: [0.0; MAX_STAGES],
             };
             let mut dk = Combination {
-                c: -mu * diff.c,
+                c: -mu_top * top.c + mu_below * below.c,
                 rho: [0.0; MAX_STAGES],
             };
             for j in 0..MAX_STAGES {
                 diff.rho[j] = top.rho[j] - below.rho[j];
-                dk.rho[j] = -mu * diff.rho[j];
+                dk.rho[j] = -mu_top * top.rho[j] + mu_below * below.rho[j];
             }
             dk.rho[s_last] += 1.0;
             dk.rho[s_last - 1] -= 1.0;
@@ -988,6 +1006,7 @@ impl LowRank {
                 e.swap_columns(r, s_last * b + r);
                 n.swap_columns(r, s_last * b + r);
             }
+            p.rates.swap(0, s_last);
             if let Some(ex) = &mut p.explicit {
                 ex.terms.f.swap(0, s_last);
                 ex.terms.active.swap(0, s_last);
@@ -1022,7 +1041,7 @@ impl LowRank {
             d1 += (self.k[0][i] / sc).powi(2);
         }
         for m in 0..self.plastic.len() {
-            let mu = self.plastic[m].mu;
+            let mu = self.plastic[m].rates[0];
             let mut f0 = Combination {
                 c: -mu,
                 rho: [0.0; MAX_STAGES],
@@ -1051,14 +1070,14 @@ impl LowRank {
             d2 += ((self.k[1][i] - self.k[0][i]) / sc).powi(2);
         }
         for m in 0..self.plastic.len() {
-            // k_1 − k_0 = −μ(M_1 − M_0) + E_1N_1ᵀ − E_0N_0ᵀ with M_1 = c M_0 + h0 E_0N_0ᵀ
-            let mu = self.plastic[m].mu;
+            // k_1 − k_0 = −μ_1 M_1 + μ_0 M_0 + E_1N_1ᵀ − E_0N_0ᵀ with M_1 = c M_0 + h0 E_0N_0ᵀ
+            let (mu0, mu1) = (self.plastic[m].rates[0], self.plastic[m].rates[1]);
             let m1 = self.combinations[1][m];
             let mut diff = Combination {
-                c: -mu * (m1.c - 1.0),
+                c: -mu1 * m1.c + mu0,
                 rho: [0.0; MAX_STAGES],
             };
-            diff.rho[0] = -mu * m1.rho[0] - 1.0;
+            diff.rho[0] = -mu1 * m1.rho[0] - 1.0;
             diff.rho[1] = 1.0;
             let p = &mut self.plastic[m];
             p.materialize_combination(y, &diff, 2, b);
@@ -1079,8 +1098,13 @@ impl LowRank {
     /// Stage 1 of the initial-step heuristic: `y + h0 k_0` (an Euler step).
     fn prepare_stage_euler(&mut self, y: &[f64], h0: f64) {
         for m in 0..self.plastic.len() {
-            self.combinations[1][m] =
-                Combination::of(1.0, &[1.0], h0, self.plastic[m].mu, &[Combination::START]);
+            self.combinations[1][m] = Combination::of(
+                1.0,
+                &[1.0],
+                h0,
+                &self.plastic[m].rates,
+                &[Combination::START],
+            );
         }
         let nx = self.stage_input.len();
         for i in 0..nx {
