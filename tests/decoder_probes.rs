@@ -170,26 +170,18 @@ fn settled_decoder_rate_is_the_discrete_difference_reconstruction_step_with_its_
     let dy = sim.derivative(&drive);
     for l in 2..=3 {
         let engine = sim.layout().omega(l).view(dy.as_slice()).into_owned();
+        // the discrete step, and how much of it is the ridge decay `−Σ_b rate r σ² Ω/(‖Δa_b‖² + r σ²)`
+        let r = ridge * sigma * sigma;
         let mut discrete = DMatrix::zeros(engine.nrows(), engine.ncols());
+        let mut decay_rate = 0.0;
         for (b, ex) in exs.iter().enumerate() {
             let pass = BatchPass::of_one(&net.forward(&ex.x));
             let xi = drive.probe[l - 2].columns(b, 1) / sigma;
             let (probe, da) = difference_probe(&net, &pass, l, &xi, sigma);
-            discrete += decoder_update(net.omega(l), &probe, &da, rate, ridge * sigma * sigma);
+            discrete += decoder_update(net.omega(l), &probe, &da, rate, r);
+            decay_rate += rate * r / (da.norm_squared() + r);
         }
-        let without_ridge: DMatrix<f64> = exs
-            .iter()
-            .enumerate()
-            .map(|(b, ex)| {
-                let pass = BatchPass::of_one(&net.forward(&ex.x));
-                let xi = drive.probe[l - 2].columns(b, 1) / sigma;
-                let (probe, da) = difference_probe(&net, &pass, l, &xi, sigma);
-                let factor = rate / (da.norm_squared() + ridge * sigma * sigma);
-                (probe - net.omega(l) * &da) * da.transpose() * factor
-            })
-            .fold(DMatrix::zeros(engine.nrows(), engine.ncols()), |acc, m| {
-                acc + m
-            });
+        let without_ridge = &discrete + net.omega(l) * decay_rate;
         let rel = (&engine - &discrete).norm() / discrete.norm();
         eprintln!("Ω_{l}: engine against the discrete step, relative {rel:e}");
         assert!(rel < 1e-8, "Ω_{l}: relative difference {rel:e}");
