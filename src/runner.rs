@@ -554,8 +554,11 @@ fn run_into(
                 resume_from.insert(name, c);
             }
         }
-        // an older summary (interrupted, stopped) is replaced when the run ends
+        // an older summary (interrupted, stopped) is replaced when the run ends; the metrics
+        // table a Ctrl-C finished would stand beside the one growing again from the checkpoints
+        // (its rows up to them are in the checkpoints, later ones are computed again)
         let _ = std::fs::remove_file(out.join("summary.json"));
+        let _ = std::fs::remove_file(out.join("metrics.csv"));
     } else {
         prepare_output(out, start_from == Start::Replace)?;
         _lock = RunLock::acquire(out, "--out")?;

@@ -1255,6 +1255,11 @@ impl TraceRecorder {
 
     /// Continues streaming into `<path>.partial` as a checkpoint left it: the file cut to its
     /// first `bytes` bytes, which hold `rows` samples (see [`crate::checkpoint`]).
+    ///
+    /// A run stopped by Ctrl-C finished its files, so the stream may stand under its final
+    /// name `path`: it is taken back as `<path>.partial` (a killed run leaves the partial file,
+    /// which is used as it is). A stream that held no sample at the checkpoint, and was removed
+    /// as empty, starts again.
     pub fn resume_stream(
         &mut self,
         path: &Path,
@@ -1266,6 +1271,13 @@ impl TraceRecorder {
             path: partial.clone(),
             cause,
         };
+        if !partial.exists() {
+            if path.exists() {
+                std::fs::rename(path, &partial).map_err(fail)?;
+            } else if rows == 0 {
+                return self.stream_to(path);
+            }
+        }
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(&partial)

@@ -1,5 +1,6 @@
-//! Resumable runs: a run killed after a checkpoint and continued with `--resume` ends with the
-//! same files, bit for bit, as the uninterrupted run (apart from wall-clock timing).
+//! Resumable runs: a run killed or interrupted (Ctrl-C) after a checkpoint and continued with
+//! `--resume` ends with the same files, bit for bit, as the uninterrupted run (apart from
+//! wall-clock timing).
 
 mod common;
 
@@ -78,6 +79,20 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
         !ck.exists(),
         "the resumed run completed: no checkpoints left"
     );
+
+    // the same run stopped by Ctrl-C: it finishes its files as `interrupted`, keeps its
+    // checkpoints, and resumes from them to the same end
+    let resumed_from = stopped_once_checkpointed(&dir, "s.json", "ctrl_c", Stop::Interrupt);
+    let stopped = dir.join("ctrl_c");
+    let status = dtpsim::runner::run_folder_status(&stopped);
+    assert_eq!(status.as_deref(), Some("interrupted"));
+    for f in ["traces.csv", "metrics.csv", "weights_continuous.json"] {
+        assert!(stopped.join(f).exists(), "an interrupted run finishes {f}");
+    }
+    let resumed = dtpsim(&["run", "--resume", "ctrl_c", "--quiet"], &dir);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_same_outputs(&dir.join("whole"), &stopped, &resumed_from);
+    assert!(!stopped.join("traces.csv.partial").exists());
 }
 
 const MODELS: [&str; 4] = ["continuous", "adam", "dtp1", "dtp1_adam"];
@@ -102,6 +117,25 @@ fn assert_same_outputs(a: &Path, b: &Path, resumed_from: &[usize]) {
 /// Starts `dtpsim run <scenario> --out <out>` in `dir`, kills it (SIGKILL) once every model has
 /// a checkpoint, and returns the trial of each model's checkpoint.
 fn killed_once_checkpointed(dir: &Path, scenario: &str, out: &str) -> Vec<usize> {
+    let resumed_from = stopped_once_checkpointed(dir, scenario, out, Stop::Kill);
+    assert!(
+        !dir.join(out).join("summary.json").exists(),
+        "the run finished before it was killed: make it longer"
+    );
+    resumed_from
+}
+
+/// How a run is stopped.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// SIGKILL: the process ends at once and finishes nothing.
+    Kill,
+    /// SIGINT (Ctrl-C): the run stops at the next trial boundary and finishes its files.
+    Interrupt,
+}
+
+/// [`killed_once_checkpointed`] with the stop given.
+fn stopped_once_checkpointed(dir: &Path, scenario: &str, out: &str, stop: Stop) -> Vec<usize> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dtpsim"))
         .args(["run", scenario, "--out", out, "--quiet"])
         .current_dir(dir)
@@ -116,12 +150,19 @@ fn killed_once_checkpointed(dir: &Path, scenario: &str, out: &str) -> Vec<usize>
         assert!(Instant::now() < deadline, "no checkpoints appeared");
         std::thread::sleep(Duration::from_millis(2));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !dir.join(out).join("summary.json").exists(),
-        "the run finished before it was killed: make it longer"
-    );
+    match stop {
+        Stop::Kill => child.kill().unwrap(),
+        // SAFETY: kill(2) with the id of a child this test started and has not yet waited for
+        Stop::Interrupt => assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0),
+    }
+    let status = child.wait().unwrap();
+    if let Stop::Interrupt = stop {
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "an interrupted run exits with 130"
+        );
+    }
     MODELS
         .iter()
         .map(|m| {
