@@ -46,6 +46,15 @@ pub struct MetricsRow {
     /// Mean cosine between each trial's weight change and the fully relaxed DTP1 update
     /// (continuous engine with `diagnostics.update_cosine`; NaN otherwise).
     pub update_cosine: f64,
+    /// The same cosine per weight layer `l = 1..L` (index `l − 1`): mean of
+    /// `⟨ΔW_l, ΔW_l*⟩/(‖ΔW_l‖ ‖ΔW_l*‖)` with `ΔW_l*` the fully relaxed DTP1 update (NaN where
+    /// it is off, or the layer does not learn).
+    pub update_cosines: Vec<f64>,
+    /// The trial's step per weight layer against the fully relaxed one, mean of
+    /// `⟨ΔW_l, ΔW_l*⟩/‖ΔW_l*‖²`: 1 in the discrete limit `η → 0`, `1/(1 + ηβ)` for the output
+    /// layer alone at one replica with the squared loss (the implicit step, docs/MODEL.md §6
+    /// "Finite steps"). NaN where it is off, or the layer does not learn.
+    pub update_steps: Vec<f64>,
     /// Frobenius norms `‖W_1‖ … ‖W_L‖`.
     pub w_norms: Vec<f64>,
     /// Wall-clock seconds since the model started.
@@ -94,6 +103,8 @@ impl MetricsRow {
             reconstruction: scores.reconstruction,
             alpha: vec![f64::NAN; net.depth().saturating_sub(1)],
             update_cosine: f64::NAN,
+            update_cosines: vec![f64::NAN; net.depth()],
+            update_steps: vec![f64::NAN; net.depth()],
             w_norms: net.encoders().iter().map(|w| w.norm()).collect(),
             wall_seconds: f64::NAN,
         }
@@ -102,6 +113,12 @@ impl MetricsRow {
 
 /// The `metrics.csv` column names for a network of `depth` weight layers.
 pub fn header(depth: usize) -> Vec<String> {
+    header_with(depth, true)
+}
+
+/// [`header`], or without the per-layer update columns (`update_cosine_l`, `update_step_l`)
+/// as checkpoints written before them hold it.
+fn header_with(depth: usize, per_layer_updates: bool) -> Vec<String> {
     let mut h: Vec<String> = [
         "model",
         "trial",
@@ -120,6 +137,10 @@ pub fn header(depth: usize) -> Vec<String> {
     .collect();
     h.extend((1..depth).map(|l| format!("alpha_{l}")));
     h.push("update_cosine".into());
+    if per_layer_updates {
+        h.extend((1..=depth).map(|l| format!("update_cosine_{l}")));
+        h.extend((1..=depth).map(|l| format!("update_step_{l}")));
+    }
     h.extend((1..=depth).map(|l| format!("w_norm_{l}")));
     h.push("wall_seconds".into());
     h
@@ -142,39 +163,48 @@ pub fn record(row: &MetricsRow) -> Vec<String> {
     ];
     r.extend(row.alpha.iter().map(|v| num(*v)));
     r.push(num(row.update_cosine));
+    r.extend(row.update_cosines.iter().map(|v| num(*v)));
+    r.extend(row.update_steps.iter().map(|v| num(*v)));
     r.extend(row.w_norms.iter().map(|v| num(*v)));
     r.push(format!("{:.3}", row.wall_seconds));
     r
 }
 
 /// The row of a [`record`] again (for checkpoints; numbers round-trip exactly, the wall-clock
-/// seconds to the millisecond).
+/// seconds to the millisecond). A record without the per-layer update columns (a checkpoint
+/// written before them) reads them as NaN.
 pub fn parse_record(depth: usize, r: &[String]) -> Result<MetricsRow, String> {
     let names = header(depth);
-    if r.len() != names.len() {
+    let older = header_with(depth, false);
+    let names = if r.len() == older.len() {
+        older
+    } else if r.len() == names.len() {
+        names
+    } else {
         return Err(format!(
             "a metrics record has {} fields, not {}",
             r.len(),
             names.len()
         ));
-    }
-    // the cell under column `name`, found in `header` as `record` wrote it
-    let cell = |name: &str| -> &str {
-        let i = names.iter().position(|n| n == name).unwrap_or(0);
-        r[i].as_str()
+    };
+    // the cell under column `name`, found in `header` as `record` wrote it (None: a column
+    // the record's layout does not have)
+    let cell = |name: &str| -> Option<&str> {
+        let i = names.iter().position(|n| n == name)?;
+        Some(r[i].as_str())
     };
     let num = |name: &str| -> Result<f64, String> {
-        cell(name)
-            .parse::<f64>()
-            .map_err(|e| format!("{name} {:?}: {e}", cell(name)))
+        let text = cell(name).unwrap_or("NaN");
+        text.parse::<f64>()
+            .map_err(|e| format!("{name} {text:?}: {e}"))
     };
     let count = |name: &str| -> Result<usize, String> {
-        cell(name)
-            .parse::<usize>()
-            .map_err(|e| format!("{name} {:?}: {e}", cell(name)))
+        let text = cell(name).unwrap_or("");
+        text.parse::<usize>()
+            .map_err(|e| format!("{name} {text:?}: {e}"))
     };
     Ok(MetricsRow {
-        model: cell("model").to_string(),
+        model: cell("model").unwrap_or_default().to_string(),
         trial: count("trial")?,
         examples: count("examples")?,
         epoch: num("epoch")?,
@@ -189,6 +219,12 @@ pub fn parse_record(depth: usize, r: &[String]) -> Result<MetricsRow, String> {
             .map(|l| num(&format!("alpha_{l}")))
             .collect::<Result<_, _>>()?,
         update_cosine: num("update_cosine")?,
+        update_cosines: (1..=depth)
+            .map(|l| num(&format!("update_cosine_{l}")))
+            .collect::<Result<_, _>>()?,
+        update_steps: (1..=depth)
+            .map(|l| num(&format!("update_step_{l}")))
+            .collect::<Result<_, _>>()?,
         w_norms: (1..=depth)
             .map(|l| num(&format!("w_norm_{l}")))
             .collect::<Result<_, _>>()?,
@@ -365,18 +401,23 @@ impl<'a> EvaluationPlan<'a> {
     }
 }
 
-/// One [`RunningMean`] per hidden layer `l = 1..L−1`: the per-layer contraction `α_l` between
-/// evaluations.
+/// One [`RunningMean`] per layer between evaluations: per hidden layer `l = 1..L−1` the
+/// contraction `α_l`, per weight layer `l = 1..L` the update agreement.
 #[derive(Debug, Clone)]
 pub struct LayerMeans(Vec<RunningMean>);
 
 impl LayerMeans {
-    /// Empty means for a network of `depth` weight layers.
+    /// Empty means for the hidden layers `1..L−1` of a network of `depth` weight layers.
     pub fn new(depth: usize) -> Self {
         LayerMeans(vec![RunningMean::default(); depth.saturating_sub(1)])
     }
 
-    /// Adds `v` to hidden layer `l` (`1..L−1`) if it is finite.
+    /// Empty means for the weight layers `1..L` of a network of `depth` weight layers.
+    pub fn weight_layers(depth: usize) -> Self {
+        LayerMeans(vec![RunningMean::default(); depth])
+    }
+
+    /// Adds `v` to layer `l` (from 1) if it is finite.
     pub fn add(&mut self, l: usize, v: f64) {
         if let Some(m) = self.0.get_mut(l.wrapping_sub(1)) {
             m.add(v);
@@ -462,5 +503,55 @@ mod tests {
             assert!(without.reconstruction.is_nan());
             assert_eq!(without.loss, scores.loss);
         }
+    }
+
+    /// A record reads back as the row it was written from, and a record of the layout before
+    /// the per-layer update columns (an older checkpoint's) reads them as NaN.
+    #[test]
+    fn records_read_back_exactly_and_older_ones_without_the_per_layer_update_columns() {
+        let depth = 3;
+        let row = MetricsRow {
+            model: "continuous".into(),
+            trial: 7,
+            examples: 21,
+            epoch: 0.35,
+            test_examples: 10,
+            time: 105.0,
+            train_loss: 0.1 + 0.2,
+            test_loss: 1.0 / 3.0,
+            test_mse: f64::NAN,
+            test_accuracy: 0.7,
+            reconstruction: 0.25,
+            alpha: vec![f64::NAN, 0.5],
+            update_cosine: 0.9,
+            update_cosines: vec![0.8, 0.85, 0.99],
+            update_steps: vec![0.7, f64::NAN, 0.875],
+            w_norms: vec![1.5, 2.5, std::f64::consts::PI],
+            wall_seconds: 1.25,
+        };
+        let record = record(&row);
+        assert_eq!(record.len(), header(depth).len());
+        let back = parse_record(depth, &record).unwrap();
+        // NaN ≠ NaN: compare the records
+        assert_eq!(super::record(&back), record);
+        assert_eq!(back.update_steps[2], 0.875);
+        let names = header(depth);
+        let older: Vec<String> = record
+            .iter()
+            .zip(&names)
+            .filter(|(_, n)| !n.starts_with("update_cosine_") && !n.starts_with("update_step_"))
+            .map(|(v, _)| v.clone())
+            .collect();
+        assert_eq!(older.len(), names.len() - 2 * depth);
+        let old = parse_record(depth, &older).unwrap();
+        assert!(old
+            .update_cosines
+            .iter()
+            .chain(&old.update_steps)
+            .all(|v| v.is_nan()));
+        assert_eq!(old.w_norms, row.w_norms);
+        assert_eq!(old.update_cosine, row.update_cosine);
+        let short = parse_record(depth, &older[1..]).unwrap_err();
+        assert!(short.contains("fields"), "{short}");
     }
 }

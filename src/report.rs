@@ -247,18 +247,44 @@ pub fn plot_run_dir(dir: &Path, labels: &RunLabels) -> anyhow::Result<Vec<PathBu
             files.extend(p.save(&dir.join("relaxation_alpha"))?);
         }
         if let Some((_, idx)) = groups.iter().find(|(g, _)| g == "continuous") {
-            let pts: Vec<(f64, f64)> = col(idx, "update_cosine")
-                .into_iter()
-                .filter(|(_, v)| v.is_finite())
-                .collect();
+            let finite_col = |name: &str| -> Vec<(f64, f64)> {
+                col(idx, name)
+                    .into_iter()
+                    .filter(|(_, v)| v.is_finite())
+                    .collect()
+            };
+            let layers = |prefix: &str| -> Vec<(String, Vec<(f64, f64)>)> {
+                m.header
+                    .iter()
+                    .filter_map(|h| h.strip_prefix(prefix))
+                    .map(|l| (l.to_string(), finite_col(&format!("{prefix}{l}"))))
+                    .filter(|(_, pts)| !pts.is_empty())
+                    .collect()
+            };
+            let pts = finite_col("update_cosine");
             if !pts.is_empty() {
                 let mut p = LinePlot::new(
                     format!("{title}: trial update vs fully relaxed DTP1 update"),
                     x_label,
                     "cosine",
                 );
-                p.series.push(Series::new("continuous", pts, 0));
+                p.series.push(Series::new("all layers", pts, 0));
+                for (c, (l, pts)) in layers("update_cosine_").into_iter().enumerate() {
+                    p.series
+                        .push(Series::new(format!("W_{l}"), pts, c + 1).dashed());
+                }
                 files.extend(p.save(&dir.join("update_cosine"))?);
+            }
+            let mut p = LinePlot::new(
+                format!("{title}: trial step along the fully relaxed DTP1 update"),
+                x_label,
+                "⟨ΔW_l, ΔW_l*⟩/‖ΔW_l*‖² (1: the discrete limit)",
+            );
+            for (c, (l, pts)) in layers("update_step_").into_iter().enumerate() {
+                p.series.push(Series::new(format!("W_{l}"), pts, c + 1));
+            }
+            if !p.series.is_empty() {
+                files.extend(p.save(&dir.join("update_step"))?);
             }
         }
     }

@@ -51,7 +51,7 @@ fn a_references_only_scenario_writes_metrics_weights_plots_and_summary_last() {
     }
     let csv = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
     // the one metrics format of every run: no continuous rows without an engine
-    assert!(csv.starts_with("model,trial,examples,epoch,test_examples,time,train_loss,test_loss,test_mse,test_accuracy,reconstruction,alpha_1,alpha_2,update_cosine,w_norm_1,w_norm_2,w_norm_3,wall_seconds"));
+    assert!(csv.starts_with("model,trial,examples,epoch,test_examples,time,train_loss,test_loss,test_mse,test_accuracy,reconstruction,alpha_1,alpha_2,update_cosine,update_cosine_1,update_cosine_2,update_cosine_3,update_step_1,update_step_2,update_step_3,w_norm_1,w_norm_2,w_norm_3,wall_seconds"));
     assert_eq!(csv.lines().count(), 1 + 4 * 3);
     assert!(!csv.contains("\ncontinuous,"));
     assert!(!dir.join("run/traces.csv").exists());

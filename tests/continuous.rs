@@ -1,6 +1,8 @@
 //! The continuous-time engine against its discrete limit and known solutions (docs/MODEL.md §7,
 //! T6–T8), plus the engine's own invariants.
 
+mod common;
+
 use dtpsim::continuous::config::{
     DecoderLoss, EngineConfig, Gate, Method, PerLayer, PlasticityRule, WeightsMode,
 };
@@ -58,6 +60,83 @@ fn t6d_a_finite_step_is_the_implicit_step_on_the_output_loss() {
     // the explicit step is the small-η limit
     let small = t6_proximal(1e-4, 3, Loss::Mse).unwrap();
     assert!((small.explicit_ratio - 1.0).abs() < 1e-4, "{small:?}");
+}
+
+/// The columns of `metrics.csv` in `dir` for the `continuous` rows after learning began.
+fn continuous_metrics(dir: &std::path::Path) -> Vec<std::collections::HashMap<String, f64>> {
+    let mut reader = csv::Reader::from_path(dir.join("metrics.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[0] == "continuous" && &r[1] != "0")
+        .map(|r| {
+            header
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.parse::<f64>().unwrap_or(f64::NAN)))
+                .collect()
+        })
+        .collect()
+}
+
+/// The per-layer update diagnostics of `metrics.csv` against T6d through a whole run: with
+/// only the output layer plastic on a linear net, the squared loss and one replica, every
+/// trial's step along the fully relaxed (explicit DTP1) update is `1/(1 + ηβ)` with cosine 1,
+/// and the frozen layer reports nothing; with every layer plastic at a small `η` each layer's
+/// step is the discrete one (summed over the replicas: `η` is per example).
+#[test]
+fn per_layer_update_steps_are_the_implicit_step_and_tend_to_the_discrete_one() {
+    use common::{dtpsim, scratch, stderr};
+    let dir = scratch("update-steps");
+    let scenario = |eta: &str, activation: &str, batch: usize| {
+        format!(
+            r#"{{"name": "steps", "seed": 4,
+             "task": {{"kind": "teacher_student", "widths": [4, 4, 4], "activation": "{activation}", "gain": 1.0}},
+             "data": {{"train": 20, "test": 10}},
+             "network": {{"widths": [4, 4, 4], "activation": "{activation}", "bias": false}},
+             "schedule": {{"trials": 6, "warmup_trials": 0, "batch": {batch}, "eval_every": 3}},
+             "engine": {{"dynamics": {{"scheme": "difference", "leak": 0.0, "beta": 0.1, "pool_eps": 1e-12,
+                "plasticity": {{"eta": {eta}}}, "decoder": {{"eta": 0.0}}}},
+               "protocol": {{"t_stim": 65, "t_on": 25, "t_gap": 0}},
+               "solver": {{"rtol": 1e-10, "atol": 1e-12}}}},
+             "references": [],
+             "diagnostics": {{"update_cosine": true}},
+             "outputs": {{"plots": false}}}}"#
+        )
+    };
+    let run = |name: &str, text: String| {
+        std::fs::write(dir.join(format!("{name}.json")), text).unwrap();
+        let out = dtpsim(
+            &["run", &format!("{name}.json"), "--out", name, "--quiet"],
+            &dir,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let rows = continuous_metrics(&dir.join(name));
+        assert_eq!(rows.len(), 2);
+        rows
+    };
+    let (eta, beta) = (2.0, 0.1);
+    for row in run("top", scenario("[0.0, 2.0]", "linear", 1)) {
+        let step = row["update_step_2"];
+        assert!(
+            (step - 1.0 / (1.0 + eta * beta)).abs() < 1e-6,
+            "step {step} against 1/(1 + ηβ) = {}",
+            1.0 / (1.0 + eta * beta)
+        );
+        assert!((row["update_cosine_2"] - 1.0).abs() < 1e-9, "{row:?}");
+        assert!(row["update_step_1"].is_nan() && row["update_cosine_1"].is_nan());
+    }
+    for row in run("small", scenario("1e-4", "tanh", 3)) {
+        for l in 1..=2 {
+            let (step, cosine) = (
+                row[&format!("update_step_{l}")],
+                row[&format!("update_cosine_{l}")],
+            );
+            assert!((step - 1.0).abs() < 1e-3, "layer {l}: step {step}");
+            assert!(cosine > 0.999, "layer {l}: cosine {cosine}");
+        }
+    }
 }
 
 #[test]

@@ -44,6 +44,8 @@ struct Accumulator {
     loss: RunningMean,
     alpha: LayerMeans,
     cosine: RunningMean,
+    layer_cosine: LayerMeans,
+    layer_step: LayerMeans,
 }
 
 impl Accumulator {
@@ -52,12 +54,15 @@ impl Accumulator {
             loss: RunningMean::default(),
             alpha: LayerMeans::new(depth),
             cosine: RunningMean::default(),
+            layer_cosine: LayerMeans::weight_layers(depth),
+            layer_step: LayerMeans::weight_layers(depth),
         }
     }
 }
 
 /// The update a fully relaxed trial would make (the continuous limit of T6): `η_l s_l` times
-/// the replica mean of the DTP1 update with the engine's scheme relaxed to its fixed point.
+/// the replica sum of the DTP1 update with the engine's scheme relaxed to its fixed point
+/// (the engine's `η` is per example: its rule sums over the replicas, docs/MODEL.md §6).
 pub fn fully_relaxed_update(
     net: &Network,
     cfg: &EngineConfig,
@@ -92,11 +97,29 @@ pub fn fully_relaxed_update(
             vec![1.0; net.depth() + 1]
         };
         for l in 1..=net.depth() {
-            total[l - 1] += dtp1_delta(&fwd, &t.d[l], l)
-                * (d.plasticity.eta.get(l) * s[l] / batch.len() as f64);
+            total[l - 1] += dtp1_delta(&fwd, &t.d[l], l) * (d.plasticity.eta.get(l) * s[l]);
         }
     }
     total
+}
+
+/// How one layer's trial update `ΔW` agrees with the fully relaxed one `ΔW*`: the cosine
+/// `⟨ΔW, ΔW*⟩/(‖ΔW‖ ‖ΔW*‖)` and the step `⟨ΔW, ΔW*⟩/‖ΔW*‖²` (the length of `ΔW` along
+/// `ΔW*`, as a fraction of it). Both NaN when `ΔW*` vanishes (a layer that does not learn);
+/// the cosine is 0 when only `ΔW` does.
+fn agreement(dw: &DMatrix<f64>, full: &DMatrix<f64>) -> (f64, f64) {
+    let full_sq = full.norm_squared();
+    if full_sq == 0.0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let dot = dw.dot(full);
+    let norm = dw.norm();
+    let cosine = if norm == 0.0 {
+        0.0
+    } else {
+        dot / (norm * full_sq.sqrt())
+    };
+    (cosine, dot / full_sq)
 }
 
 fn eval_row(
@@ -112,6 +135,8 @@ fn eval_row(
     row.train_loss = acc.loss.mean();
     row.alpha = acc.alpha.means();
     row.update_cosine = acc.cosine.mean();
+    row.update_cosines = acc.layer_cosine.means();
+    row.update_steps = acc.layer_step.means();
     row.wall_seconds = start.elapsed().as_secs_f64();
     row
 }
@@ -290,6 +315,11 @@ pub fn run_protocol(
                     .map(|l| after.w(l) - before.w(l))
                     .collect();
                 acc.cosine.add(cosine_flat(&change, &full));
+                for (l, (dw, full)) in change.iter().zip(&full).enumerate() {
+                    let (cosine, step) = agreement(dw, full);
+                    acc.layer_cosine.add(l + 1, cosine);
+                    acc.layer_step.add(l + 1, step);
+                }
             }
             done += 1;
             if let Some(scope) = plan.after(k) {
