@@ -99,6 +99,19 @@ enum Command {
         #[arg(long, default_value = "out/compare")]
         out: PathBuf,
     },
+    /// Write the weights each model of a run had at its last checkpoint, while the run goes on
+    /// or after it stopped: weights_<model>_trial<N>.json (encoders and decoders; the engine's
+    /// read out of its ODE state), the format network.weights reads.
+    Export {
+        /// The run folder (the --out of dtpsim run).
+        dir: PathBuf,
+        /// Folder for the weights files (default: <DIR>/export).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace weights files already there.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the JSON Schema of the scenario format.
     Schema,
     /// Measure the continuous engine: the full-state (ode_solvers) and the low-rank path on the
@@ -927,6 +940,21 @@ fn main() -> ExitCode {
                 print!("{}", dtpsim::compare::markdown_table(&curves));
                 for f in &files {
                     println!("{}", f.display());
+                }
+                0
+            })
+        }
+        Some(Command::Export { dir, out, force }) => {
+            let out = out.clone().unwrap_or_else(|| dir.join("export"));
+            dtpsim::runner::export_checkpoints(dir, &out, *force).map(|written| {
+                for e in &written {
+                    println!(
+                        "{}: trial {} (epoch {:.2}) -> {}",
+                        e.model,
+                        e.trial,
+                        e.epoch,
+                        e.path.display()
+                    );
                 }
                 0
             })

@@ -131,8 +131,8 @@ pub fn dataset(s: &Scenario) -> Result<Dataset, ConfigError> {
 /// folder only when everything in it matches.
 fn written_by_dtpsim(name: &str, is_dir: bool) -> bool {
     if is_dir {
-        // `slurm`: the job array's logs of a sweep run with --slurm
-        return name == "runs" || name == "slurm" || name == "checkpoint";
+        // `slurm`: the job array's logs of a sweep run with --slurm; `export`: dtpsim export
+        return name == "runs" || name == "slurm" || name == "checkpoint" || name == "export";
     }
     let ext = |e: &str| name.ends_with(e);
     matches!(
@@ -431,6 +431,116 @@ pub fn resume_run(out: &Path, progress: bool, epochs: Option<usize>) -> anyhow::
         extend_to_epochs(&mut spec, n)?;
     }
     run_into(&spec.scenario, out, progress, &spec.set, Start::Resume)
+}
+
+/// One model's weights written by [`export_checkpoints`].
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// `continuous` or the reference's name.
+    pub model: String,
+    /// Learning trials done at the checkpoint.
+    pub trial: usize,
+    /// Epochs of learning at the checkpoint (`metrics.csv`'s `epoch` of its last row).
+    pub epoch: f64,
+    /// The weights file written.
+    pub path: PathBuf,
+}
+
+/// Writes the weights (encoders and decoders) each model of the run in `dir` had at its last
+/// checkpoint into `out` as `weights_<model>_trial<N>.json`, the format `network.weights`
+/// reads, while the run goes on or after it stopped. The engine's weights are read out of its
+/// ODE state (docs/MODEL.md §6). An existing file is refused unless `force`; nothing is
+/// written when any model fails.
+pub fn export_checkpoints(dir: &Path, out: &Path, force: bool) -> anyhow::Result<Vec<Exported>> {
+    let bad = |msg: String| ConfigError::new("export", format!("{}: {msg}", dir.display()));
+    if !crate::checkpoint::folder(dir)
+        .join("scenario.json")
+        .exists()
+    {
+        let why = if run_folder_status(dir).as_deref() == Some(RunStatus::Complete.name()) {
+            "is a complete run, which keeps no checkpoints: its final weights are its weights_<model>.json"
+        } else {
+            "holds no checkpoint/scenario.json: give the --out folder of a dtpsim run that has taken a checkpoint"
+        };
+        return Err(bad(why.into()).into());
+    }
+    let spec = crate::checkpoint::load_spec(dir)?;
+    let scenario = &spec.scenario;
+    let names = scenario
+        .engine
+        .iter()
+        .map(|_| "continuous".to_string())
+        .chain(scenario.references.iter().map(|r| r.name.clone()));
+    let mut networks = Vec::new();
+    for name in names {
+        let Some(c) = crate::checkpoint::load(&crate::checkpoint::model_path(dir, &name))? else {
+            continue;
+        };
+        let broken = |m: String| ConfigError::new(format!("checkpoint of {name}"), m);
+        let network = match &c.state {
+            ModelState::Reference { weights, .. } => weights
+                .clone()
+                .into_network()
+                .map_err(|e| broken(e.to_string()))?,
+            ModelState::Continuous {
+                state, time, trial, ..
+            } => {
+                let Some(engine) = &scenario.engine else {
+                    return Err(
+                        broken("an engine checkpoint in a run without an engine".into()).into(),
+                    );
+                };
+                crate::resources::check(scenario)?;
+                let net = scenario.initial_network()?;
+                let mut sim = crate::continuous::Simulation::new(
+                    &net,
+                    engine.clone(),
+                    scenario.schedule.batch,
+                )?;
+                sim.restore(state, *time, *trial, Default::default())
+                    .map_err(broken)?;
+                sim.network()
+            }
+        };
+        let epoch = c
+            .metrics_rows(scenario.architecture()?.depth())
+            .map_err(broken)?
+            .last()
+            .map_or(f64::NAN, |r| r.epoch);
+        let path = out.join(format!("weights_{name}_trial{}.json", c.trial));
+        networks.push((
+            network,
+            Exported {
+                model: name,
+                trial: c.trial,
+                epoch,
+                path,
+            },
+        ));
+    }
+    if networks.is_empty() {
+        return Err(bad("has not taken a checkpoint yet (one is taken at every epoch end and every outputs.checkpoint_every trials)".into()).into());
+    }
+    if !force {
+        if let Some((_, e)) = networks.iter().find(|(_, e)| e.path.exists()) {
+            return Err(ConfigError::new(
+                "--out",
+                format!(
+                    "{} exists; give another --out, or --force to replace it",
+                    e.path.display()
+                ),
+            )
+            .into());
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|cause| IoError::Write {
+        path: out.to_path_buf(),
+        cause,
+    })?;
+    for (net, e) in &networks {
+        crate::weights::save(net, &e.path)?;
+    }
+    Ok(networks.into_iter().map(|(_, e)| e).collect())
 }
 
 /// Sets the run's `schedule.epochs` to `n` (and records `--set schedule.epochs=n`), so that a

@@ -49,6 +49,13 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
     // a complete run keeps no checkpoints, and has nothing to resume
     assert!(!dir.join("whole/checkpoint").exists());
     let again = dtpsim(&["run", "--resume", "whole"], &dir);
+    let export = dtpsim(&["export", "whole"], &dir);
+    assert_eq!(export.status.code(), Some(2), "{}", stderr(&export));
+    assert!(
+        stderr(&export).contains("weights_<model>.json"),
+        "{}",
+        stderr(&export)
+    );
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
     assert!(
         stderr(&again).contains("complete run"),
@@ -63,6 +70,25 @@ fn a_killed_run_resumed_ends_bit_for_bit_as_the_uninterrupted_one() {
         resumed_from.iter().all(|&t| t > 0 && t < 600),
         "{resumed_from:?}"
     );
+
+    // the weights at the checkpoints, exported while the run is stopped: each model's norms
+    // are those of its last metrics row, taken at the checkpoint's trial
+    let exported = dtpsim(&["export", "killed", "--out", "at_checkpoint"], &dir);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    for (model, trial) in MODELS.iter().zip(&resumed_from) {
+        let path = dir.join(format!("at_checkpoint/weights_{model}_trial{trial}.json"));
+        let net = dtpsim::weights::load(&path).unwrap();
+        let c = dtpsim::checkpoint::load(&ck.join(format!("{model}.json.gz")))
+            .unwrap()
+            .unwrap();
+        let last = c.metrics_rows(net.depth()).unwrap().pop().unwrap();
+        assert_eq!(last.trial, *trial);
+        let norms: Vec<f64> = net.encoders().iter().map(|w| w.norm()).collect();
+        assert_eq!(norms, last.w_norms, "{model}");
+    }
+    let again = dtpsim(&["export", "killed", "--out", "at_checkpoint"], &dir);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
 
     // starting the run again into its folder points at --resume
     let again = dtpsim(&["run", "s.json", "--out", "killed"], &dir);
