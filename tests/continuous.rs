@@ -394,13 +394,37 @@ fn dop853_on_the_low_rank_path_is_refused_naming_the_field_and_the_fix() {
 
 #[test]
 fn t6c_a_short_settle_leaves_a_measurable_gap_that_a_long_one_closes() {
-    let (r5, c5) = dtpsim::theory::t6_settle(5.0).unwrap();
-    let (r30, c30) = dtpsim::theory::t6_settle(30.0).unwrap();
+    let (r5, c5) = dtpsim::theory::t6_settle(5.0, false).unwrap();
+    let (r30, c30) = dtpsim::theory::t6_settle(30.0, false).unwrap();
+
     assert!((r30 - 1.0).abs() < 1e-3, "settle 30: ratio {r30}");
     assert!(c30 > 1.0 - 1e-6, "settle 30: cosine {c30}");
     // the cascade of h is still moving after 5 time units: the update is measurably off
     assert!(
         (r5 - 1.0).abs() > 10.0 * (r30 - 1.0).abs() && c5 < c30,
         "settle 5: ratio {r5}, cos {c5}; settle 30: {r30}, {c30}"
+    );
+}
+
+/// T6c in a stream, as in a run: right after another example's trial the cascade still
+/// carries that example's activity after a settle of 5, and the update is much further off
+/// than from rest; a settle of 10 closes most of the gap and one of 30 all of it.
+#[test]
+fn t6c_in_a_stream_the_previous_example_lingers_after_a_short_settle() {
+    let (_, rest5) = dtpsim::theory::t6_settle(5.0, false).unwrap();
+    let (r5, c5) = dtpsim::theory::t6_settle(5.0, true).unwrap();
+    let (r10, c10) = dtpsim::theory::t6_settle(10.0, true).unwrap();
+    let (r30, c30) = dtpsim::theory::t6_settle(30.0, true).unwrap();
+    assert!(
+        1.0 - c5 > 10.0 * (1.0 - rest5) && (r5 - 1.0).abs() > 0.01,
+        "stream, settle 5: ratio {r5}, cos {c5}; from rest: cos {rest5}"
+    );
+    assert!(
+        (r10 - 1.0).abs() < 1e-3 && 1.0 - c10 < 1e-5,
+        "stream, settle 10: ratio {r10}, cos {c10}"
+    );
+    assert!(
+        (r30 - 1.0).abs() < 1e-5 && 1.0 - c30 < 1e-9,
+        "stream, settle 30: ratio {r30}, cos {c30}"
     );
 }
