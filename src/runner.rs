@@ -433,6 +433,26 @@ pub fn resume_run(out: &Path, progress: bool, epochs: Option<usize>) -> anyhow::
     run_into(&spec.scenario, out, progress, &spec.set, Start::Resume)
 }
 
+/// The checkpoint of each model of `scenario` (`continuous` for the engine, then the references
+/// by name) that the run folder `dir` holds; models without one are left out.
+fn load_checkpoints(
+    dir: &Path,
+    scenario: &Scenario,
+) -> Result<BTreeMap<String, ModelCheckpoint>, IoError> {
+    let names = scenario
+        .engine
+        .iter()
+        .map(|_| "continuous".to_string())
+        .chain(scenario.references.iter().map(|r| r.name.clone()));
+    let mut checkpoints = BTreeMap::new();
+    for name in names {
+        if let Some(c) = crate::checkpoint::load(&crate::checkpoint::model_path(dir, &name))? {
+            checkpoints.insert(name, c);
+        }
+    }
+    Ok(checkpoints)
+}
+
 /// One model's weights written by [`export_checkpoints`].
 #[derive(Debug, Clone)]
 pub struct Exported {
@@ -466,16 +486,8 @@ pub fn export_checkpoints(dir: &Path, out: &Path, force: bool) -> anyhow::Result
     }
     let spec = crate::checkpoint::load_spec(dir)?;
     let scenario = &spec.scenario;
-    let names = scenario
-        .engine
-        .iter()
-        .map(|_| "continuous".to_string())
-        .chain(scenario.references.iter().map(|r| r.name.clone()));
     let mut networks = Vec::new();
-    for name in names {
-        let Some(c) = crate::checkpoint::load(&crate::checkpoint::model_path(dir, &name))? else {
-            continue;
-        };
+    for (name, c) in load_checkpoints(dir, scenario)? {
         let broken = |m: String| ConfigError::new(format!("checkpoint of {name}"), m);
         let network = match &c.state {
             ModelState::Reference { weights, .. } => weights
@@ -654,16 +666,7 @@ fn run_into(
     let _lock;
     if resuming {
         _lock = RunLock::acquire(out, "--resume")?;
-        let names = scenario
-            .engine
-            .iter()
-            .map(|_| "continuous".to_string())
-            .chain(scenario.references.iter().map(|r| r.name.clone()));
-        for name in names {
-            if let Some(c) = crate::checkpoint::load(&crate::checkpoint::model_path(out, &name))? {
-                resume_from.insert(name, c);
-            }
-        }
+        resume_from = load_checkpoints(out, scenario)?;
         // an older summary (interrupted, stopped) is replaced when the run ends; the metrics
         // table a Ctrl-C finished would stand beside the one growing again from the checkpoints
         // (its rows up to them are in the checkpoints, later ones are computed again)
