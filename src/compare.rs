@@ -6,6 +6,11 @@
 //!
 //! A run still going (or stopped, with checkpoints) has `metrics.csv.partial` instead of
 //! `metrics.csv`; it is read as it stands and marked `in progress`.
+//!
+//! An earlier comparison's `epochs.csv` can stand in for its runs (their folders may be long
+//! gone): its curves are read back with their status from the `compare.csv` beside it, and a
+//! run folder given as well replaces the same run's curves from the file, in place, so a
+//! published comparison is brought up to date by naming the run that moved on.
 
 use crate::plot::{LinePlot, Series};
 use crate::record::{num, Table};
@@ -165,37 +170,155 @@ pub fn read_run(dir: &Path) -> anyhow::Result<Vec<ModelCurve>> {
     Ok(curves)
 }
 
-/// Compares the runs in `dirs`: writes `epochs.csv`, `compare.csv` and the plot into `out`,
-/// and returns the curves (labels made unique) and the files written.
-pub fn compare_runs(
-    dirs: &[PathBuf],
-    out: &Path,
-) -> anyhow::Result<(Vec<ModelCurve>, Vec<PathBuf>)> {
-    if dirs.is_empty() {
+/// Reads an earlier comparison's `epochs.csv` back into curves, one per run and model in
+/// file order, with each one's status (`complete` or `in progress`) from the `compare.csv`
+/// beside it.
+pub fn read_comparison(path: &Path) -> anyhow::Result<Vec<ModelCurve>> {
+    let m = Columns::read(path)?;
+    for needed in ["run", "model", "examples", "test_loss"] {
+        if m.index(needed).is_none() {
+            anyhow::bail!(
+                "{}: no column {needed:?}; give the epochs.csv written by dtpsim compare, or a run folder",
+                path.display()
+            );
+        }
+    }
+    let summary_path = path.with_file_name("compare.csv");
+    let summary = Columns::read(&summary_path).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n(the compare.csv written beside {} says which of its runs were complete; keep the two files together)",
+            path.display()
+        )
+    })?;
+    let status: Vec<(String, String, String)> = summary
+        .text("run")
+        .into_iter()
+        .zip(summary.text("model"))
+        .zip(summary.text("status"))
+        .map(|((r, m), s)| (r, m, s))
+        .collect();
+    let (runs, models) = (m.text("run"), m.text("model"));
+    let (epoch, examples, test_examples, loss, accuracy, wall) = (
+        m.numbers("epoch"),
+        m.numbers("examples"),
+        m.numbers("test_examples"),
+        m.numbers("test_loss"),
+        m.numbers("test_accuracy"),
+        m.numbers("wall_seconds"),
+    );
+    let mut curves: Vec<ModelCurve> = Vec::new();
+    for i in 0..runs.len() {
+        let point = EpochPoint {
+            epoch: epoch[i],
+            examples: examples[i],
+            test_examples: test_examples[i],
+            test_loss: loss[i],
+            test_accuracy: accuracy[i],
+            wall_seconds: wall[i],
+        };
+        if let Some(c) = curves
+            .iter_mut()
+            .find(|c| c.run == runs[i] && c.model == models[i])
+        {
+            c.points.push(point);
+            continue;
+        }
+        let complete = match status
+            .iter()
+            .find(|(r, m, _)| *r == runs[i] && *m == models[i])
+            .map(|(_, _, s)| s.as_str())
+        {
+            Some("complete") => true,
+            Some("in progress") => false,
+            other => anyhow::bail!(
+                "{}: {}/{} has status {:?}, not \"complete\" or \"in progress\"; write both files again with dtpsim compare",
+                summary_path.display(),
+                runs[i],
+                models[i],
+                other.unwrap_or("(no row)")
+            ),
+        };
+        curves.push(ModelCurve {
+            run: runs[i].clone(),
+            model: models[i].clone(),
+            label: models[i].clone(),
+            complete,
+            points: vec![point],
+        });
+    }
+    Ok(curves)
+}
+
+/// What [`compare_runs`] did.
+#[derive(Debug)]
+pub struct Comparison {
+    /// Every model's curve, labels made unique.
+    pub curves: Vec<ModelCurve>,
+    /// The files written.
+    pub files: Vec<PathBuf>,
+    /// `run/model` curves of an earlier `epochs.csv` replaced by a run folder given too.
+    pub replaced: Vec<String>,
+}
+
+/// Compares the runs in `inputs` (run folders, or the `epochs.csv` of an earlier comparison,
+/// see [`read_comparison`]): writes `epochs.csv`, `compare.csv` and the plot into `out`. A
+/// curve read from a run folder replaces the same run and model of an `epochs.csv`, in its
+/// place; two folders, or two files, with the same run and model are refused.
+pub fn compare_runs(inputs: &[PathBuf], out: &Path) -> anyhow::Result<Comparison> {
+    if inputs.is_empty() {
         anyhow::bail!("compare: give at least one run folder");
     }
     // read everything before writing anything
-    let mut curves: Vec<ModelCurve> = Vec::new();
+    let same = |a: &ModelCurve, b: &ModelCurve| a.run == b.run && a.model == b.model;
+    // each input's curves, and whether they came from an epochs.csv
+    let mut read: Vec<(Vec<ModelCurve>, bool)> = Vec::new();
     let mut seen = Vec::new();
-    for dir in dirs {
-        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+    for input in inputs {
+        let canonical = input.canonicalize().unwrap_or_else(|_| input.clone());
         if seen.contains(&canonical) {
-            anyhow::bail!("{}: given twice; name each run once", dir.display());
+            anyhow::bail!("{}: given twice; name each run once", input.display());
         }
         seen.push(canonical);
-        let run = read_run(dir)?;
-        if let Some(c) = run
-            .iter()
-            .find(|c| curves.iter().any(|o| o.run == c.run && o.model == c.model))
-        {
+        let file = input.is_file();
+        let these = if file {
+            read_comparison(input)?
+        } else {
+            read_run(input)?
+        };
+        let earlier = read.iter().filter(|(_, f)| *f == file).flat_map(|(c, _)| c);
+        if let Some(c) = these.iter().find(|c| earlier.clone().any(|o| same(o, c))) {
             anyhow::bail!(
-                "{}: another run folder is also named {:?} and has a model {:?}; rename one folder",
-                dir.display(),
+                "{}: another {} also has run {:?} with a model {:?}; rename one run folder",
+                input.display(),
+                if file { "epochs.csv" } else { "run folder" },
                 c.run,
                 c.model
             );
         }
-        curves.extend(run);
+        read.push((these, file));
+    }
+    let folder_curve = |c: &ModelCurve| {
+        read.iter()
+            .filter(|(_, f)| !f)
+            .flat_map(|(c, _)| c)
+            .find(|o| same(o, c))
+    };
+    let mut replaced = Vec::new();
+    let mut curves: Vec<ModelCurve> = Vec::new();
+    for (these, file) in &read {
+        for c in these {
+            match (file, folder_curve(c)) {
+                // a file's curve the run folder replaces, in the file's place
+                (true, Some(newer)) => {
+                    replaced.push(format!("{}/{}", c.run, c.model));
+                    curves.push(newer.clone());
+                }
+                (true, None) => curves.push(c.clone()),
+                // a folder's curve that replaces a file's goes in the file's place
+                (false, _) if read.iter().any(|(o, f)| *f && o.iter().any(|o| same(o, c))) => {}
+                (false, _) => curves.push(c.clone()),
+            }
+        }
     }
     let clash = |c: &ModelCurve, all: &[ModelCurve]| {
         all.iter()
@@ -328,7 +451,11 @@ pub fn compare_runs(
             .push(if single { series.markers() } else { series });
     }
     files.extend(p.save(&out.join(stem))?);
-    Ok((curves, files))
+    Ok(Comparison {
+        curves,
+        files,
+        replaced,
+    })
 }
 
 /// The comparison as a Markdown table (final and best accuracy, epochs, seconds per epoch),

@@ -92,7 +92,9 @@ enum Command {
     /// compare.csv and accuracy_vs_examples.png/.svg into --out and prints a Markdown table.
     /// Runs still going (metrics.csv.partial) are read as they stand.
     Compare {
-        /// Output folders of dtpsim run (a model name found in two runs is labelled run/model).
+        /// Output folders of dtpsim run (a model name found in two runs is labelled run/model),
+        /// or the epochs.csv of an earlier comparison (with its compare.csv beside it), whose
+        /// curves a run folder of the same name replaces.
         #[arg(required = true)]
         runs: Vec<PathBuf>,
         /// Folder for the comparison's files.
@@ -936,9 +938,12 @@ fn main() -> ExitCode {
         Some(Command::Sweep(args)) => sweep(args, global_args(&cli)),
         Some(Command::Plot { dir }) => plot(dir),
         Some(Command::Compare { runs, out }) => {
-            dtpsim::compare::compare_runs(runs, out).map(|(curves, files)| {
-                print!("{}", dtpsim::compare::markdown_table(&curves));
-                for f in &files {
+            dtpsim::compare::compare_runs(runs, out).map(|c| {
+                for r in &c.replaced {
+                    eprintln!("note: {r}: the run folder's evaluations replace the epochs.csv rows");
+                }
+                print!("{}", dtpsim::compare::markdown_table(&c.curves));
+                for f in &c.files {
                     println!("{}", f.display());
                 }
                 0

@@ -134,3 +134,91 @@ fn compare_refuses_a_run_given_twice() {
     assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
     assert!(!dir.join("cmp").exists(), "nothing is written");
 }
+
+#[test]
+fn an_earlier_comparison_stands_in_for_its_runs_and_a_run_folder_replaces_its_rows() {
+    let dir = scratch("compare-from-file");
+    std::fs::write(dir.join("a.json"), scenario(0.05)).unwrap();
+    std::fs::write(dir.join("b.json"), scenario(0.2)).unwrap();
+    for (file, out) in [("a.json", "run_a"), ("b.json", "run_b")] {
+        let o = dtpsim(&["run", file, "--out", out, "--quiet"], &dir);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = dtpsim(&["compare", "run_a", "run_b", "--out", "cmp"], &dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
+
+    // read back alone, the comparison is written again byte for byte
+    let o = dtpsim(&["compare", "cmp/epochs.csv", "--out", "again"], &dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read("again/epochs.csv"), read("cmp/epochs.csv"));
+    assert_eq!(read("again/compare.csv"), read("cmp/compare.csv"));
+
+    // an older snapshot: run_b's last evaluation missing and run_b in progress
+    std::fs::create_dir_all(dir.join("old")).unwrap();
+    let epochs = read("cmp/epochs.csv");
+    let last_b: Vec<&str> = ["bp", "dtp"]
+        .iter()
+        .map(|m| {
+            epochs
+                .lines()
+                .rfind(|l| l.starts_with(&format!("run_b,{m},")))
+                .unwrap()
+        })
+        .collect();
+    let older: String = epochs
+        .lines()
+        .filter(|l| !last_b.contains(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("old/epochs.csv"), &older).unwrap();
+    let summary = read("cmp/compare.csv").replace(",complete,", ",in progress,");
+    let summary: String = summary
+        .lines()
+        .map(|l| {
+            if l.starts_with("run_a,") {
+                l.replace(",in progress,", ",complete,")
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("old/compare.csv"), summary).unwrap();
+    let o = dtpsim(&["compare", "old/epochs.csv", "--out", "stale"], &dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("| run_b/dtp (in progress) |"));
+
+    // the run folder replaces its curves in the file's place, given after or before the file
+    for args in [["old/epochs.csv", "run_b"], ["run_b", "old/epochs.csv"]] {
+        let o = dtpsim(&["compare", args[0], args[1], "--out", "updated"], &dir);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("run_b/bp") && err.contains("run_b/dtp") && !err.contains("run_a"),
+            "{err}"
+        );
+        assert_eq!(
+            read("updated/epochs.csv"),
+            read("cmp/epochs.csv"),
+            "{args:?}"
+        );
+        assert_eq!(
+            read("updated/compare.csv"),
+            read("cmp/compare.csv"),
+            "{args:?}"
+        );
+    }
+
+    // the same run in two files, or a file without its compare.csv, is refused
+    let o = dtpsim(&["compare", "cmp/epochs.csv", "old/epochs.csv"], &dir);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("another epochs.csv"), "{}", stderr(&o));
+    std::fs::create_dir_all(dir.join("lone")).unwrap();
+    std::fs::write(dir.join("lone/epochs.csv"), &older).unwrap();
+    let o = dtpsim(&["compare", "lone/epochs.csv", "--out", "nothing"], &dir);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("lone/compare.csv"), "{err}");
+    assert!(!dir.join("nothing").exists(), "nothing is written");
+}
