@@ -405,32 +405,43 @@ pub fn run_scenario(
 /// With `epochs`, the run is extended to that many epochs (see [`extend_to_epochs`]) and then
 /// ends as a run started with them would.
 pub fn resume_run(out: &Path, progress: bool, epochs: Option<usize>) -> anyhow::Result<RunReport> {
-    let bad = |msg: String| ConfigError::new("--resume", format!("{}: {msg}", out.display()));
-    if run_folder_status(out).as_deref() == Some(RunStatus::Complete.name()) {
-        let longer = if epochs.is_some() {
-            " (a complete run keeps no checkpoints: to train longer, start a run with more epochs)"
-        } else {
-            ""
-        };
-        return Err(bad(format!(
-            "is a complete run; there is nothing to resume{longer}"
-        ))
-        .into());
-    }
-    if !crate::checkpoint::folder(out)
-        .join("scenario.json")
-        .exists()
-    {
-        return Err(bad(
-            "holds no checkpoint/scenario.json: not the folder of a dtpsim run; give the --out of the run to continue".into(),
-        )
-        .into());
-    }
-    let mut spec = crate::checkpoint::load_spec(out)?;
+    let longer = if epochs.is_some() {
+        " (to train longer, start a run with more epochs)"
+    } else {
+        "; there is nothing to resume"
+    };
+    let mut spec = checkpointed_spec(out, "--resume", longer)?;
     if let Some(n) = epochs {
         extend_to_epochs(&mut spec, n)?;
     }
     run_into(&spec.scenario, out, progress, &spec.set, Start::Resume)
+}
+
+/// The scenario and `--set`s of the run in `dir` that has checkpoints to read (`--resume`,
+/// `export`). A complete run (which keeps none; `complete` says what to do instead) and a
+/// folder without `checkpoint/scenario.json` are refused, errors in the name of `command`.
+fn checkpointed_spec(
+    dir: &Path,
+    command: &str,
+    complete: &str,
+) -> anyhow::Result<crate::checkpoint::RunSpec> {
+    let bad = |msg: String| ConfigError::new(command, format!("{}: {msg}", dir.display()));
+    if run_folder_status(dir).as_deref() == Some(RunStatus::Complete.name()) {
+        return Err(bad(format!(
+            "is a complete run, which keeps no checkpoints{complete}"
+        ))
+        .into());
+    }
+    if !crate::checkpoint::folder(dir)
+        .join("scenario.json")
+        .exists()
+    {
+        return Err(bad(
+            "holds no checkpoint/scenario.json: give the --out folder of a dtpsim run that has taken a checkpoint".into(),
+        )
+        .into());
+    }
+    Ok(crate::checkpoint::load_spec(dir)?)
 }
 
 /// The checkpoint of each model of `scenario` (`continuous` for the engine, then the references
@@ -473,18 +484,11 @@ pub struct Exported {
 /// written when any model fails.
 pub fn export_checkpoints(dir: &Path, out: &Path, force: bool) -> anyhow::Result<Vec<Exported>> {
     let bad = |msg: String| ConfigError::new("export", format!("{}: {msg}", dir.display()));
-    if !crate::checkpoint::folder(dir)
-        .join("scenario.json")
-        .exists()
-    {
-        let why = if run_folder_status(dir).as_deref() == Some(RunStatus::Complete.name()) {
-            "is a complete run, which keeps no checkpoints: its final weights are its weights_<model>.json"
-        } else {
-            "holds no checkpoint/scenario.json: give the --out folder of a dtpsim run that has taken a checkpoint"
-        };
-        return Err(bad(why.into()).into());
-    }
-    let spec = crate::checkpoint::load_spec(dir)?;
+    let spec = checkpointed_spec(
+        dir,
+        "export",
+        ": its final weights are its weights_<model>.json",
+    )?;
     let scenario = &spec.scenario;
     let mut networks = Vec::new();
     for (name, c) in load_checkpoints(dir, scenario)? {
