@@ -92,6 +92,28 @@ impl ModelCurve {
     }
 }
 
+/// Every row of a `metrics.csv` or `epochs.csv` as an evaluation (missing cells are NaN).
+fn epoch_points(m: &Columns) -> Vec<EpochPoint> {
+    let (epoch, examples, test_examples, loss, accuracy, wall) = (
+        m.numbers("epoch"),
+        m.numbers("examples"),
+        m.numbers("test_examples"),
+        m.numbers("test_loss"),
+        m.numbers("test_accuracy"),
+        m.numbers("wall_seconds"),
+    );
+    (0..m.rows.len())
+        .map(|i| EpochPoint {
+            epoch: epoch[i],
+            examples: examples[i],
+            test_examples: test_examples[i],
+            test_loss: loss[i],
+            test_accuracy: accuracy[i],
+            wall_seconds: wall[i],
+        })
+        .collect()
+}
+
 /// Reads the metrics of the run in `dir` and returns every model's full test-set evaluations.
 ///
 /// The rows kept are those evaluated on the most test examples the model ever used (the
@@ -123,14 +145,7 @@ pub fn read_run(dir: &Path) -> anyhow::Result<Vec<ModelCurve>> {
         .file_name()
         .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
     let models = m.text("model");
-    let (epoch, examples, test_examples, loss, accuracy, wall) = (
-        m.numbers("epoch"),
-        m.numbers("examples"),
-        m.numbers("test_examples"),
-        m.numbers("test_loss"),
-        m.numbers("test_accuracy"),
-        m.numbers("wall_seconds"),
-    );
+    let all = epoch_points(&m);
     let mut names: Vec<String> = Vec::new();
     for name in &models {
         if !names.contains(name) {
@@ -139,25 +154,19 @@ pub fn read_run(dir: &Path) -> anyhow::Result<Vec<ModelCurve>> {
     }
     let mut curves = Vec::new();
     for name in names {
-        let rows: Vec<usize> = (0..models.len())
-            .filter(|&i| models[i] == name && loss[i].is_finite())
+        let rows: Vec<&EpochPoint> = (0..models.len())
+            .filter(|&i| models[i] == name && all[i].test_loss.is_finite())
+            .map(|i| &all[i])
             .collect();
         let most = rows
             .iter()
-            .map(|&i| test_examples[i])
+            .map(|p| p.test_examples)
             .filter(|v| v.is_finite())
             .fold(f64::NEG_INFINITY, f64::max);
         let points = rows
-            .iter()
-            .filter(|&&i| !most.is_finite() || test_examples[i] == most)
-            .map(|&i| EpochPoint {
-                epoch: epoch[i],
-                examples: examples[i],
-                test_examples: test_examples[i],
-                test_loss: loss[i],
-                test_accuracy: accuracy[i],
-                wall_seconds: wall[i],
-            })
+            .into_iter()
+            .filter(|p| !most.is_finite() || p.test_examples == most)
+            .copied()
             .collect();
         curves.push(ModelCurve {
             run: run.clone(),
@@ -198,24 +207,8 @@ pub fn read_comparison(path: &Path) -> anyhow::Result<Vec<ModelCurve>> {
         .map(|((r, m), s)| (r, m, s))
         .collect();
     let (runs, models) = (m.text("run"), m.text("model"));
-    let (epoch, examples, test_examples, loss, accuracy, wall) = (
-        m.numbers("epoch"),
-        m.numbers("examples"),
-        m.numbers("test_examples"),
-        m.numbers("test_loss"),
-        m.numbers("test_accuracy"),
-        m.numbers("wall_seconds"),
-    );
     let mut curves: Vec<ModelCurve> = Vec::new();
-    for i in 0..runs.len() {
-        let point = EpochPoint {
-            epoch: epoch[i],
-            examples: examples[i],
-            test_examples: test_examples[i],
-            test_loss: loss[i],
-            test_accuracy: accuracy[i],
-            wall_seconds: wall[i],
-        };
+    for (i, point) in epoch_points(&m).into_iter().enumerate() {
         if let Some(c) = curves
             .iter_mut()
             .find(|c| c.run == runs[i] && c.model == models[i])

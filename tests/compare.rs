@@ -24,6 +24,18 @@ fn scenario(lr: f64) -> String {
     .to_string()
 }
 
+/// A scratch folder `name` with the runs `run_a` (lr 0.05) and `run_b` (lr 0.2).
+fn two_runs(name: &str) -> std::path::PathBuf {
+    let dir = scratch(name);
+    std::fs::write(dir.join("a.json"), scenario(0.05)).unwrap();
+    std::fs::write(dir.join("b.json"), scenario(0.2)).unwrap();
+    for (file, out) in [("a.json", "run_a"), ("b.json", "run_b")] {
+        let o = dtpsim(&["run", file, "--out", out, "--quiet"], &dir);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    dir
+}
+
 fn rows(path: &std::path::Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -34,13 +46,7 @@ fn rows(path: &std::path::Path) -> Vec<Vec<String>> {
 
 #[test]
 fn compare_keeps_the_whole_test_set_rows_and_labels_clashing_models_by_run() {
-    let dir = scratch("compare");
-    std::fs::write(dir.join("a.json"), scenario(0.05)).unwrap();
-    std::fs::write(dir.join("b.json"), scenario(0.2)).unwrap();
-    for (file, out) in [("a.json", "run_a"), ("b.json", "run_b")] {
-        let o = dtpsim(&["run", file, "--out", out, "--quiet"], &dir);
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    let dir = two_runs("compare");
     let o = dtpsim(&["compare", "run_a", "run_b", "--out", "cmp"], &dir);
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
@@ -137,13 +143,7 @@ fn compare_refuses_a_run_given_twice() {
 
 #[test]
 fn an_earlier_comparison_stands_in_for_its_runs_and_a_run_folder_replaces_its_rows() {
-    let dir = scratch("compare-from-file");
-    std::fs::write(dir.join("a.json"), scenario(0.05)).unwrap();
-    std::fs::write(dir.join("b.json"), scenario(0.2)).unwrap();
-    for (file, out) in [("a.json", "run_a"), ("b.json", "run_b")] {
-        let o = dtpsim(&["run", file, "--out", out, "--quiet"], &dir);
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    let dir = two_runs("compare-from-file");
     let o = dtpsim(&["compare", "run_a", "run_b", "--out", "cmp"], &dir);
     assert!(o.status.success(), "{}", stderr(&o));
     let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
