@@ -281,11 +281,16 @@ pub fn compare_runs(inputs: &[PathBuf], out: &Path) -> anyhow::Result<Comparison
         let earlier = read.iter().filter(|(_, f)| *f == file).flat_map(|(c, _)| c);
         if let Some(c) = these.iter().find(|c| earlier.clone().any(|o| same(o, c))) {
             anyhow::bail!(
-                "{}: another {} also has run {:?} with a model {:?}; rename one run folder",
+                "{}: another {} also has run {:?} with a model {:?}; {}",
                 input.display(),
                 if file { "epochs.csv" } else { "run folder" },
                 c.run,
-                c.model
+                c.model,
+                if file {
+                    "give one of the two files"
+                } else {
+                    "rename one run folder"
+                }
             );
         }
         read.push((these, file));

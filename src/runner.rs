@@ -219,8 +219,27 @@ pub fn prepare_output(out: &Path, force: bool) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The file that marks a folder as being written by a run: it holds the process id.
+/// The file that marks a folder as being written by a run: it holds the process id and, where
+/// the system tells it, `boot <id>` of the machine's boot it was written under ([`boot_id`]).
 const RUN_LOCK: &str = "run.lock";
+
+/// This boot of this machine (Linux's `/proc/sys/kernel/random/boot_id`; `None` elsewhere). A
+/// lock written under another boot, after a reboot or on another machine the folder was
+/// copied from, is stale whatever its process id: that id names an unrelated process here.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The text of a lock held by this process.
+fn lock_text() -> String {
+    match boot_id() {
+        Some(boot) => format!("{}\nboot {boot}\n", std::process::id()),
+        None => format!("{}\n", std::process::id()),
+    }
+}
 
 /// Why a folder held by process `pid` is refused.
 fn busy(pid: u32) -> String {
@@ -248,7 +267,8 @@ fn process_alive(pid: u32) -> bool {
 
 /// What `out/run.lock` says of the process holding it.
 enum LockHolder {
-    /// No lock, or one left by a process that no longer runs (a killed run).
+    /// No lock, or one left by a process that no longer runs (a killed run) or that ran
+    /// under another boot.
     None,
     /// A running process.
     Live(u32),
@@ -260,10 +280,19 @@ fn lock_holder(out: &Path) -> LockHolder {
     let Ok(text) = std::fs::read_to_string(out.join(RUN_LOCK)) else {
         return LockHolder::None;
     };
-    match text.trim().parse::<u32>() {
-        Ok(pid) if pid != std::process::id() && process_alive(pid) => LockHolder::Live(pid),
-        Ok(_) => LockHolder::None,
-        Err(_) => LockHolder::Unreadable,
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let pid = lines.next().map(str::parse::<u32>);
+    let boot = lines
+        .next()
+        .and_then(|l| l.strip_prefix("boot "))
+        .map(str::trim);
+    let other_boot = matches!((boot, boot_id()), (Some(then), Some(now)) if then != now);
+    match pid {
+        Some(Ok(pid)) if pid != std::process::id() && !other_boot && process_alive(pid) => {
+            LockHolder::Live(pid)
+        }
+        Some(Ok(_)) => LockHolder::None,
+        _ => LockHolder::Unreadable,
     }
 }
 
@@ -293,7 +322,8 @@ impl RunLock {
                 .open(&path)
             {
                 Ok(mut file) => {
-                    writeln!(file, "{}", std::process::id())
+                    // one write, so a reader sees no lock text or all of it
+                    file.write_all(lock_text().as_bytes())
                         .map_err(|e| bad(format!("cannot write {RUN_LOCK}: {e}")))?;
                     return Ok(RunLock(path));
                 }

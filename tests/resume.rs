@@ -251,7 +251,8 @@ fn resume_names_a_folder_that_is_not_a_run() {
 }
 
 /// A folder another live process is writing into is refused, by name and process id, and
-/// left as it was; a lock left by a killed process is stale and does not block, and a run
+/// left as it was; a lock left by a killed process, or written under another boot of the
+/// machine (or on another machine), is stale and does not block, and a run
 /// removes its own lock when it ends.
 #[test]
 fn a_folder_being_written_is_refused_and_a_stale_lock_is_not() {
@@ -282,6 +283,31 @@ fn a_folder_being_written_is_refused_and_a_stale_lock_is_not() {
         );
         let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
         assert_eq!(left.len(), 1, "only the lock: nothing written or cleared");
+    }
+    // the same live process id, written under this boot, is a live run
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok();
+    if let Some(boot) = &boot {
+        std::fs::write(
+            out_dir.join("run.lock"),
+            format!("{live}\nboot {}\n", boot.trim()),
+        )
+        .unwrap();
+        let out = dtpsim(&["run", "s.json", "--out", "out", "--force"], &dir);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&format!("pid {live}")));
+        // written under another boot (a reboot, or the folder copied from another machine),
+        // the id names an unrelated process here: stale
+        std::fs::write(
+            out_dir.join("run.lock"),
+            format!("{live}\nboot 00000000-0000-0000-0000-000000000000\n"),
+        )
+        .unwrap();
+        let out = dtpsim(&["run", "s.json", "--out", "out", "--force"], &dir);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            !out_dir.join("run.lock").exists(),
+            "the run removed its lock"
+        );
     }
     // no process has an id above Linux's largest pid_max (2^22)
     std::fs::write(out_dir.join("run.lock"), "4194305\n").unwrap();
