@@ -1131,6 +1131,32 @@ impl Scenario {
                     crate::report::fmt_sig(STIFF_DECODER_RATE / (decoder.gamma + self.schedule.batch as f64), 2),
                 ));
             }
+            let layers = self.network.widths.len().saturating_sub(1);
+            let tau_h = engine.dynamics.tau_h;
+            let protocol = &engine.protocol;
+            let unsettled = protocol.unsettled_fraction(layers, tau_h);
+            if unsettled > crate::continuous::config::UNSETTLED_WARNING {
+                // the settle that leaves 1%, in half units of τ_h (a cascade of L stages has
+                // settled to 1% within L + 5√L + 5 of them)
+                let settled = (1..=4000)
+                    .map(|k| 0.5 * f64::from(k) * tau_h)
+                    .find(|&t_on| {
+                        crate::continuous::config::Protocol {
+                            t_on,
+                            ..protocol.clone()
+                        }
+                        .unsettled_fraction(layers, tau_h)
+                            < 0.01
+                    })
+                    .map_or("much longer".to_string(), |t| {
+                        format!("of {}", crate::report::fmt_sig(t, 3))
+                    });
+                out.push(format!(
+                    "engine.protocol.t_on = {} with {layers} layers and engine.dynamics.tau_h = {tau_h}: at teacher onset the top layer still carries {:.0}% of the previous stimulus (a cascade of {layers} stages, docs/MODEL.md §6 Settling), which biases the learned update against the output weights; a t_on {settled} leaves under 1% (set t_window to keep the teacher window)",
+                    protocol.t_on,
+                    100.0 * unsettled,
+                ));
+            }
         }
         let t = &self.traces;
         if !self.schedule.trials_known() {

@@ -822,6 +822,42 @@ fn output_activation_sets_only_the_top_decoders_read() {
     assert_eq!(with.forward(&x).h, without.forward(&x).h);
 }
 
+/// `check` warns when the settle `t_on` leaves much of the previous stimulus in the top layer
+/// at teacher onset (`e^{−t/τ_h} Σ_{j<L} (t/τ_h)^j/j!`, docs/MODEL.md §6 Settling): four layers
+/// after 5 time units (27%), not three (12%), not four after 10.5 or with a cascade twice as
+/// fast; the warning names the field, the share and a settle that leaves under 1%.
+#[test]
+fn an_unsettled_cascade_at_teacher_onset_is_warned_about() {
+    let unsettled = |widths: &[usize], t_on: f64, tau_h: f64| {
+        let mut v = tiny();
+        v["task"]["widths"] = serde_json::json!(widths);
+        v["network"]["widths"] = serde_json::json!(widths);
+        v["engine"]["protocol"] = serde_json::json!({"t_on": t_on, "t_window": 10});
+        v["engine"]["dynamics"] = serde_json::json!({"tau_h": tau_h});
+        let s = dtpsim::scenario::parse_scenario(&v.to_string(), &[]).unwrap();
+        s.warnings()
+            .into_iter()
+            .filter(|w| w.contains("teacher onset"))
+            .collect::<Vec<_>>()
+    };
+    let w = unsettled(&[10, 10, 10, 10, 10], 5.0, 1.0);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("engine.protocol.t_on = 5 with 4 layers"),
+        "{}",
+        w[0]
+    );
+    assert!(w[0].contains("27% of the previous stimulus"), "{}", w[0]);
+    // 1.03% after 10, 0.71% after 10.5
+    assert!(w[0].contains("a t_on of 10.5 leaves under 1%"), "{}", w[0]);
+    assert!(unsettled(&[10, 10, 10, 10], 5.0, 1.0).is_empty());
+    assert!(unsettled(&[10, 10, 10, 10, 10], 10.5, 1.0).is_empty());
+    assert!(unsettled(&[10, 10, 10, 10, 10], 5.0, 0.5).is_empty());
+    // a slow cascade: the advice scales with τ_h
+    let w = unsettled(&[10, 10, 10, 10, 10], 5.0, 2.0);
+    assert!(w[0].contains("a t_on of 21 leaves under 1%"), "{}", w[0]);
+}
+
 /// `check` warns when the decoders' relaxation rate `η_Ω·(γ_Ω + B)` makes the engine's ODE
 /// stiff, naming the field and a rate that avoids it; below the threshold it stays quiet.
 #[test]
