@@ -1136,20 +1136,12 @@ impl Scenario {
             let protocol = &engine.protocol;
             let unsettled = protocol.unsettled_fraction(layers, tau_h);
             if unsettled > crate::continuous::config::UNSETTLED_WARNING {
-                // the settle that leaves 1%, in half units of τ_h (a cascade of L stages has
-                // settled to 1% within L + 5√L + 5 of them)
+                // the settle that leaves 1%, in steps of τ_h/2 up to 2000 τ_h
                 let settled = (1..=4000)
-                    .map(|k| 0.5 * f64::from(k) * tau_h)
-                    .find(|&t_on| {
-                        crate::continuous::config::Protocol {
-                            t_on,
-                            ..protocol.clone()
-                        }
-                        .unsettled_fraction(layers, tau_h)
-                            < 0.01
-                    })
-                    .map_or("much longer".to_string(), |t| {
-                        format!("of {}", crate::report::fmt_sig(t, 3))
+                    .map(|k| 0.5 * f64::from(k))
+                    .find(|&x| crate::continuous::config::cascade_residual(layers, x) < 0.01)
+                    .map_or("much longer".to_string(), |x| {
+                        format!("of {}", crate::report::fmt_sig(x * tau_h, 3))
                     });
                 out.push(format!(
                     "engine.protocol.t_on = {} with {layers} layers and engine.dynamics.tau_h = {tau_h}: at teacher onset the top layer still carries {:.0}% of the previous stimulus (a cascade of {layers} stages, docs/MODEL.md §6 Settling), which biases the learned update against the output weights; a t_on {settled} leaves under 1% (set t_window to keep the teacher window)",

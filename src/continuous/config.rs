@@ -241,17 +241,23 @@ impl Protocol {
     /// assert_eq!(settle(5.0).unsettled_fraction(1, 1.0), (-5.0f64).exp());
     /// ```
     pub fn unsettled_fraction(&self, layers: usize, tau_h: f64) -> f64 {
-        let x = self.t_on / tau_h;
-        let mut term = 1.0;
-        let mut sum = 0.0;
-        for j in 0..layers {
-            if j > 0 {
-                term *= x / j as f64;
-            }
-            sum += term;
-        }
-        (-x).exp() * sum
+        cascade_residual(layers, self.t_on / tau_h)
     }
+}
+
+/// What a cascade of `stages` first-order stages with unit time constants has not yet
+/// followed of a step in its input, `x` time constants after it: `e^{−x} Σ_{j<stages} x^j/j!`
+/// (see [`Protocol::unsettled_fraction`]).
+pub fn cascade_residual(stages: usize, x: f64) -> f64 {
+    let mut term = 1.0;
+    let mut sum = 0.0;
+    for j in 0..stages {
+        if j > 0 {
+            term *= x / j as f64;
+        }
+        sum += term;
+    }
+    (-x).exp() * sum
 }
 
 /// Above this share of the previous stimulus still in the top layer at teacher onset
