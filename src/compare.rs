@@ -12,7 +12,7 @@
 //! run folder given as well replaces the same run's curves from the file, in place, so a
 //! published comparison is brought up to date by naming the run that moved on.
 
-use crate::plot::{LinePlot, Series};
+use crate::plot::{Dash, LinePlot, Series};
 use crate::record::{num, Table};
 use crate::report::{fmt_sig, Columns};
 use std::path::{Path, PathBuf};
@@ -442,11 +442,8 @@ pub fn compare_runs(inputs: &[PathBuf], out: &Path) -> anyhow::Result<Comparison
         } else {
             format!("{} (in progress)", c.label)
         };
-        // a single evaluation (a run in its first epochs) is a marker, not an invisible line
-        let single = pts.len() == 1;
-        let series = Series::new(label, pts, i);
-        p.series
-            .push(if single { series.markers() } else { series });
+        let dash = curve_style(i, pts.len());
+        p.series.push(Series::new(label, pts, i).styled(dash));
     }
     files.extend(p.save(&out.join(stem))?);
     Ok(Comparison {
@@ -454,6 +451,19 @@ pub fn compare_runs(inputs: &[PathBuf], out: &Path) -> anyhow::Result<Comparison
         files,
         replaced,
     })
+}
+
+/// How the `i`-th curve of the comparison plot, with `points` points, is drawn: a single
+/// evaluation (a run in its first epochs) as a marker, not an invisible line; past the
+/// palette's colours, which repeat, dashed, so no two curves look alike.
+fn curve_style(i: usize, points: usize) -> Dash {
+    if points == 1 {
+        Dash::Points
+    } else if i >= crate::plot::PALETTE.len() {
+        Dash::Dashed
+    } else {
+        Dash::Solid
+    }
 }
 
 /// The comparison as a Markdown table (final and best accuracy, epochs, seconds per epoch),
@@ -510,6 +520,18 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn curves_past_the_palette_are_dashed_and_single_points_are_markers() {
+        let n = crate::plot::PALETTE.len();
+        assert_eq!(curve_style(0, 5), Dash::Solid);
+        assert_eq!(curve_style(n - 1, 5), Dash::Solid);
+        // the same colour as curve 0 again, told apart by its dashes
+        assert_eq!(crate::plot::palette(n), crate::plot::palette(0));
+        assert_eq!(curve_style(n, 5), Dash::Dashed);
+        assert_eq!(curve_style(n + 3, 1), Dash::Points);
+        assert_eq!(curve_style(2, 1), Dash::Points);
     }
 
     #[test]
