@@ -92,6 +92,15 @@ impl ModelCurve {
     }
 }
 
+/// Reads the CSV file `path`, refused (with `hint`) when a column of `needed` is missing.
+fn read_with(path: &Path, needed: &[&str], hint: &str) -> anyhow::Result<Columns> {
+    let m = Columns::read(path)?;
+    if let Some(missing) = needed.iter().find(|n| m.index(n).is_none()) {
+        anyhow::bail!("{}: no column {missing:?}; {hint}", path.display());
+    }
+    Ok(m)
+}
+
 /// Every row of a `metrics.csv` or `epochs.csv` as an evaluation (missing cells are NaN).
 fn epoch_points(m: &Columns) -> Vec<EpochPoint> {
     let (epoch, examples, test_examples, loss, accuracy, wall) = (
@@ -130,15 +139,11 @@ pub fn read_run(dir: &Path) -> anyhow::Result<Vec<ModelCurve>> {
             dir.display()
         );
     };
-    let m = Columns::read(&path)?;
-    for needed in ["model", "examples", "test_loss"] {
-        if m.index(needed).is_none() {
-            anyhow::bail!(
-                "{}: no column {needed:?}; is this the metrics.csv of dtpsim run?",
-                path.display()
-            );
-        }
-    }
+    let m = read_with(
+        &path,
+        &["model", "examples", "test_loss"],
+        "is this the metrics.csv of dtpsim run?",
+    )?;
     let run = dir
         .canonicalize()
         .unwrap_or_else(|_| dir.to_path_buf())
@@ -183,15 +188,11 @@ pub fn read_run(dir: &Path) -> anyhow::Result<Vec<ModelCurve>> {
 /// file order, with each one's status (`complete` or `in progress`) from the `compare.csv`
 /// beside it.
 pub fn read_comparison(path: &Path) -> anyhow::Result<Vec<ModelCurve>> {
-    let m = Columns::read(path)?;
-    for needed in ["run", "model", "examples", "test_loss"] {
-        if m.index(needed).is_none() {
-            anyhow::bail!(
-                "{}: no column {needed:?}; give the epochs.csv written by dtpsim compare, or a run folder",
-                path.display()
-            );
-        }
-    }
+    let m = read_with(
+        path,
+        &["run", "model", "examples", "test_loss"],
+        "give the epochs.csv written by dtpsim compare, or a run folder",
+    )?;
     let summary_path = path.with_file_name("compare.csv");
     let summary = Columns::read(&summary_path).map_err(|e| {
         anyhow::anyhow!(
