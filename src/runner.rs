@@ -686,6 +686,14 @@ fn progress_message(r: &MetricsRow) -> String {
     )
 }
 
+/// Seconds left for a model at trial `done` of `total`, at this sitting's pace: it began at
+/// trial `first` (its checkpoint's, or 0) `elapsed` seconds ago. `None` before the first trial
+/// of the sitting and at the end.
+fn time_left(done: usize, first: usize, total: usize, elapsed: f64) -> Option<f64> {
+    (done > first && done < total && elapsed > 0.0)
+        .then(|| (total - done) as f64 * elapsed / (done - first) as f64)
+}
+
 /// Decimal digits that show an accuracy over `n` examples (a multiple of `1/n`) without
 /// rounding it across a step of `1/n`: `⌈log₁₀ n⌉`, at least 3.
 fn accuracy_digits(n: usize) -> usize {
@@ -754,10 +762,14 @@ fn run_into(
     let plain = progress && !std::io::stderr().is_terminal();
     let log_row = |name: &str, done: usize, r: &MetricsRow| {
         if plain {
+            let elapsed = start.elapsed().as_secs_f64();
+            let first = resume_from.get(name).map_or(0, |c| c.trial);
+            let left = time_left(done, first, sched.trials, elapsed)
+                .map(|s| format!(", about {} left", crate::resources::duration(s)))
+                .unwrap_or_default();
             eprintln!(
-                "{name}: trial {done}/{} after {:.0} s, {}",
+                "{name}: trial {done}/{} after {elapsed:.0} s{left}, {}",
                 sched.trials,
-                start.elapsed().as_secs_f64(),
                 progress_message(r)
             );
         }
@@ -981,7 +993,17 @@ pub fn mean_finite(values: impl Iterator<Item = f64>) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::accuracy_digits;
+    use super::{accuracy_digits, time_left};
+
+    /// The pace is this sitting's: a run resumed at trial 900 of 1,000 that took 10 s for 50
+    /// trials has 10 s left, not the 1.1 s the whole run's count would give.
+    #[test]
+    fn time_left_counts_this_sittings_trials() {
+        assert_eq!(time_left(950, 900, 1000, 10.0), Some(10.0));
+        assert_eq!(time_left(500, 0, 1000, 10.0), Some(10.0));
+        assert_eq!(time_left(900, 900, 1000, 3.0), None);
+        assert_eq!(time_left(1000, 0, 1000, 3.0), None);
+    }
 
     /// Every accuracy a test set of `n` can give (`k/n`) prints differently from its neighbours,
     /// so a printed 0.850 on the whole test set is at least 0.85.
