@@ -666,10 +666,9 @@ enum Start {
     Resume,
 }
 
-/// What a progress bar shows of an evaluation: epoch, test loss and (classification)
-/// accuracy, and how many test examples they are over when that is a subset.
-/// The progress bar's and log's text for one evaluation. Accuracy gets the digits its test set
-/// resolves (at least 3; 4 on 10,000 images), so that 0.8495 is not shown as 0.850.
+/// What a progress bar and log line show of an evaluation: epoch, test loss and
+/// (classification) accuracy, and how many test examples they are over. Accuracy gets the
+/// digits its test set resolves (at least 3; 4 on 10,000 images), so 0.8495 is not shown as 0.850.
 fn progress_message(r: &MetricsRow) -> String {
     let acc = if r.test_accuracy.is_finite() {
         format!(
@@ -1006,7 +1005,7 @@ mod tests {
     }
 
     /// Every accuracy a test set of `n` can give (`k/n`) prints differently from its neighbours,
-    /// so a printed 0.850 on the whole test set is at least 0.85.
+    /// so a printed accuracy names one count of correct examples.
     #[test]
     fn printed_accuracies_resolve_their_test_set() {
         for n in [1, 7, 100, 999, 1000, 2000, 3000, 10_000, 60_000] {
